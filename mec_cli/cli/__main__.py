@@ -1,0 +1,3 @@
+from mec_cli.cli import main
+
+main()

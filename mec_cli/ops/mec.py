@@ -1,0 +1,207 @@
+"""Multi-Expert Cascade math (paper Section 3, equations 1-6) as pure torch functions.
+
+Conventions shared by every function here:
+
+* ``groups`` is a 1-D long tensor of length C giving each *foreground* class its group index in
+  0..N-1; group 0 is the rarest. Stage k (0 = lowest IoU threshold) is the expert of group k.
+* Logits may carry MMDetection's background logit as an extra last column (C+1 columns). The
+  background is outside every group. **Decision** (the paper is silent): group alignment leaves the
+  background logit unchanged, and every ensemble combines it like the plain average of logits, i.e.
+  the background logit of an ensemble is the mean of the stages' background logits
+  (``mean_prob_ensemble`` averages probabilities, background included, as Cascade R-CNN does).
+* Device and dtype always come from the inputs; nothing here imports mmcv, mmdet or mmengine.
+"""
+from __future__ import annotations
+
+from typing import Optional, Tuple
+
+import torch
+from torch import Tensor
+
+ENSEMBLES = ("mean_logits", "mean_probs", "sparse", "dynamic")
+
+
+def _check_groups(groups: Tensor, width: int) -> Tuple[int, bool]:
+    """Return (C, has_background) for logits whose last dimension is ``width``."""
+    if groups.dim() != 1:
+        raise ValueError(f"groups must be 1-D (C,), got shape {tuple(groups.shape)}")
+    num_classes = groups.numel()
+    if width == num_classes:
+        return num_classes, False
+    if width == num_classes + 1:
+        return num_classes, True
+    raise ValueError(f"logits have {width} columns but groups describe {num_classes} classes (expected C or C+1)")
+
+
+def _num_groups(groups: Tensor) -> int:
+    return int(groups.max().item()) + 1 if groups.numel() else 0
+
+
+def multi_expert_loss(cls_score: Tensor, labels: Tensor, groups: Tensor, expert_group: int, lam: float = 0.7,
+                      reduction: str = "mean") -> Tensor:
+    """Multi-expert cross-entropy of one cascade stage (equations 1-2).
+
+    Args:
+        cls_score: (R, C+1) logits, background last as in MMDetection.
+        labels: (R,) long in 0..C; C is background.
+        groups: (C,) long group index of each foreground class.
+        expert_group: G, the group this stage is the expert of.
+        lam: lambda in p_hat = p^lam * p_tilde^(1-lam); 1 gives plain cross-entropy.
+        reduction: 'none' (R,), 'mean' or 'sum'.
+
+    Returns:
+        -log p_hat_y, where p is the softmax over all C+1 logits and p_tilde the softmax over the
+        logits of G's classes only. For y outside G (background included) p_hat_y = p_y.
+    """
+    num_classes, has_bg = _check_groups(groups, cls_score.shape[-1])
+    if not has_bg:
+        raise ValueError("cls_score must have C+1 columns (background last)")
+    # 1. log p over all C+1 logits, in log space so that |logits| ~ 1e4 stays finite.
+    log_p = torch.log_softmax(cls_score, dim=-1)
+    log_p_y = log_p.gather(1, labels.view(-1, 1)).squeeze(1)
+    # 2. log p_tilde_y = o_y - logsumexp_{j in G} o_j, for rows whose label is in G. Columns outside G
+    #    get the dtype's lowest finite value rather than -inf, so an empty group gives no NaN gradient.
+    in_group = torch.cat([groups == expert_group, groups.new_zeros(1, dtype=torch.bool)])
+    masked = cls_score.masked_fill(~in_group, torch.finfo(cls_score.dtype).min)
+    lse_g = torch.logsumexp(masked, dim=-1)
+    log_pt_y = cls_score.gather(1, labels.view(-1, 1)).squeeze(1) - lse_g
+    # 3. log p_hat_y = lam log p_y + (1 - lam) log p_tilde_y inside G, log p_y outside.
+    label_in_group = in_group[labels]
+    log_p_hat = torch.where(label_in_group, lam * log_p_y + (1.0 - lam) * log_pt_y.clamp(max=0), log_p_y)
+    loss = -log_p_hat
+    if reduction == "none":
+        return loss
+    if reduction == "sum":
+        return loss.sum()
+    if reduction == "mean":
+        return loss.mean() if loss.numel() else loss.sum()
+    raise ValueError(f"reduction must be 'none', 'mean' or 'sum', got {reduction!r}")
+
+
+def group_align(logits: Tensor, groups: Tensor) -> Tensor:
+    """Group alignment (equation 3): o_hat_i = o_i - mean_{j in group(i)} o_j.
+
+    Args:
+        logits: (..., C) or (..., C+1); a background column is returned unchanged.
+        groups: (C,) long.
+
+    Returns:
+        Tensor of the same shape; aligned logits have zero mean within each group.
+    """
+    num_classes, has_bg = _check_groups(groups, logits.shape[-1])
+    fg = logits[..., :num_classes]
+    onehot = torch.nn.functional.one_hot(groups, _num_groups(groups)).to(fg.dtype)  # (C, N)
+    means = (fg @ onehot) / onehot.sum(0).clamp(min=1)  # (..., N)
+    aligned = fg - means[..., groups]
+    return torch.cat([aligned, logits[..., num_classes:]], -1) if has_bg else aligned
+
+
+def _background_mean(stage_logits: Tensor, out_fg: Tensor, num_classes: int, has_bg: bool) -> Tensor:
+    return torch.cat([out_fg, stage_logits[..., num_classes:].mean(0)], -1) if has_bg else out_fg
+
+
+def sparse_ensemble(stage_logits: Tensor, groups: Tensor) -> Tensor:
+    """Sparse ensemble (equation 4): class i takes its logit from stage g(i), its group's expert.
+
+    Args:
+        stage_logits: (K, R, C) or (K, R, C+1) with K equal to the number of groups.
+        groups: (C,) long.
+
+    Returns:
+        (R, C) or (R, C+1); the background logit is the mean over stages.
+    """
+    num_classes, has_bg = _check_groups(groups, stage_logits.shape[-1])
+    if stage_logits.shape[0] < _num_groups(groups):
+        raise ValueError(f"sparse ensemble needs one stage per group: {stage_logits.shape[0]} stages, {_num_groups(groups)} groups")
+    fg = stage_logits[..., :num_classes]
+    idx = groups.view(1, 1, -1).expand(1, fg.shape[1], num_classes)
+    out = fg.gather(0, idx).squeeze(0)
+    return _background_mean(stage_logits, out, num_classes, has_bg)
+
+
+def dynamic_weights(stage_logits: Tensor, groups: Tensor, tau: float = 1.0) -> Tensor:
+    """Ensemble weights of the dynamic ensemble (equations 5-6).
+
+    w_i^k = softmax over stages k of LSE_{j in group(i)}(o_j^k / tau).
+
+    Args:
+        stage_logits: (K, R, C) or (K, R, C+1).
+        groups: (C,) long.
+
+    Returns:
+        (K, R, C) weights that sum to 1 over K for every RoI and class.
+    """
+    num_classes, _ = _check_groups(groups, stage_logits.shape[-1])
+    fg = stage_logits[..., :num_classes] / tau
+    num_groups = _num_groups(groups)
+    # LSE per (stage, RoI, group), one masked logsumexp per group (N is 3 or 4).
+    lse = torch.stack([fg[..., groups == g].logsumexp(-1) if bool((groups == g).any())
+                       else fg.new_zeros(fg.shape[:-1]) for g in range(num_groups)], -1)  # (K, R, N)
+    w_group = torch.softmax(lse, dim=0)
+    return w_group[..., groups]
+
+
+def dynamic_ensemble(stage_logits: Tensor, groups: Tensor, tau: float = 1.0) -> Tensor:
+    """Dynamic ensemble (equations 5-6): o_i = sum_k w_i^k o_i^k.
+
+    Args:
+        stage_logits: (K, R, C) or (K, R, C+1).
+        groups: (C,) long.
+        tau: temperature; tau -> inf tends to the mean of stages, tau -> 0 selects, per group,
+            the stage whose group LSE is largest.
+
+    Returns:
+        (R, C) or (R, C+1); the background logit is the mean over stages.
+    """
+    num_classes, has_bg = _check_groups(groups, stage_logits.shape[-1])
+    w = dynamic_weights(stage_logits, groups, tau)
+    out = (w * stage_logits[..., :num_classes]).sum(0)
+    return _background_mean(stage_logits, out, num_classes, has_bg)
+
+
+def mean_logit_ensemble(stage_logits: Tensor) -> Tensor:
+    """Average of the stage logits, (K, R, D) -> (R, D): what MMDetection's CascadeRoIHead does."""
+    return stage_logits.mean(0)
+
+
+def mean_prob_ensemble(stage_logits: Tensor) -> Tensor:
+    """Average of the stage softmax probabilities, (K, R, D) -> (R, D): the paper's Cascade baseline.
+
+    Returns probabilities, not logits.
+    """
+    return torch.softmax(stage_logits, dim=-1).mean(0)
+
+
+def stage_scores(stage_logits: Tensor, groups: Optional[Tensor], mode: str = "dynamic", align: bool = False,
+                 tau: float = 1.0, stage: Optional[int] = None) -> Tensor:
+    """Class probabilities of one scoring mode from all stages' logits.
+
+    Args:
+        stage_logits: (K, R, C+1) logits of K stages, background last.
+        groups: (C,) long; needed by ``align``, 'sparse' and 'dynamic'.
+        mode: one of ``ENSEMBLES``, or 'stage' to score with stage ``stage`` (0-based) alone.
+        align: apply group alignment to every stage's logits first.
+        tau: temperature of the dynamic ensemble.
+
+    Returns:
+        (R, C+1) probabilities (softmax of the combined logits; for 'mean_probs' the mean of the
+        stages' probabilities).
+    """
+    if (align or mode in ("sparse", "dynamic")) and groups is None:
+        raise ValueError(f"mode {mode!r} with align={align} needs per-class groups")
+    logits = group_align(stage_logits, groups) if align else stage_logits
+    if mode == "stage":
+        if stage is None or not 0 <= stage < logits.shape[0]:
+            raise ValueError(f"stage must be in 0..{logits.shape[0] - 1}, got {stage}")
+        return torch.softmax(logits[stage], -1)
+    if mode == "mean_probs":
+        return mean_prob_ensemble(logits)
+    if mode == "mean_logits":
+        combined = mean_logit_ensemble(logits)
+    elif mode == "sparse":
+        combined = sparse_ensemble(logits, groups)
+    elif mode == "dynamic":
+        combined = dynamic_ensemble(logits, groups, tau)
+    else:
+        raise ValueError(f"unknown mode {mode!r}; expected 'stage' or one of {ENSEMBLES}")
+    return torch.softmax(combined, -1)
