@@ -29,3 +29,92 @@ def synth(
         task = bar.add_task("drawing images", total=train_images + val_images)
         paths = make_synthetic_dataset(cfg, progress=lambda n: bar.advance(task, n))
     console.print(f"wrote [bold]{rel(out)}[/]: train {rel(paths['train'])}, val {rel(paths['val'])}")
+
+
+@app.command(epilog="Examples:\n\n  [bold]mec groups data/synth/annotations/lvis_v1_train.json --out groups.json[/]\n\n"
+             "  [bold]mec groups --profile lvis_v1 --bins 10,100,500 --out groups4.json[/]")
+@cli_errors
+def groups(
+    ann: Path = typer.Argument(None, help="Training annotation file (COCO or LVIS JSON).", show_default=False),
+    profile: str = typer.Option(None, help="Use a built-in profile instead of a file: lvis_v1, lvis_v0.5, coco2017."),
+    count: str = typer.Option("instances", help="Count training 'instances' or 'images' per category."),
+    bins: str = typer.Option("10,100", help="Group edges, strictly increasing: G0=[0,b1), G1=[b1,b2), ..., GN=[bN,inf)."),
+    out: Path = typer.Option(Path("groups.json"), "--out", "-o", help="Where to write groups.json."),
+    as_json: bool = typer.Option(False, "--json", help="Also print groups.json on stdout."),
+) -> None:
+    """Split categories into frequency groups by training counts (writes groups.json)."""
+    from rich.table import Table
+
+    from mec_cli.data.groups import compute_groups
+    from mec_cli.errors import MecError
+    from mec_cli.io import write_json_atomic
+
+    if (ann is None) == (profile is None):
+        raise MecError("give either an annotation file or --profile NAME")
+    doc = compute_groups(profile or ann, count, bins)
+    write_json_atomic(out, doc)
+    unit = "instances" if count == "instances" else "images"
+    table = Table(title=f"frequency groups by {unit} ({doc['source']})")
+    for col in ("group", "name", f"{unit} range", "categories", f"total {unit}"):
+        table.add_column(col, justify="right" if col in ("group", "categories", f"total {unit}") else "left")
+    for g in doc["groups"]:
+        upper = "inf" if g["upper"] is None else str(g["upper"])
+        table.add_row(str(g["index"]), g["name"], f"[{g['lower']}, {upper})", str(g["num_categories"]),
+                      f"{g.get('num_instances', g.get('num_images')):,}")
+    console.print(table)
+    if "lvis_frequency_agreement" in doc:
+        agree = Table(title="agreement with LVIS frequency (rows: these groups; columns: LVIS r/c/f by image count)")
+        agree.add_column("group")
+        for f in ("r", "c", "f"):
+            agree.add_column(f, justify="right")
+        for name, row in doc["lvis_frequency_agreement"].items():
+            agree.add_row(name, *(str(row[f]) for f in ("r", "c", "f")))
+        console.print(agree)
+    if as_json:
+        from mec_cli.cli._common import print_json
+
+        print_json(doc)
+    console.print(f"wrote [bold]{rel(out)}[/]")
+
+
+@app.command("build-coco-lt", epilog="Example: [bold]mec build-coco-lt --coco-ann annotations/instances_train2017.json "
+             "--profile lvis_v1 --out coco_lt_train.json[/]")
+@cli_errors
+def build_coco_lt(
+    coco_ann: Path = typer.Option(..., "--coco-ann", help="COCO instances JSON to sample from (e.g. instances_train2017.json)."),
+    lvis_ann: Path = typer.Option(None, "--lvis-ann", help="LVIS training JSON whose long tail to follow (instead of --profile)."),
+    profile: str = typer.Option("lvis_v1", help="Built-in LVIS statistics to follow: lvis_v1 or lvis_v0.5."),
+    align: str = typer.Option("rank", help="'rank' (Appendix B: align sorted counts) or 'synset' (same WordNet synset)."),
+    keep_top: int = typer.Option(10, help="The most frequent COCO categories whose targets are ignored."),
+    seed: int = typer.Option(0, help="Seed of the tie-breaking order; the same seed gives the same bytes."),
+    out: Path = typer.Option(..., "--out", "-o", help="Output COCO JSON."),
+    manifest: Path = typer.Option(None, help="Manifest JSON (default: OUT with .manifest.json)."),
+) -> None:
+    """Build COCO-LT: sample whole COCO images to follow the LVIS long tail (Appendix B)."""
+    from rich.table import Table
+
+    from mec_cli.data.coco_lt import build_coco_lt_files
+
+    if profile not in ("lvis_v1", "lvis_v0.5"):
+        from mec_cli.errors import MecError
+
+        raise MecError(f"--profile must be lvis_v1 or lvis_v0.5, got {profile!r}")
+    with progress_bar(transient=True) as bar:
+        task = bar.add_task("filling categories, rarest target first", total=None)
+        result, out_path, manifest_path = build_coco_lt_files(
+            coco_ann, out, lvis_ann=lvis_ann, profile=profile, align=align, keep_top=keep_top, seed=seed,
+            manifest_path=manifest, progress=lambda n: bar.advance(task, n))
+    tot = result.manifest["totals"]
+    table = Table(title="COCO-LT")
+    table.add_column("")
+    table.add_column("value", justify="right")
+    table.add_row("images", f"{tot['images']:,} of {tot['input_images']:,}")
+    table.add_row("instances", f"{tot['instances']:,} of {tot['input_instances']:,}")
+    table.add_row("constrained categories hitting their target", f"{tot['constrained_hit_exactly']} of {tot['constrained_categories']}")
+    table.add_row("constrained instances (achieved / target)", f"{tot['constrained_achieved_sum']:,} / {tot['constrained_target_sum']:,}")
+    for name, n in tot["categories_per_instance_bin"].items():
+        table.add_row(f"categories with {name} instances", str(n))
+    console.print(table)
+    for m in result.missed:
+        console.print(f"[yellow]missed target:[/] {m['name']} (id {m['id']}): {m['achieved']} of {m['target']}")
+    console.print(f"wrote [bold]{rel(out_path)}[/] and [bold]{rel(manifest_path)}[/]")

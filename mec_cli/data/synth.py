@@ -239,3 +239,35 @@ def make_synthetic_dataset(cfg: SynthConfig, progress: Optional[Callable[[int], 
     write_json_atomic(paths["train"], train, indent=None)
     write_json_atomic(paths["val"], val, indent=None)
     return paths
+
+
+def synthetic_coco_annotations(num_images: int, categories: Sequence[Dict], seed: int = 0, scale: float = 1.0) -> Dict:
+    """A COCO-style annotation dict (no pixels) with the given per-category statistics.
+
+    Each category ``c`` (with ``id``, ``name``, ``instance_count``, ``image_count``) gets about
+    ``scale * instance_count`` instances spread over about ``scale * image_count`` random images, so
+    per-image co-occurrence looks like a real dataset. Used by the COCO-LT tests and benchmark.
+    """
+    rng = np.random.default_rng(seed)
+    rows: List[np.ndarray] = []
+    cols: List[np.ndarray] = []
+    for c in categories:
+        n_inst = max(1, int(round(c["instance_count"] * scale)))
+        n_img = int(np.clip(round(c.get("image_count", n_inst) * scale), 1, min(n_inst, num_images)))
+        imgs = rng.choice(num_images, n_img, replace=False)
+        extra = rng.integers(0, n_img, n_inst - n_img)
+        rows.append(np.concatenate([imgs, imgs[extra]]))
+        cols.append(np.full(n_inst, c["id"]))
+    img_idx = np.concatenate(rows)
+    cat_ids = np.concatenate(cols)
+    order = np.argsort(img_idx, kind="stable")
+    img_idx, cat_ids = img_idx[order], cat_ids[order]
+    xy = rng.uniform(0, 500, (len(img_idx), 2)).round(1)
+    wh = rng.uniform(2, 120, (len(img_idx), 2)).round(1)
+    anns = [{"id": i + 1, "image_id": int(im) + 1, "category_id": int(cat), "bbox": [float(x), float(y), float(w), float(h)],
+             "area": float(w * h), "iscrowd": 0}
+            for i, (im, cat, (x, y), (w, h)) in enumerate(zip(img_idx.tolist(), cat_ids.tolist(), xy.tolist(), wh.tolist()))]
+    images = [{"id": i + 1, "file_name": f"{i + 1:012d}.jpg", "width": 640, "height": 480} for i in range(num_images)]
+    cats = [{"id": c["id"], "name": c["name"], "supercategory": c.get("supercategory", "")} for c in categories]
+    return {"info": {"description": "mec synthetic COCO-like annotations"}, "images": images, "annotations": anns,
+            "categories": cats}

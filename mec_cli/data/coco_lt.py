@@ -1,0 +1,222 @@
+"""COCO-LT: a subset of COCO whose per-category instance counts follow the LVIS long tail.
+
+The construction follows the MEC paper's Appendix B (after BAGS, whose script was never released):
+
+1. Targets. L = the LVIS training instance counts sorted in descending order (length M); COCO
+   categories are ranked by their instance count in the given file, most frequent first (r = 0..K-1).
+   * ``rank`` alignment (default): category of rank r gets L[floor(r (M-1)/(K-1) + 0.5)].
+   * ``synset`` alignment: a category gets the count of the LVIS category with the same WordNet
+     synset (lvis-api's coco_to_synset mapping, shipped in the coco2017 profile). A category with
+     no LVIS counterpart (hot dog in v1; hot dog and oven in v0.5) gets its rank-aligned target.
+2. Image-level sampling. An image always comes with all of its annotations. The ``keep_top`` most
+   frequent COCO categories are unconstrained (their targets are ignored, as in the paper); every
+   other category is *constrained*: it may never exceed its target. Constrained categories are
+   filled from the rarest target upward; for each, images are taken in order of how few instances
+   of *other* constrained categories they add (ties broken by the seeded random order), skipping
+   any image that would push a constrained category over its target or overshoot the current one.
+   The result is deterministic given the seed.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Dict, List, Optional, Tuple, Union
+
+import numpy as np
+
+from mec_cli.errors import MecError
+
+ALIGNMENTS = ("rank", "synset")
+SUMMARY_BINS = ((1, 10), (10, 100), (100, 1000), (1000, None))
+
+
+@dataclass
+class CocoLtResult:
+    """What the builder produced: the output dataset and the manifest describing it."""
+
+    dataset: Dict
+    manifest: Dict
+    missed: List[Dict] = field(default_factory=list)
+
+
+def rank_targets(lvis_counts: List[int], num_coco: int) -> List[int]:
+    """Target of each COCO rank r: L[floor(r (M-1)/(K-1) + 0.5)] with L sorted descending."""
+    ordered = sorted((int(c) for c in lvis_counts), reverse=True)
+    m = len(ordered)
+    if m == 0 or num_coco == 0:
+        raise MecError("rank alignment needs at least one LVIS and one COCO category")
+    if num_coco == 1:
+        return [ordered[0]]
+    return [ordered[int(math.floor(r * (m - 1) / (num_coco - 1) + 0.5))] for r in range(num_coco)]
+
+
+def coco_ranking(counts: Dict[int, int]) -> List[int]:
+    """COCO category ids, most instances first; ties broken by category id."""
+    return sorted(counts, key=lambda c: (-counts[c], c))
+
+
+def compute_targets(coco_counts: Dict[int, int], coco_names: Dict[int, str], lvis_categories: List[Dict],
+                    align: str = "rank") -> Tuple[List[int], Dict[int, int], Dict[int, str]]:
+    """Targets for every COCO category.
+
+    Args:
+        coco_counts: instance count per COCO category id in the input file.
+        coco_names: COCO category id -> name (used to find its LVIS synset).
+        lvis_categories: LVIS categories with ``instance_count`` (and ``synset`` for synset alignment).
+
+    Returns:
+        (ranking, target per category id, how each target was set: 'rank' or 'synset:<synset>').
+    """
+    if align not in ALIGNMENTS:
+        raise MecError(f"--align must be one of {', '.join(ALIGNMENTS)}, got {align!r}")
+    ranking = coco_ranking(coco_counts)
+    by_rank = rank_targets([c["instance_count"] for c in lvis_categories], len(ranking))
+    targets = {cat: by_rank[r] for r, cat in enumerate(ranking)}
+    how = {cat: "rank" for cat in ranking}
+    if align == "synset":
+        from mec_cli.data.profiles import load_profile
+
+        synset_of_name = {c["name"]: c.get("lvis_synset") for c in load_profile("coco2017")["categories"]}
+        lvis_by_synset = {c.get("synset"): int(c["instance_count"]) for c in lvis_categories if c.get("synset")}
+        for cat in ranking:
+            syn = synset_of_name.get(coco_names.get(cat, ""))
+            if syn in lvis_by_synset:
+                targets[cat] = lvis_by_synset[syn]
+                how[cat] = f"synset:{syn}"
+    return ranking, targets, how
+
+
+def sample_images(image_ids: np.ndarray, counts: np.ndarray, constrained: np.ndarray, targets: np.ndarray, seed: int,
+                  progress: Optional[Callable[[int], None]] = None) -> np.ndarray:
+    """Choose images so that constrained columns meet their targets and never exceed them.
+
+    Args:
+        image_ids: (I,) image ids (only used for the size).
+        counts: (I, K) instances of each category column in each image.
+        constrained: (K,) bool, the columns with a hard target.
+        targets: (K,) target per column (ignored where not constrained).
+
+    Returns:
+        (I,) bool mask of selected images.
+    """
+    num_images, num_cats = counts.shape
+    rng = np.random.default_rng(seed)
+    tie = rng.permutation(num_images)  # seeded tie-break order
+    selected = np.zeros(num_images, dtype=bool)
+    remaining = np.where(constrained, targets, np.iinfo(np.int64).max).astype(np.int64)
+    cons_idx = np.flatnonzero(constrained)
+    cons_counts = counts[:, cons_idx]
+    other_cost = cons_counts.sum(1)
+    order = cons_idx[np.lexsort((cons_idx, targets[cons_idx]))]  # rarest target first
+    for col in order:
+        need = int(remaining[col])
+        if need > 0:
+            cand = np.flatnonzero((counts[:, col] > 0) & ~selected & (counts[:, col] <= need))
+            if cand.size:
+                fits = (cons_counts[cand] <= remaining[cons_idx]).all(1)
+                cand = cand[fits]
+                cost = other_cost[cand] - counts[cand, col]
+                cand = cand[np.lexsort((tie[cand], -counts[cand, col], cost))]
+                for img in cand:
+                    row = cons_counts[img]
+                    if counts[img, col] <= remaining[col] and (row <= remaining[cons_idx]).all():
+                        selected[img] = True
+                        remaining[cons_idx] -= row
+                        if remaining[col] == 0:
+                            break
+        if progress:
+            progress(1)
+    return selected
+
+
+def build_coco_lt(coco: Dict, lvis_categories: List[Dict], align: str = "rank", keep_top: int = 10, seed: int = 0,
+                  progress: Optional[Callable[[int], None]] = None, provenance: Optional[Dict] = None) -> CocoLtResult:
+    """Build COCO-LT from a validated COCO dict; see the module docstring for the method."""
+    cats = coco["categories"]
+    cat_ids = [c["id"] for c in cats]
+    col_of = {c: i for i, c in enumerate(cat_ids)}
+    if not 0 <= keep_top <= len(cat_ids):
+        raise MecError(f"--keep-top must be between 0 and {len(cat_ids)}, got {keep_top}")
+    images = coco["images"]
+    row_of = {img["id"]: i for i, img in enumerate(images)}
+    ann_rows = np.fromiter((row_of[a["image_id"]] for a in coco["annotations"]), dtype=np.int64, count=len(coco["annotations"]))
+    ann_cols = np.fromiter((col_of[a["category_id"]] for a in coco["annotations"]), dtype=np.int64, count=len(coco["annotations"]))
+    counts = np.zeros((len(images), len(cat_ids)), dtype=np.int32)
+    np.add.at(counts, (ann_rows, ann_cols), 1)
+    coco_counts = dict(zip(cat_ids, counts.sum(0).tolist()))
+    ranking, targets, how = compute_targets(coco_counts, {c["id"]: c.get("name", "") for c in cats}, lvis_categories, align)
+    rank_of = {c: r for r, c in enumerate(ranking)}
+    constrained = np.array([rank_of[c] >= keep_top for c in cat_ids])
+    target_vec = np.array([targets[c] for c in cat_ids], dtype=np.int64)
+    selected = sample_images(np.arange(len(images)), counts, constrained, target_vec, seed, progress)
+    achieved = counts[selected].sum(0)
+
+    keep_rows = np.flatnonzero(selected)
+    keep_ids = {images[i]["id"] for i in keep_rows.tolist()}
+    out = {k: v for k, v in coco.items() if k not in ("images", "annotations")}
+    out["images"] = [images[i] for i in keep_rows.tolist()]
+    out["annotations"] = [a for a in coco["annotations"] if a["image_id"] in keep_ids]
+    out["categories"] = cats
+
+    per_cat = []
+    missed = []
+    for c in cats:
+        col = col_of[c["id"]]
+        rec = {"id": c["id"], "name": c.get("name", ""), "rank": rank_of[c["id"]], "coco_count": int(coco_counts[c["id"]]),
+               "target": int(targets[c["id"]]), "target_from": how[c["id"]], "constrained": bool(constrained[col]),
+               "achieved": int(achieved[col])}
+        per_cat.append(rec)
+        if rec["constrained"] and rec["achieved"] != rec["target"]:
+            missed.append(rec)
+    cons = [r for r in per_cat if r["constrained"]]
+    manifest = {
+        "schema": "mec.coco_lt_manifest/1",
+        **(provenance or {}),
+        "alignment": align, "keep_top": keep_top, "seed": seed,
+        "categories": sorted(per_cat, key=lambda r: r["rank"]),
+        "totals": {
+            "images": len(out["images"]), "instances": len(out["annotations"]),
+            "input_images": len(images), "input_instances": len(coco["annotations"]),
+            "constrained_categories": len(cons), "constrained_target_sum": int(sum(r["target"] for r in cons)),
+            "constrained_achieved_sum": int(sum(r["achieved"] for r in cons)),
+            "constrained_hit_exactly": int(sum(r["achieved"] == r["target"] for r in cons)),
+            "categories_per_instance_bin": instance_bins([r["achieved"] for r in per_cat]),
+        },
+    }
+    return CocoLtResult(out, manifest, missed)
+
+
+def instance_bins(values: List[int]) -> Dict[str, int]:
+    """Number of categories per instance bin [1,10), [10,100), [100,1000), [1000,inf); zero counts apart."""
+    res = {"0": sum(1 for v in values if v == 0)}
+    for lo, hi in SUMMARY_BINS:
+        res[f"[{lo},{'inf' if hi is None else hi})"] = sum(1 for v in values if v >= lo and (hi is None or v < hi))
+    return res
+
+
+def build_coco_lt_files(coco_ann: Union[str, Path], out: Union[str, Path], lvis_ann: Optional[Union[str, Path]] = None,
+                        profile: str = "lvis_v1", align: str = "rank", keep_top: int = 10, seed: int = 0,
+                        manifest_path: Optional[Union[str, Path]] = None,
+                        progress: Optional[Callable[[int], None]] = None) -> Tuple[CocoLtResult, Path, Path]:
+    """Read, build and atomically write COCO-LT and its manifest. Returns (result, out path, manifest path)."""
+    from mec_cli.data.annotations import category_counts, load_annotations
+    from mec_cli.data.profiles import load_profile
+    from mec_cli.io import sha256_file, write_json_atomic
+
+    coco = load_annotations(coco_ann)
+    provenance = {"input": str(coco_ann), "input_sha256": sha256_file(coco_ann)}
+    if lvis_ann is not None:
+        lvis = load_annotations(lvis_ann, require_annotations=False)
+        counts = category_counts(lvis, "instances")
+        lvis_cats = [{**c, "instance_count": counts[c["id"]]} for c in lvis["categories"]]
+        provenance.update(profile=None, lvis_ann=str(lvis_ann), lvis_sha256=sha256_file(lvis_ann))
+    else:
+        lvis_cats = load_profile(profile)["categories"]
+        provenance.update(profile=profile)
+    result = build_coco_lt(coco, lvis_cats, align, keep_top, seed, progress, provenance)
+    out = Path(out)
+    manifest_path = Path(manifest_path) if manifest_path else out.with_name(out.stem + ".manifest.json")
+    write_json_atomic(out, result.dataset, indent=None)
+    write_json_atomic(manifest_path, result.manifest)
+    return result, out, manifest_path

@@ -1,0 +1,136 @@
+"""Frequency groups: the one place that maps categories to MEC groups.
+
+With bins b_1 < ... < b_N, group 0 is [0, b_1), group n is [b_n, b_{n+1}) and the last group is
+[b_N, inf). A category with zero training instances goes to group 0. The default bins (10, 100)
+follow BAGS and the MEC paper; the 4-stage variant uses (10, 100, 500).
+
+groups.json, written by ``mec groups`` and read by training, evaluation and reports::
+
+    {"schema": "mec.groups/1", "source": ..., "source_sha256": ..., "count_by": "instances",
+     "bins": [10, 100], "category_group": {"1": 0, ...},
+     "groups": [{"index": 0, "name": "rare", "lower": 0, "upper": 10, "category_ids": [...],
+                 "num_categories": ..., "num_instances": ...}, ...]}
+"""
+from __future__ import annotations
+
+import bisect
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence, Union
+
+from mec_cli.errors import MecError
+from mec_cli.io import read_json, sha256_file
+
+SCHEMA = "mec.groups/1"
+DEFAULT_BINS = (10, 100)
+LVIS_FREQUENCIES = ("r", "c", "f")
+
+
+def parse_bins(bins: Union[str, Sequence[int]]) -> List[int]:
+    """Parse and check bins: strictly increasing positive integers, e.g. '10,100'."""
+    if isinstance(bins, str):
+        parts = [p.strip() for p in bins.split(",") if p.strip()]
+        try:
+            values = [int(p) for p in parts]
+        except ValueError:
+            raise MecError(f"--bins must be comma-separated integers, got {bins!r}") from None
+    else:
+        values = [int(b) for b in bins]
+        if any(float(b) != int(b) for b in bins):
+            raise MecError(f"bins must be integers, got {list(bins)}")
+    if not values:
+        raise MecError("--bins needs at least one edge, e.g. 10,100")
+    if any(v <= 0 for v in values):
+        raise MecError(f"bins must be positive integers, got {values}")
+    if any(b <= a for a, b in zip(values, values[1:])):
+        raise MecError(f"bins must be strictly increasing, got {values}")
+    return values
+
+
+def group_names(num_groups: int) -> List[str]:
+    return ["rare", "common", "frequent"] if num_groups == 3 else [f"g{i}" for i in range(num_groups)]
+
+
+def assign_groups(counts: Dict[int, int], bins: Sequence[int]) -> Dict[int, int]:
+    """Group index of each category id: the number of bin edges at or below its count."""
+    edges = parse_bins(bins)
+    return {cat: bisect.bisect_right(edges, max(0, int(n))) for cat, n in counts.items()}
+
+
+def build_groups(counts: Dict[int, int], bins: Sequence[int], count_by: str = "instances", source: str = "",
+                 source_sha256: str = "", frequencies: Optional[Dict[int, str]] = None) -> Dict:
+    """The groups.json document for per-category counts. ``frequencies`` (LVIS r/c/f) adds the agreement matrix."""
+    edges = parse_bins(bins)
+    assignment = assign_groups(counts, edges)
+    names = group_names(len(edges) + 1)
+    bounds = [0, *edges, None]
+    groups = []
+    for g, name in enumerate(names):
+        ids = sorted(c for c, gi in assignment.items() if gi == g)
+        groups.append({"index": g, "name": name, "lower": bounds[g], "upper": bounds[g + 1], "category_ids": ids,
+                       "num_categories": len(ids), "num_instances" if count_by == "instances" else "num_images":
+                       int(sum(counts[c] for c in ids))})
+    doc = {"schema": SCHEMA, "source": source, "source_sha256": source_sha256, "count_by": count_by, "bins": edges,
+           "category_group": {str(c): g for c, g in sorted(assignment.items())}, "groups": groups}
+    if frequencies:
+        matrix = {name: {f: 0 for f in LVIS_FREQUENCIES} for name in names}
+        for c, g in assignment.items():
+            f = frequencies.get(c)
+            if f in LVIS_FREQUENCIES:
+                matrix[names[g]][f] += 1
+        doc["lvis_frequency_agreement"] = matrix
+    return doc
+
+
+def compute_groups(source: Union[str, Path], count_by: str = "instances", bins: Union[str, Sequence[int]] = DEFAULT_BINS) -> Dict:
+    """groups.json for an annotation file, or for a built-in profile name such as 'lvis_v1'."""
+    from mec_cli.data.annotations import category_counts, load_annotations
+    from mec_cli.data.profiles import PROFILES, load_profile
+
+    edges = parse_bins(bins)
+    if str(source) in PROFILES:
+        data = {"categories": load_profile(str(source))["categories"], "annotations": []}
+        digest, label = "", f"profile:{source}"
+    else:
+        data = load_annotations(source, require_annotations=False)
+        digest, label = sha256_file(source), str(source)
+    try:
+        counts = category_counts(data, count_by)
+    except MecError as e:
+        raise MecError(str(e), None if str(source) in PROFILES else source) from None
+    freqs = {c["id"]: c["frequency"] for c in data["categories"] if "frequency" in c}
+    return build_groups(counts, edges, count_by, label, digest, freqs or None)
+
+
+@dataclass(frozen=True)
+class GroupSpec:
+    """groups.json loaded: the category-to-group map and what produced it."""
+
+    category_group: Dict[int, int]
+    bins: List[int]
+    names: List[str]
+    count_by: str
+    doc: Dict
+
+    @property
+    def num_groups(self) -> int:
+        return len(self.bins) + 1
+
+    def class_groups(self, category_ids: Sequence[int]) -> List[int]:
+        """Group index per class, in the order of ``category_ids`` (the model's label order)."""
+        missing = [c for c in category_ids if c not in self.category_group]
+        if missing:
+            raise MecError(f"groups file has no group for category id {missing[0]} ({len(missing)} missing)")
+        return [self.category_group[c] for c in category_ids]
+
+
+def load_groups(path: Union[str, Path]) -> GroupSpec:
+    doc = read_json(path)
+    if not isinstance(doc, dict) or doc.get("schema") != SCHEMA:
+        raise MecError(f"not a groups file of schema {SCHEMA} (write one with `mec groups`)", path)
+    try:
+        cg = {int(k): int(v) for k, v in doc["category_group"].items()}
+        bins = parse_bins(doc["bins"])
+    except (KeyError, ValueError, TypeError) as e:
+        raise MecError(f"malformed groups file ({e})", path) from None
+    return GroupSpec(cg, bins, [g["name"] for g in doc["groups"]], doc.get("count_by", "instances"), doc)

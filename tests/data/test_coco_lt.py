@@ -1,0 +1,92 @@
+import json
+from collections import Counter
+
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from typer.testing import CliRunner
+
+from mec_cli.cli import app
+from mec_cli.data.coco_lt import build_coco_lt, compute_targets, rank_targets
+from mec_cli.data.profiles import load_profile
+from mec_cli.data.synth import synthetic_coco_annotations
+
+COCO = load_profile("coco2017")["categories"]
+LVIS_V1 = load_profile("lvis_v1")["categories"]
+
+
+def test_rank_targets_formula():
+    assert rank_targets([5, 100, 1, 30, 7], 3) == [100, 7, 1]  # L = [100,30,7,5,1]; r(M-1)/(K-1) = 0, 2, 4
+    assert rank_targets([3, 9], 4) == [9, 9, 3, 3]  # floor(r/3 + 0.5) = 0,0,1,1
+
+
+def test_published_reference_target_sum_and_synset_matches():
+    counts = {c["id"]: c["instance_count"] for c in COCO}
+    names = {c["id"]: c["name"] for c in COCO}
+    ranking, targets, _ = compute_targets(counts, names, LVIS_V1, "rank")
+    assert sum(targets[c] for c in ranking[10:]) == 21015  # the 70 constrained categories
+    _, _, how = compute_targets(counts, names, LVIS_V1, "synset")
+    unmatched = [names[c] for c, h in how.items() if h == "rank"]
+    assert unmatched == ["hot dog"]
+    _, _, how05 = compute_targets(counts, names, load_profile("lvis_v0.5")["categories"], "synset")
+    assert sorted(names[c] for c, h in how05.items() if h == "rank") == ["hot dog", "oven"]
+
+
+def _check_invariants(src, result, keep_top):
+    out = result.dataset
+    src_imgs = {i["id"] for i in src["images"]}
+    out_imgs = {i["id"] for i in out["images"]}
+    assert out_imgs <= src_imgs
+    by_img = Counter(a["image_id"] for a in src["annotations"])
+    got = Counter(a["image_id"] for a in out["annotations"])
+    assert all(got[i] == by_img[i] for i in out_imgs)  # whole images
+    assert out["categories"] == src["categories"]
+    achieved = Counter(a["category_id"] for a in out["annotations"])
+    for rec in result.manifest["categories"]:
+        assert rec["achieved"] == achieved.get(rec["id"], 0)
+        assert rec["constrained"] == (rec["rank"] >= keep_top)
+        if rec["constrained"]:
+            assert rec["achieved"] <= rec["target"]
+
+
+def test_coco_like_data_meets_targets():
+    # COCO and the LVIS tail both scaled to 25%, so the targets are as reachable as on the real data.
+    src = synthetic_coco_annotations(30000, COCO, seed=3, scale=0.25)
+    lvis = [{"instance_count": max(1, round(c["instance_count"] * 0.25))} for c in LVIS_V1]
+    result = build_coco_lt(src, lvis, seed=0)
+    _check_invariants(src, result, 10)
+    tot = result.manifest["totals"]
+    assert tot["constrained_categories"] == 70
+    assert tot["constrained_hit_exactly"] >= 0.95 * 70
+
+
+@settings(max_examples=40, deadline=None)
+@given(num_images=st.integers(5, 60), num_cats=st.integers(2, 12), keep_top=st.integers(0, 3), seed=st.integers(0, 5),
+       data_seed=st.integers(0, 1000))
+def test_builder_properties(num_images, num_cats, keep_top, seed, data_seed):
+    rng = np.random.default_rng(data_seed)
+    cats = [{"id": i + 1, "name": f"c{i}", "instance_count": int(rng.integers(1, 80)), "image_count": int(rng.integers(1, 30))}
+            for i in range(num_cats)]
+    src = synthetic_coco_annotations(num_images, cats, seed=data_seed)
+    lvis = [{"instance_count": int(v)} for v in rng.integers(1, 200, 30)]
+    keep_top = min(keep_top, num_cats)
+    a = build_coco_lt(src, lvis, keep_top=keep_top, seed=seed)
+    b = build_coco_lt(src, lvis, keep_top=keep_top, seed=seed)
+    _check_invariants(src, a, keep_top)
+    assert json.dumps(a.dataset) == json.dumps(b.dataset) and a.manifest == b.manifest
+
+
+def test_cli_is_deterministic_and_writes_manifest(tmp_path):
+    src = synthetic_coco_annotations(3000, COCO, seed=1, scale=0.03)
+    ann = tmp_path / "coco.json"
+    ann.write_text(json.dumps(src))
+    outs = []
+    for name in ("a", "b"):
+        res = CliRunner().invoke(app, ["build-coco-lt", "--coco-ann", str(ann), "--out", str(tmp_path / f"{name}.json"), "--seed", "4"])
+        assert res.exit_code == 0, res.output
+        assert "COCO-LT" in res.output
+        outs.append((tmp_path / f"{name}.json").read_bytes())
+    assert outs[0] == outs[1]
+    manifest = json.loads((tmp_path / "a.manifest.json").read_text())
+    assert manifest["seed"] == 4 and manifest["profile"] == "lvis_v1" and len(manifest["input_sha256"]) == 64
+    assert {"rank", "target", "achieved"} <= set(manifest["categories"][0])
