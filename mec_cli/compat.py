@@ -1,0 +1,58 @@
+"""Narrow compatibility steps for third-party code on today's NumPy and torch.
+
+1. lvis 0.5.3 calls ``np.float`` in ``LVISEval.accumulate``; NumPy 1.24 removed that alias. Rather than
+   put ``float`` back on the real numpy module for everyone, :func:`patch_lvis_numpy` gives the
+   ``lvis.eval`` module alone a numpy proxy that also answers ``float`` (what the alias was).
+2. torch >= 2.6 loads checkpoints with ``weights_only=True``; mmengine 0.10.7 calls ``torch.load`` without
+   the argument, so its own checkpoints (which hold a ``HistoryBuffer`` and numpy values from the
+   message hub) fail to load and ``--resume`` breaks. :func:`allow_mmengine_checkpoints` allow-lists
+   exactly those classes with ``torch.serialization.add_safe_globals``; the weights-only check stays on,
+   so a checkpoint that smuggles any other object is still refused.
+"""
+from __future__ import annotations
+
+import builtins
+import types
+
+import numpy as np
+
+
+class _NumpyWithFloat(types.ModuleType):
+    """A view of numpy that also has the removed ``np.float`` alias (the builtin ``float``)."""
+
+    float = builtins.float
+
+    def __getattr__(self, name: str):
+        return getattr(np, name)
+
+
+def patch_lvis_numpy() -> None:
+    """Make ``lvis.eval`` (only it) see a numpy with ``float``; a no-op where numpy still has it."""
+    import lvis.eval as lvis_eval
+
+    if isinstance(lvis_eval.np, _NumpyWithFloat) or "float" in vars(np):
+        return
+    lvis_eval.np = _NumpyWithFloat("numpy")
+
+
+def mmengine_safe_globals() -> list:
+    """The classes an mmengine 0.10 checkpoint pickles besides tensors and plain containers."""
+    from mmengine.logging.history_buffer import HistoryBuffer
+
+    safe: list = [HistoryBuffer, np.ndarray, np.dtype]
+    try:
+        from numpy._core.multiarray import _reconstruct, scalar
+    except ImportError:  # numpy < 2
+        from numpy.core.multiarray import _reconstruct, scalar
+    safe += [_reconstruct, scalar]
+    # numpy dtypes pickle as their concrete classes (Float64DType, Int64DType, ...).
+    safe += [type(np.dtype(t)) for t in ("float64", "float32", "int64", "int32", "bool", "uint8")]
+    return safe
+
+
+def allow_mmengine_checkpoints() -> None:
+    """Allow-list mmengine's checkpoint classes for ``torch.load(weights_only=True)``."""
+    import torch
+
+    if hasattr(torch.serialization, "add_safe_globals"):
+        torch.serialization.add_safe_globals(mmengine_safe_globals())
