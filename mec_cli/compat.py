@@ -50,9 +50,28 @@ def mmengine_safe_globals() -> list:
     return safe
 
 
+def _history_buffer_getattr(obj, name: str):
+    """The one use of ``getattr`` in an mmengine checkpoint: HistoryBuffer's statistics methods.
+
+    Pickle stores ``HistoryBuffer.min`` as ``getattr(HistoryBuffer, 'min')``. Allow-listing the builtin
+    ``getattr`` would let a checkpoint reach any attribute of any allowed object, so this stand-in
+    resolves only those four names on that one class and refuses everything else.
+    """
+    import pickle
+
+    from mmengine.logging.history_buffer import HistoryBuffer
+
+    if obj is HistoryBuffer and name in ("min", "max", "current", "mean"):
+        return getattr(obj, name)
+    raise pickle.UnpicklingError(f"checkpoint asks for getattr({obj!r}, {name!r}), which is not allowed")
+
+
 def allow_mmengine_checkpoints() -> None:
     """Allow-list mmengine's checkpoint classes for ``torch.load(weights_only=True)``."""
+    import collections
+
     import torch
 
     if hasattr(torch.serialization, "add_safe_globals"):
-        torch.serialization.add_safe_globals(mmengine_safe_globals())
+        torch.serialization.add_safe_globals([*mmengine_safe_globals(), collections.Counter,
+                                              (_history_buffer_getattr, "builtins.getattr")])

@@ -42,8 +42,9 @@ def multi_expert_loss(cls_score: Tensor, labels: Tensor, groups: Tensor, expert_
     """Multi-expert cross-entropy of one cascade stage (equations 1-2).
 
     Args:
-        cls_score: (R, C+1) logits, background last as in MMDetection.
-        labels: (R,) long in 0..C; C is background.
+        cls_score: (R, C+1) logits, background last as in MMDetection; or (R, C) without a background
+            column (as seesaw loss scores its classes, leaving the background to an objectness branch).
+        labels: (R,) long in 0..C; C is background (0..C-1 without a background column).
         groups: (C,) long group index of each foreground class.
         expert_group: G, the group this stage is the expert of.
         lam: lambda in p_hat = p^lam * p_tilde^(1-lam); 1 gives plain cross-entropy.
@@ -54,14 +55,14 @@ def multi_expert_loss(cls_score: Tensor, labels: Tensor, groups: Tensor, expert_
         logits of G's classes only. For y outside G (background included) p_hat_y = p_y.
     """
     num_classes, has_bg = _check_groups(groups, cls_score.shape[-1])
-    if not has_bg:
-        raise ValueError("cls_score must have C+1 columns (background last)")
     # 1. log p over all C+1 logits, in log space so that |logits| ~ 1e4 stays finite.
     log_p = torch.log_softmax(cls_score, dim=-1)
     log_p_y = log_p.gather(1, labels.view(-1, 1)).squeeze(1)
     # 2. log p_tilde_y = o_y - logsumexp_{j in G} o_j, for rows whose label is in G. Columns outside G
     #    get the dtype's lowest finite value rather than -inf, so an empty group gives no NaN gradient.
-    in_group = torch.cat([groups == expert_group, groups.new_zeros(1, dtype=torch.bool)])
+    in_group = groups == expert_group
+    if has_bg:
+        in_group = torch.cat([in_group, groups.new_zeros(1, dtype=torch.bool)])
     masked = cls_score.masked_fill(~in_group, torch.finfo(cls_score.dtype).min)
     lse_g = torch.logsumexp(masked, dim=-1)
     log_pt_y = cls_score.gather(1, labels.view(-1, 1)).squeeze(1) - lse_g
