@@ -35,3 +35,4 @@ test_dataloader = val_dataloader
 val_evaluator = dict(type='MECMetric', ann_file=data_root + 'annotations/lvis_v1_val.json', metric=['bbox', 'segm'],
                      protocol='lvis')
 test_evaluator = val_evaluator
+mec_dataset = dict(name='synth', num_classes=24, schedule='schedules/tiny_cpu.py')

@@ -1,0 +1,126 @@
+"""`mec recipes` and `mec train`."""
+from __future__ import annotations
+
+import shlex
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from mec_cli.cli import app
+from mec_cli.cli._common import cli_errors, console, print_json, rel
+
+recipes_app = typer.Typer(help="List the recipes and show their resolved configs.", no_args_is_help=False,
+                          rich_markup_mode="rich", invoke_without_command=True)
+app.add_typer(recipes_app, name="recipes")
+
+
+@recipes_app.callback(invoke_without_command=True,
+                      epilog="Examples:\n\n  [bold]mec recipes[/]\n\n  [bold]mec recipes --json[/]\n\n  [bold]mec recipes show htc_r101[/]")
+@cli_errors
+def recipes_list(ctx: typer.Context, as_json: bool = typer.Option(False, "--json", help="Print the list as JSON.")) -> None:
+    """List recipes: short name, model, dataset, stages, MEC on/off, classifier."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from rich.table import Table
+
+    from mec_cli.recipes import DEFAULT_RECIPE, list_recipes
+
+    rows = [r.row() for r in list_recipes()]
+    if as_json:
+        print_json(rows)
+        return
+    table = Table(title="recipes (use the name with --recipe; `mec train --dataset coco_lt` swaps LVIS v1 for COCO-LT)")
+    for col in ("name", "model", "backbone", "dataset", "stages", "MEC", "classifier"):
+        table.add_column(col, no_wrap=col == "name")
+    for r in rows:
+        name = f"{r['name']} (default)" if r["name"] == DEFAULT_RECIPE else r["name"]
+        table.add_row(name, r["model"], r["backbone"], r["dataset"], str(r["stages"]), "yes" if r["mec"] else "-",
+                      r["classifier"])
+    console.print(table)
+
+
+@recipes_app.command("show", epilog="Examples:\n\n  [bold]mec recipes show htc_r101[/]\n\n  [bold]mec recipes show tiny --dataset synth[/]")
+@cli_errors
+def recipes_show(
+    name: str = typer.Argument(..., help="Short name, unique prefix or file name."),
+    dataset: Optional[str] = typer.Option(None, help="Swap the dataset part: lvis_v1, coco_lt or synth."),
+) -> None:
+    """Print the fully resolved MMDetection config of a recipe."""
+    from mec_cli.recipes import load_config, resolve_recipe
+
+    info = resolve_recipe(name)
+    cfg = load_config(info.file, dataset=dataset)
+    console.print(f"# {info.name}: {rel(info.file)}", markup=False)
+    console.print(cfg.pretty_text, markup=False, soft_wrap=True)
+
+
+@app.command(epilog="Examples:\n\n  [bold]mec train --recipe htc_r101 --gpus 8[/]\n\n"
+             "  [bold]mec train --recipe htc_r101 --gpus 8 --nodes 2 --node-rank 0 --master-addr 10.0.0.1[/]\n\n"
+             "  [bold]mec train --recipe cascade_r50 --slurm --partition gpu --gpus 8[/]\n\n"
+             "  [bold]mec train --recipe tiny --gpus 0 --data-root data/synth --work-dir work_dirs/tiny[/]\n\n"
+             "  [bold]mec train --recipe tiny --gpus 0 --procs 2 --max-iters 20[/]   (2 CPU processes, gloo)\n\n"
+             "  [bold]mec train --recipe tiny --gpus 0 --resume[/]   (continue from the last checkpoint)")
+@cli_errors
+def train(
+    recipe: Optional[str] = typer.Option(None, "--recipe", "-r", help="Recipe short name (see `mec recipes`)."),
+    config: Optional[Path] = typer.Option(None, help="An MMDetection config file instead of a recipe."),
+    dataset: Optional[str] = typer.Option(None, help="Dataset part: lvis_v1 (recipes' default), coco_lt or synth."),
+    gpus: int = typer.Option(1, help="GPUs per node; >1 launches torchrun; 0 trains on the CPU."),
+    procs: int = typer.Option(1, help="CPU processes (gloo) when --gpus 0."),
+    nodes: int = typer.Option(1, help="Number of nodes."),
+    node_rank: int = typer.Option(0, help="Rank of this node."),
+    master_addr: str = typer.Option("127.0.0.1", help="Address of node 0."),
+    master_port: int = typer.Option(29500, help="Port on node 0."),
+    slurm: bool = typer.Option(False, help="Launch through srun."),
+    partition: Optional[str] = typer.Option(None, help="Slurm partition."),
+    job_name: Optional[str] = typer.Option(None, help="Slurm job name."),
+    cpus_per_task: int = typer.Option(5, help="Slurm CPUs per task."),
+    time_limit: Optional[str] = typer.Option(None, "--time", help="Slurm time limit, e.g. 2-00:00:00."),
+    qos: Optional[str] = typer.Option(None, help="Slurm QOS."),
+    work_dir: Optional[Path] = typer.Option(None, help="Work dir (default work_dirs/<recipe>)."),
+    resume: Optional[str] = typer.Option(None, "--resume", flag_value="auto",
+                                         help="Resume: alone, from the work dir's last checkpoint; or --resume CKPT."),
+    groups: Optional[Path] = typer.Option(None, help="groups.json (default: computed from the training annotations with the recipe's bins)."),
+    data_root: Optional[str] = typer.Option(None, help="Dataset root folder."),
+    pretrained: Optional[Path] = typer.Option(None, help="Local ImageNet backbone checkpoint."),
+    no_pretrained: bool = typer.Option(False, "--no-pretrained", help="Train the backbone from scratch."),
+    amp: bool = typer.Option(False, help="Mixed precision (CUDA)."),
+    auto_scale_lr: bool = typer.Option(False, help="Scale the learning rate to the actual total batch size."),
+    cfg_options: Optional[List[str]] = typer.Option(None, "--cfg-options", help="Config overrides key=value (repeatable)."),
+    max_iters: Optional[int] = typer.Option(None, help="Override the iteration count (iteration-based recipes)."),
+    seed: Optional[int] = typer.Option(None, help="Random seed."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Print the command line and resolved config; run nothing."),
+) -> None:
+    """Train a recipe on one GPU, many GPUs or nodes (torchrun), Slurm (srun) or the CPU."""
+    from rich.table import Table
+
+    from mec_cli import launch
+
+    if recipe is None and config is None:
+        from mec_cli.recipes import DEFAULT_RECIPE
+
+        recipe = DEFAULT_RECIPE
+    opts = launch.TrainOptions(
+        recipe=recipe, config=str(config) if config else None, dataset=dataset, gpus=gpus, procs=procs, nodes=nodes,
+        node_rank=node_rank, master_addr=master_addr, master_port=master_port, slurm=slurm, partition=partition,
+        job_name=job_name, cpus_per_task=cpus_per_task, time=time_limit, qos=qos, work_dir=str(work_dir) if work_dir else None,
+        resume=resume, groups=str(groups) if groups else None, data_root=data_root, pretrained=str(pretrained) if pretrained else None,
+        no_pretrained=no_pretrained, amp=amp, auto_scale_lr=auto_scale_lr, cfg_options=launch.parse_cfg_options(cfg_options or []),
+        dry_run=dry_run, max_iters=max_iters, seed=seed)
+    run = launch.prepare_training(opts)
+    for note in run.notes:
+        console.print(f"[yellow]{note}[/]")
+    if dry_run:
+        console.print("# command", markup=False)
+        console.print(shlex.join(run.command), markup=False, soft_wrap=True)
+        console.print(f"# resolved config ({rel(run.work_dir / 'config.py')})", markup=False)
+        console.print(run.cfg.pretty_text, markup=False, soft_wrap=True)
+        return
+    console.print(f"[bold]training[/] {run.recipe_name} -> {rel(run.work_dir)}\n  {shlex.join(run.command)}", soft_wrap=True)
+    summary = launch.train(run)
+    table = Table(title="training finished", show_header=False)
+    table.add_row("work dir", rel(Path(summary["work_dir"])))
+    table.add_row("last checkpoint", rel(Path(summary["last_checkpoint"])) if summary["last_checkpoint"] else "-")
+    table.add_row("wall time", f"{summary['wall_time_s']:.0f} s")
+    console.print(table)

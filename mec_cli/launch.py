@@ -1,0 +1,290 @@
+"""Training launch: resolve a recipe into a ready config, and build the launcher command line as data.
+
+One process runs mmengine's Runner in this process. Several processes (``gpus > 1``, ``procs > 1`` on
+the CPU with gloo, or several nodes) go through ``torchrun``; ``slurm`` goes through ``srun``. Each of
+those starts ``python -m mec_cli.worker train CONFIG`` per process, with the resolved config that
+this module wrote into the work dir.
+"""
+from __future__ import annotations
+
+import shlex
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Dict, List, Optional
+
+from mec_cli.errors import MecError
+
+OFFLINE_WEIGHTS = ("torchvision://", "open-mmlab://", "http://", "https://", "mmcls://")
+
+
+@dataclass
+class TrainOptions:
+    recipe: Optional[str] = None
+    config: Optional[str] = None
+    dataset: Optional[str] = None
+    gpus: int = 1
+    procs: int = 1
+    nodes: int = 1
+    node_rank: int = 0
+    master_addr: str = "127.0.0.1"
+    master_port: int = 29500
+    slurm: bool = False
+    partition: Optional[str] = None
+    job_name: Optional[str] = None
+    cpus_per_task: int = 5
+    time: Optional[str] = None
+    qos: Optional[str] = None
+    srun_args: List[str] = field(default_factory=list)
+    work_dir: Optional[str] = None
+    resume: Optional[str] = None  # None, 'auto' or a checkpoint path
+    groups: Optional[str] = None
+    data_root: Optional[str] = None
+    pretrained: Optional[str] = None
+    no_pretrained: bool = False
+    amp: bool = False
+    auto_scale_lr: bool = False
+    cfg_options: Dict = field(default_factory=dict)
+    dry_run: bool = False
+    max_iters: Optional[int] = None
+    seed: Optional[int] = None
+
+    @property
+    def world_size(self) -> int:
+        per_node = self.gpus if self.gpus > 0 else self.procs
+        return max(1, per_node) * max(1, self.nodes)
+
+    @property
+    def distributed(self) -> bool:
+        return self.slurm or self.world_size > 1
+
+
+@dataclass
+class PreparedRun:
+    cfg: object
+    work_dir: Path
+    recipe_name: str
+    notes: List[str]
+    groups_doc: Optional[Dict] = None
+    command: List[str] = field(default_factory=list)
+
+
+def parse_cfg_options(items: List[str]) -> Dict:
+    """``k=v`` pairs as mmengine's DictAction reads them (v parsed as a Python literal where it is one)."""
+    import ast
+
+    out: Dict = {}
+    for item in items or []:
+        if "=" not in item:
+            raise MecError(f"--cfg-options takes key=value pairs, got {item!r}")
+        key, value = item.split("=", 1)
+        try:
+            out[key] = ast.literal_eval(value)
+        except (ValueError, SyntaxError):
+            out[key] = value
+    return out
+
+
+def _apply_pretrained(cfg, opts: TrainOptions, notes: List[str]) -> None:
+    backbone = cfg.model.backbone
+    if opts.no_pretrained:
+        backbone.init_cfg = None
+        return
+    if opts.pretrained:
+        path = Path(opts.pretrained)
+        if not path.is_file():
+            raise MecError("pretrained backbone weights not found", path)
+        backbone.init_cfg = dict(type="Pretrained", checkpoint=str(path.resolve()))
+        return
+    init = backbone.get("init_cfg") or {}
+    ckpt = str(init.get("checkpoint", "")) if init.get("type") == "Pretrained" else ""
+    if ckpt.startswith(OFFLINE_WEIGHTS):
+        name = ckpt.split("://", 1)[-1].split("/")[-1]
+        msg = (f"backbone weights {ckpt} cannot be fetched on this machine: download the ImageNet {name} "
+               f"checkpoint (e.g. {name}-*.pth) elsewhere and pass --pretrained PATH, or train from scratch with --no-pretrained")
+        if opts.dry_run:
+            notes.append("note: " + msg)
+        else:
+            raise MecError(msg)
+
+
+def _apply_groups(cfg, opts: TrainOptions, notes: List[str]) -> Optional[Dict]:
+    """Fill ``mec.class_groups`` from --groups or from the training annotations with the recipe's bins."""
+    from mec_cli import recipes
+    from mec_cli.data.annotations import load_annotations
+    from mec_cli.data.groups import build_groups, load_groups, parse_bins
+    from mec_cli.io import read_json, sha256_file
+
+    ann_path = recipes.annotation_path(cfg, "train")
+    if opts.groups:
+        spec = load_groups(opts.groups)
+        doc = spec.doc
+        if spec.num_groups != cfg.model.roi_head.num_stages:
+            raise MecError(f"has {spec.num_groups} groups but the recipe has {cfg.model.roi_head.num_stages} stages", opts.groups)
+    elif ann_path.is_file():
+        from mec_cli.data.annotations import category_counts
+
+        data = load_annotations(ann_path)
+        doc = build_groups(category_counts(data), parse_bins(recipes.mec_bins(cfg)), "instances", str(ann_path),
+                           sha256_file(ann_path))
+        spec = None
+    elif opts.dry_run:
+        notes.append(f"note: {ann_path} not found here; a real run computes the class groups from it (or pass --groups)")
+        return None
+    else:
+        raise MecError("training annotations not found (set --data-root, or pass --groups)", ann_path)
+    ann = read_json(ann_path) if ann_path.is_file() else None
+    if ann is None:
+        notes.append(f"note: {ann_path} not found; groups are applied in category-id order")
+        cat_ids = sorted(int(k) for k in doc["category_group"])
+    else:
+        cat_ids = recipes.label_category_ids(cfg, ann)
+    groups = {int(k): int(v) for k, v in doc["category_group"].items()}
+    missing = [c for c in cat_ids if c not in groups]
+    if missing:
+        raise MecError(f"groups have no entry for category id {missing[0]} of {ann_path}", opts.groups or ann_path)
+    recipes.set_class_groups(cfg, [groups[c] for c in cat_ids])
+    return doc
+
+
+def _match_classes(cfg, notes: List[str]) -> None:
+    """Adapt the class count (and names) to the training annotation file when they differ from the recipe."""
+    from mec_cli import recipes
+    from mec_cli.io import read_json
+
+    ann_path = recipes.annotation_path(cfg, "train")
+    if not ann_path.is_file():
+        return
+    ds = recipes.inner_dataset(cfg.train_dataloader.dataset)
+    if ds.get("type") == "CocoDataset":
+        return  # COCO datasets select classes by metainfo names
+    cats = read_json(ann_path).get("categories", [])
+    heads = cfg.model.roi_head.bbox_head
+    current = (heads[0] if isinstance(heads, (list, tuple)) else heads)["num_classes"]
+    if cats and len(cats) != current:
+        recipes.set_num_classes(cfg, len(cats))
+        names = tuple(c["name"] for c in cats)
+        for key in ("train_dataloader", "val_dataloader", "test_dataloader"):
+            recipes.inner_dataset(cfg[key].dataset).metainfo = dict(classes=names)
+        notes.append(f"note: {ann_path} has {len(cats)} categories; the model was set to {len(cats)} classes")
+
+
+def prepare_training(opts: TrainOptions) -> PreparedRun:
+    """Resolve the recipe into the exact config that will run (nothing is written or started)."""
+    import torch
+
+    from mec_cli import recipes
+
+    path = recipes.config_path(opts.recipe, opts.config)
+    cfg = recipes.load_config(path, dataset=opts.dataset)
+    name = cfg.get("mec_recipe", {}).get("name", path.stem)
+    notes: List[str] = []
+    if opts.data_root:
+        recipes.set_data_root(cfg, opts.data_root)
+    if opts.cfg_options:
+        cfg.merge_from_dict(opts.cfg_options)
+    _match_classes(cfg, notes)
+    _apply_pretrained(cfg, opts, notes)
+    groups_doc = _apply_groups(cfg, opts, notes) if recipes.is_mec(cfg) else None
+    if opts.max_iters is not None:
+        if cfg.train_cfg.get("type") != "IterBasedTrainLoop":
+            raise MecError("--max-iters applies to iteration-based recipes (the tiny ones); use --cfg-options train_cfg.max_epochs=N")
+        cfg.train_cfg.max_iters = opts.max_iters
+        for sched in cfg.param_scheduler:
+            if sched.get("type") == "MultiStepLR":
+                sched.end = opts.max_iters
+                sched.milestones = [int(opts.max_iters * m / 300) if m < 300 else m for m in sched.milestones]
+    cuda = torch.cuda.is_available()
+    if opts.gpus > 0 and not cuda and not opts.dry_run and not opts.slurm:
+        raise MecError(f"--gpus {opts.gpus} asked for, but no CUDA device is visible; use --gpus 0 (CPU), with --procs N for N CPU processes")
+    if opts.amp:
+        if not cuda and not opts.dry_run:
+            raise MecError("--amp needs a CUDA device")
+        cfg.optim_wrapper.type = "AmpOptimWrapper"
+        cfg.optim_wrapper.loss_scale = "dynamic"
+    if opts.auto_scale_lr:
+        cfg.auto_scale_lr.enable = True
+    on_cpu = opts.gpus == 0 or (not cuda and not opts.dry_run)
+    if on_cpu:
+        cfg.env_cfg.dist_cfg = dict(backend="gloo")
+        cfg.model_wrapper_cfg = dict(type="MECDistributedDataParallel", broadcast_buffers=False, find_unused_parameters=False)
+    if opts.seed is not None:
+        cfg.randomness = dict(seed=opts.seed, deterministic=False)
+    work_dir = Path(opts.work_dir or Path("work_dirs") / name)
+    cfg.work_dir = str(work_dir)
+    if opts.resume:
+        if opts.resume == "auto":
+            cfg.resume, cfg.load_from = True, None
+        else:
+            if not Path(opts.resume).is_file():
+                raise MecError("checkpoint to resume from not found", opts.resume)
+            cfg.resume, cfg.load_from = True, str(opts.resume)
+    run = PreparedRun(cfg=cfg, work_dir=work_dir, recipe_name=name, notes=notes, groups_doc=groups_doc)
+    run.command = launch_command(opts, work_dir / "config.py")
+    return run
+
+
+def launch_command(opts: TrainOptions, config_file: Path, task: str = "train", extra: Optional[List[str]] = None) -> List[str]:
+    """The command line that starts the worker(s): python, torchrun or srun."""
+    worker = ["-m", "mec_cli.worker", task, str(config_file)] + list(extra or [])
+    if opts.slurm:
+        if not opts.partition:
+            raise MecError("--slurm needs --partition P")
+        per_node = max(1, opts.gpus)
+        cmd = ["srun", "-p", opts.partition, f"--job-name={opts.job_name or 'mec'}", f"--gres=gpu:{per_node}",
+               f"--ntasks={per_node * max(1, opts.nodes)}", f"--ntasks-per-node={per_node}",
+               f"--cpus-per-task={opts.cpus_per_task}", "--kill-on-bad-exit=1"]
+        if opts.time:
+            cmd.append(f"--time={opts.time}")
+        if opts.qos:
+            cmd.append(f"--qos={opts.qos}")
+        return cmd + list(opts.srun_args) + [sys.executable, "-u"] + worker + ["--launcher", "slurm"]
+    if opts.distributed:
+        per_node = opts.gpus if opts.gpus > 0 else opts.procs
+        torchrun = Path(sys.executable).with_name("torchrun")
+        launcher = [str(torchrun)] if torchrun.is_file() else [sys.executable, "-m", "torch.distributed.run"]
+        return launcher + [f"--nnodes={max(1, opts.nodes)}", f"--node_rank={opts.node_rank}",
+                f"--master_addr={opts.master_addr}", f"--master_port={opts.master_port}", f"--nproc_per_node={per_node}"] \
+            + worker + ["--launcher", "pytorch"]
+    return [sys.executable] + worker
+
+
+def write_run_files(run: PreparedRun) -> Path:
+    """Write the resolved config (and groups.json for MEC) into the work dir; return the config path."""
+    from mec_cli.io import atomic_path, write_json_atomic
+
+    run.work_dir.mkdir(parents=True, exist_ok=True)
+    config_file = run.work_dir / "config.py"
+    with atomic_path(config_file) as tmp:
+        run.cfg.dump(str(tmp))
+    if run.groups_doc is not None:
+        write_json_atomic(run.work_dir / "groups.json", run.groups_doc)
+    return config_file
+
+
+def last_checkpoint(work_dir: Path) -> Optional[Path]:
+    marker = Path(work_dir) / "last_checkpoint"
+    if marker.is_file():
+        path = Path(marker.read_text().strip())
+        return path if path.is_file() else None
+    return None
+
+
+def train(run: PreparedRun, env: Optional[Dict[str, str]] = None) -> Dict:
+    """Run the prepared training (in this process, or through the launcher); return the summary."""
+    import os
+    import subprocess
+
+    config_file = write_run_files(run)
+    start = time.time()
+    if run.command[1:3] == ["-m", "mec_cli.worker"] and len(run.command) == 5:
+        from mec_cli.worker import run_train
+
+        run_train(str(config_file), launcher="none")
+    else:
+        proc = subprocess.run(run.command, env={**os.environ, **(env or {})})
+        if proc.returncode != 0:
+            raise MecError(f"training exited with code {proc.returncode}: {shlex.join(run.command)}")
+    return {"work_dir": str(run.work_dir), "config": str(config_file), "last_checkpoint": str(last_checkpoint(run.work_dir) or ""),
+            "wall_time_s": round(time.time() - start, 1), "recipe": run.recipe_name}

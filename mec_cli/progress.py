@@ -1,0 +1,48 @@
+"""A Rich progress display for training: iteration, losses, learning rate and ETA on one live line."""
+from __future__ import annotations
+
+import sys
+import time
+from typing import Optional
+
+from mmengine.dist import is_main_process
+from mmengine.hooks import Hook
+from mmengine.registry import HOOKS
+
+
+@HOOKS.register_module()
+class MECProgressHook(Hook):
+    """Shows a live bar on a terminal (rank 0 only); mmengine's logger keeps writing its usual lines."""
+
+    priority = "VERY_LOW"
+
+    def __init__(self, interval: int = 1):
+        self.interval = interval
+        self._progress = None
+        self._task: Optional[int] = None
+        self._start = 0.0
+
+    def before_train(self, runner) -> None:
+        if not (is_main_process() and sys.stderr.isatty()):
+            return
+        from rich.console import Console
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        self._progress = Progress(TextColumn("[bold]train[/]"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.description}"),
+                                  TextColumn("eta"), TimeRemainingColumn(), console=Console(stderr=True), transient=False)
+        self._progress.start()
+        self._task = self._progress.add_task("", total=runner.max_iters, completed=runner.iter)
+        self._start = time.time()
+
+    def after_train_iter(self, runner, batch_idx: int, data_batch=None, outputs=None) -> None:
+        if self._progress is None or (runner.iter + 1) % self.interval:
+            return
+        loss = float(outputs["loss"]) if outputs and "loss" in outputs else float("nan")
+        lr = runner.optim_wrapper.get_lr()["lr"][0]
+        parts = " ".join(f"{k}={float(v):.3f}" for k, v in (outputs or {}).items() if k.startswith("s") and "loss_cls" in k)
+        self._progress.update(self._task, completed=runner.iter + 1, description=f"loss={loss:.3f} lr={lr:.2e} {parts}")
+
+    def after_train(self, runner) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+            self._progress = None

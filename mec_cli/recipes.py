@@ -1,0 +1,207 @@
+"""Recipe names -> MMDetection config files in ``recipes/``, and the overrides ``mec`` applies to them.
+
+Each leaf recipe declares its short name and what it is in a ``mec_recipe = dict(...)`` literal, read
+here without loading the config, so listing is instant. Names resolve by exact short name, then the
+file name (with or without ``.py``), then a unique prefix of a short name; an unknown name lists the
+close matches. The dataset of a recipe is swapped with ``dataset=`` (a part under
+``recipes/_base_/datasets/``, which names its class count and schedule). This module holds no config
+dicts of its own.
+"""
+from __future__ import annotations
+
+import ast
+import difflib
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence
+
+from mec_cli.errors import MecError
+
+DEFAULT_RECIPE = "htc_r101"
+
+
+def recipes_dir() -> Path:
+    """``$MEC_RECIPES`` or the ``recipes/`` folder beside the package."""
+    return Path(os.environ.get("MEC_RECIPES", Path(__file__).resolve().parent.parent / "recipes"))
+
+
+@dataclass(frozen=True)
+class RecipeInfo:
+    name: str
+    file: Path
+    model: str
+    backbone: str
+    dataset: str
+    stages: int
+    mec: bool
+    classifier: str
+    extra: Dict = field(default_factory=dict, hash=False, compare=False)
+
+    def row(self) -> Dict:
+        return {"name": self.name, "model": self.model, "backbone": self.backbone, "dataset": self.dataset,
+                "stages": self.stages, "mec": self.mec, "classifier": self.classifier, "file": self.file.name, **self.extra}
+
+
+def _read_meta(path: Path) -> Optional[Dict]:
+    """The ``mec_recipe = dict(...)`` literal of a leaf recipe, or None."""
+    tree = ast.parse(path.read_text(encoding="utf-8"), str(path))
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == "mec_recipe" for t in node.targets):
+            call = node.value
+            if isinstance(call, ast.Call) and getattr(call.func, "id", "") == "dict":
+                return {kw.arg: ast.literal_eval(kw.value) for kw in call.keywords}
+    return None
+
+
+def list_recipes() -> List[RecipeInfo]:
+    out = []
+    for path in sorted(recipes_dir().glob("*.py")):
+        meta = _read_meta(path)
+        if meta is None:
+            continue
+        known = {k: meta.pop(k) for k in ("name", "model", "backbone", "dataset", "stages", "mec", "classifier")}
+        out.append(RecipeInfo(file=path, extra=meta, **known))
+    return out
+
+
+def resolve_recipe(name: str) -> RecipeInfo:
+    """A recipe by short name, file name or unique prefix; MecError listing close matches otherwise."""
+    recipes = list_recipes()
+    by_name = {r.name: r for r in recipes}
+    if name in by_name:
+        return by_name[name]
+    for r in recipes:
+        if name in (r.file.name, r.file.stem, str(r.file)):
+            return r
+    prefixed = [r for r in recipes if r.name.startswith(name) or r.file.stem.startswith(name)]
+    if len(prefixed) == 1:
+        return prefixed[0]
+    candidates = [r.name for r in recipes] + [r.file.stem for r in recipes]
+    close = prefixed and [r.name for r in prefixed] or difflib.get_close_matches(name, candidates, n=5, cutoff=0.4)
+    hint = f"; did you mean {', '.join(close)}?" if close else "; run `mec recipes` to list them"
+    what = "ambiguous recipe name" if len(prefixed) > 1 else "unknown recipe"
+    raise MecError(f"{what} {name!r}{hint}")
+
+
+def config_path(recipe: Optional[str] = None, config: Optional[str] = None) -> Path:
+    """The config file of ``--recipe NAME`` or ``--config FILE`` (exactly one)."""
+    if (recipe is None) == (config is None):
+        raise MecError("give exactly one of --recipe NAME or --config FILE")
+    if config is not None:
+        path = Path(config)
+        if not path.is_file():
+            raise MecError("config file not found", path)
+        return path
+    return resolve_recipe(recipe).file
+
+
+def load_config(path: Path, dataset: Optional[str] = None, cfg_options: Optional[Dict] = None):
+    """Load an MMDetection config, optionally swapping its dataset part, then applying ``cfg_options``."""
+    from mmengine.config import Config
+
+    try:
+        cfg = Config.fromfile(str(path))
+    except (SyntaxError, KeyError, FileNotFoundError, ImportError) as e:
+        raise MecError(f"cannot load config ({type(e).__name__}: {e})", path) from None
+    if dataset is not None:
+        apply_dataset(cfg, dataset)
+    if cfg_options:
+        cfg.merge_from_dict(cfg_options)
+    return cfg
+
+
+def dataset_parts() -> Dict[str, Path]:
+    return {p.stem: p for p in sorted((recipes_dir() / "_base_" / "datasets").glob("*.py"))}
+
+
+def apply_dataset(cfg, dataset: str) -> None:
+    """Replace the dataloaders, evaluators and schedule of ``cfg`` with those of a dataset part."""
+    from mmengine.config import Config
+
+    parts = dataset_parts()
+    if dataset not in parts:
+        raise MecError(f"unknown dataset {dataset!r}; choose one of {', '.join(parts)}")
+    part = Config.fromfile(str(parts[dataset]))
+    keys = ("train_dataloader", "val_dataloader", "test_dataloader", "val_evaluator", "test_evaluator")
+    rfs = cfg.train_dataloader.dataset.get("type") == "ClassBalancedDataset"
+    for key in keys:
+        cfg[key] = part[key]
+    if rfs:  # keep repeat factor sampling around the new dataset
+        cfg.train_dataloader.dataset = dict(type="ClassBalancedDataset", oversample_thr=1e-3, dataset=part.train_dataloader.dataset)
+    meta = part.get("mec_dataset", {})
+    schedule = Config.fromfile(str(recipes_dir() / "_base_" / meta["schedule"])) if meta.get("schedule") else None
+    if schedule is not None:
+        for key in ("train_cfg", "param_scheduler", "optim_wrapper", "auto_scale_lr", "default_hooks", "log_processor"):
+            if key in schedule:
+                cfg[key] = schedule[key]
+    if meta.get("num_classes"):
+        set_num_classes(cfg, int(meta["num_classes"]))
+    if "mec_recipe" in cfg:
+        cfg.mec_recipe.dataset = dataset
+
+
+def inner_dataset(dataset_cfg):
+    """The real dataset config under wrappers such as ClassBalancedDataset."""
+    while "dataset" in dataset_cfg and dataset_cfg.get("type") in ("ClassBalancedDataset", "RepeatDataset"):
+        dataset_cfg = dataset_cfg["dataset"]
+    return dataset_cfg
+
+
+def set_num_classes(cfg, num_classes: int) -> None:
+    """Set ``num_classes`` of every RoI-head component (bbox, mask and seesaw-loss heads); the RPN stays 1-class."""
+    def visit(node):
+        if isinstance(node, dict):
+            for k, v in node.items():
+                if k == "num_classes":
+                    node[k] = num_classes
+                else:
+                    visit(v)
+        elif isinstance(node, (list, tuple)):
+            for v in node:
+                visit(v)
+
+    visit(cfg.model.roi_head)
+
+
+def set_data_root(cfg, data_root: str) -> None:
+    """Point every dataloader and evaluator at ``data_root`` (annotation paths keep their relative part)."""
+    root = data_root.rstrip("/") + "/"
+    for key in ("train_dataloader", "val_dataloader", "test_dataloader"):
+        if key in cfg:
+            inner_dataset(cfg[key].dataset).data_root = root
+    for key in ("val_evaluator", "test_evaluator"):
+        if key in cfg and isinstance(cfg[key], dict) and "ann_file" in cfg[key]:
+            cfg[key].ann_file = root + inner_dataset(cfg[key.replace("evaluator", "dataloader")].dataset).ann_file
+
+
+def annotation_path(cfg, split: str = "train") -> Path:
+    ds = inner_dataset(cfg[f"{split}_dataloader"].dataset)
+    return Path(ds.get("data_root") or "") / ds.ann_file
+
+
+def label_category_ids(cfg, ann: Dict, split: str = "train") -> List[int]:
+    """Category ids in the model's label order: file order for LVIS datasets, metainfo class order for COCO."""
+    ds = inner_dataset(cfg[f"{split}_dataloader"].dataset)
+    if ds.get("type") == "CocoDataset":
+        classes = (ds.get("metainfo") or {}).get("classes")
+        if classes:
+            by_name = {c["name"]: c["id"] for c in ann["categories"]}
+            missing = [c for c in classes if c not in by_name]
+            if missing:
+                raise MecError(f"category {missing[0]!r} of the recipe is not in the annotation file")
+            return [by_name[c] for c in classes]
+        return sorted(c["id"] for c in ann["categories"])
+    return [c["id"] for c in ann["categories"]]
+
+
+def is_mec(cfg) -> bool:
+    return "mec" in cfg.model.get("roi_head", {})
+
+
+def mec_bins(cfg) -> Sequence[int]:
+    return list(cfg.model.roi_head.mec.get("bins") or [10, 100])
+
+
+def set_class_groups(cfg, groups: Sequence[int]) -> None:
+    cfg.model.roi_head.mec.class_groups = [int(g) for g in groups]

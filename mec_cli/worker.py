@@ -1,0 +1,72 @@
+"""The process that runs mmengine's Runner: `python -m mec_cli.worker train|test CONFIG [--launcher L]`.
+
+Started once by `mec train` for a single process, or once per rank by torchrun / srun.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+from typing import Optional
+
+
+def _runner(config: str, launcher: str, cfg_options: Optional[dict] = None):
+    from mmengine.config import Config
+    from mmengine.runner import Runner
+
+    from mec_cli.compat import allow_mmengine_checkpoints
+
+    allow_mmengine_checkpoints()
+    cfg = Config.fromfile(config)
+    cfg.launcher = launcher
+    if cfg_options:
+        cfg.merge_from_dict(cfg_options)
+    if launcher != "none":
+        os.environ.setdefault("LOCAL_RANK", "0")
+    if launcher == "pytorch":
+        import torch
+
+        if not torch.cuda.is_available() and not torch.distributed.is_initialized():
+            # mmengine's init_dist calls torch.cuda.set_device unconditionally; on the CPU the process
+            # group is made here (gloo), and the Runner then finds it already initialised.
+            torch.distributed.init_process_group(backend="gloo")
+    if "MECProgressHook" not in {h.get("type") for h in cfg.get("custom_hooks", [])}:
+        cfg.custom_hooks = list(cfg.get("custom_hooks", [])) + [dict(type="MECProgressHook")]
+    return Runner.from_cfg(cfg)
+
+
+def run_train(config: str, launcher: str = "none") -> None:
+    import mec_cli.progress  # noqa: F401  (registers MECProgressHook)
+
+    _runner(config, launcher).train()
+
+
+def run_test(config: str, launcher: str = "none", checkpoint: Optional[str] = None) -> Optional[dict]:
+    """Run the test loop; return MECMetric's structured results on rank 0."""
+    import mec_cli.progress  # noqa: F401
+
+    runner = _runner(config, launcher, {"load_from": checkpoint} if checkpoint else None)
+    runner.test()
+    metric = runner.test_evaluator.metrics[0]
+    return getattr(metric, "last_results", None)
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m mec_cli.worker")
+    parser.add_argument("task", choices=["train", "test"])
+    parser.add_argument("config")
+    parser.add_argument("--launcher", default="none", choices=["none", "pytorch", "slurm"])
+    parser.add_argument("--checkpoint")
+    parser.add_argument("--out", help="test: where rank 0 writes the per-mode metrics (JSON)")
+    args = parser.parse_args(argv)
+    if args.task == "train":
+        run_train(args.config, args.launcher)
+        return
+    results = run_test(args.config, args.launcher, args.checkpoint)
+    if args.out and results is not None:
+        from mec_cli.io import write_json_atomic
+
+        write_json_atomic(args.out, results)
+
+
+if __name__ == "__main__":
+    main()
