@@ -14,7 +14,8 @@ Test: ``test_cfg.rcnn`` chooses how the stages' class scores are combined:
   :func:`parse_mode`); their results are attached to each data sample as ``mec_modes``.
 
 Boxes always come from the last stage's regression, as in MMDetection. The backbone, RPN and every
-stage run once; each mode costs only its own NMS (and its mask-head pass).
+stage run once; each mode costs only its own NMS, and the mask heads run once over the union of
+the modes' (RoI, class) detections.
 """
 from __future__ import annotations
 
@@ -132,29 +133,39 @@ class MECHeadMixin:
 
     def predict_bbox(self, x: Tuple[Tensor], batch_img_metas: List[dict], rpn_results_list, rcnn_test_cfg,
                      rescale: bool = False, **kwargs):
+        """Primary mode's results; the extra modes' go to ``self._mec_extra``. Each result keeps ``roi_inds``."""
         primary, extra = self._requested_modes(rcnn_test_cfg)
         proposals = [res.bboxes for res in rpn_results_list]
         num_per_img = tuple(len(p) for p in proposals)
         rois = bbox2roi(proposals)
         if rois.shape[0] == 0:
-            empty = lambda: empty_instances(batch_img_metas, rois.device, task_type="bbox",  # noqa: E731
-                                            box_type=self.bbox_head[-1].predict_box_type,
-                                            num_classes=self.bbox_head[-1].num_classes, score_per_cls=False)
+            def empty():
+                res = empty_instances(batch_img_metas, rois.device, task_type="bbox", box_type=self.bbox_head[-1].predict_box_type,
+                                      num_classes=self.bbox_head[-1].num_classes, score_per_cls=False)
+                for r in res:
+                    r.roi_inds = rois.new_zeros(0, dtype=torch.long)
+                return res
+
             self._mec_extra = {m: empty() for m in extra}
+            self._mec_boxes = [rois.new_zeros(0, 4) for _ in batch_img_metas]
             return empty()
         rois, stage_logits, bbox_preds = self._refine_all_stages(x, rois, batch_img_metas, num_per_img, **kwargs)
         groups = self.mec_class_groups
         results: Dict[str, List[InstanceData]] = {m: [] for m in [primary, *extra]}
+        self._mec_boxes = []
         for i, meta in enumerate(batch_img_metas):
             bboxes = self._decode(rois[i], bbox_preds[i], meta, rescale)
+            self._mec_boxes.append(bboxes)
             stacked = torch.stack([s[i] for s in stage_logits])  # (K, R, C+1)
+            num_classes = stacked.shape[-1] - 1
             for m in results:
                 kind, align, stage = parse_mode(m)
                 probs = stage_scores(stacked, groups, kind, align=align, tau=float(rcnn_test_cfg.get("tau", 1.0)), stage=stage)
-                det_bboxes, det_labels = multiclass_nms(bboxes, probs, rcnn_test_cfg.score_thr, rcnn_test_cfg.nms,
-                                                        rcnn_test_cfg.max_per_img, box_dim=4)
+                det_bboxes, det_labels, inds = multiclass_nms(bboxes, probs, rcnn_test_cfg.score_thr, rcnn_test_cfg.nms,
+                                                              rcnn_test_cfg.max_per_img, box_dim=4, return_inds=True)
                 res = InstanceData()
                 res.bboxes, res.scores, res.labels = det_bboxes[:, :-1], det_bboxes[:, -1], det_labels
+                res.roi_inds = torch.div(inds, num_classes, rounding_mode="floor")
                 results[m].append(res)
         self._mec_extra = {m: results[m] for m in extra}
         return results[primary]
@@ -186,21 +197,58 @@ class MECHeadMixin:
     def _mode_masks(self, x, batch_img_metas, results_list, rescale):
         return self.predict_mask(x, batch_img_metas, results_list, rescale=rescale)
 
+    def _bbox_kwargs(self) -> dict:
+        return {}
+
+    def _masks_for_modes(self, x, metas, per_mode: Dict[str, List[InstanceData]], rescale: bool) -> Dict[str, List[InstanceData]]:
+        """Masks for every mode from ONE mask-head pass over the union of their (RoI, class) detections.
+
+        Every mode keeps detections from the same decoded RoI boxes; a detection's mask depends only on
+        its RoI and class, so each distinct (RoI, class) pair is predicted once and shared by all modes.
+        """
+        names = list(per_mode)
+        union_list, inverse = [], []
+        for i, meta in enumerate(metas):
+            num_classes = self.bbox_head[-1].num_classes
+            keys = torch.cat([per_mode[m][i].roi_inds * num_classes + per_mode[m][i].labels for m in names])
+            uniq, inv = torch.unique(keys, return_inverse=True)
+            boxes = self._mec_boxes[i]
+            roi, label = torch.div(uniq, num_classes, rounding_mode="floor"), uniq % num_classes
+            if boxes.size(-1) == 4:
+                ubox = boxes[roi]
+            else:  # class-specific regression: the box of that class
+                ubox = boxes.view(boxes.size(0), -1, 4)[roi, label]
+            union = InstanceData(bboxes=ubox, labels=label, scores=ubox.new_ones(len(uniq)))
+            union_list.append(union)
+            inverse.append(inv.split([len(per_mode[m][i]) for m in names]))
+        union_list = self._mode_masks(x, metas, union_list, rescale)
+        out: Dict[str, List[InstanceData]] = {m: [] for m in names}
+        for i in range(len(metas)):
+            union = union_list[i]
+            for m, inv in zip(names, inverse[i]):
+                det = per_mode[m][i]
+                out[m].append(InstanceData(bboxes=union.bboxes[inv], scores=det.scores, labels=det.labels, masks=union.masks[inv]))
+        return out
+
     def predict(self, x, rpn_results_list, batch_data_samples, rescale: bool = False):
-        self._mec_extra = {}
-        results_list = super().predict(x, rpn_results_list, batch_data_samples, rescale=rescale)
-        extra, self._mec_extra = self._mec_extra, {}
-        # Every data sample names its modes, the primary one (also in pred_instances) first.
-        primary = self._requested_modes(self.test_cfg)[0]
-        for ds, res in zip(batch_data_samples, results_list):
-            ds.mec_modes = {primary: res}
         metas = [ds.metainfo for ds in batch_data_samples]
-        for m, res in extra.items():
-            if self.with_mask:
-                res = self._mode_masks(x, metas, res, rescale)
-            for ds, r in zip(batch_data_samples, res):
-                ds.mec_modes[m] = r
-        return results_list
+        self._mec_extra = {}
+        results_list = self.predict_bbox(x, metas, rpn_results_list, rcnn_test_cfg=self.test_cfg,
+                                         rescale=rescale if not self.with_mask else False, **self._bbox_kwargs())
+        primary = self._requested_modes(self.test_cfg)[0]
+        per_mode = {primary: results_list, **self._mec_extra}
+        self._mec_extra = {}
+        if self.with_mask:
+            per_mode = self._masks_for_modes(x, metas, per_mode, rescale)
+        else:
+            for res_list in per_mode.values():
+                for r in res_list:
+                    r.pop("roi_inds")
+        self._mec_boxes = None
+        # Every data sample names its modes, the primary one (also returned as pred_instances) first.
+        for i, ds in enumerate(batch_data_samples):
+            ds.mec_modes = {m: per_mode[m][i] for m in per_mode}
+        return per_mode[primary]
 
 
 @MODELS.register_module()
@@ -221,6 +269,11 @@ class MECHTCRoIHead(MECHeadMixin, HybridTaskCascadeRoIHead):
         bbox_head = self._setup_mec(mec, num_stages, bbox_head)
         super().__init__(num_stages=num_stages, stage_loss_weights=stage_loss_weights, bbox_head=bbox_head, **kwargs)
         self.register_groups((mec or {}).get("class_groups"))
+
+    def _bbox_kwargs(self) -> dict:
+        if self.with_semantic:
+            raise ValueError("MECHTCRoIHead supports HTC without the semantic branch (LVIS has no stuff maps)")
+        return {"semantic_feat": None}
 
     def _mode_masks(self, x, batch_img_metas, results_list, rescale):
         return self.predict_mask(x=x, semantic_heat=None, batch_img_metas=batch_img_metas, results_list=results_list,

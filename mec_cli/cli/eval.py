@@ -1,0 +1,86 @@
+"""`mec eval`."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Dict, Optional
+
+import typer
+
+from mec_cli.cli import app
+from mec_cli.cli._common import cli_errors, console, rel
+
+SHOWN = ("AP", "AP50", "AP75", "APr", "APc", "APf")  # the terminal table; the JSON has every metric
+
+
+def print_metrics(doc: Dict) -> None:
+    """One Rich table per IoU type: a row per mode, AP columns and one column per frequency group."""
+    from rich.table import Table
+
+    modes = doc["modes"]
+    iou_types = sorted({t for m in modes.values() for t in m}, key=lambda t: t != "bbox")
+    for iou_type in iou_types:
+        sample = next(m[iou_type] for m in modes.values() if iou_type in m)
+        cols = [c for c in SHOWN if c in sample] + [k for k in sample if k.startswith("AP_")]
+        table = Table(title=f"{iou_type} AP x100 ({doc['protocol']} protocol; group columns from groups.json)")
+        table.add_column("mode", no_wrap=True)
+        for c in cols:
+            table.add_column(c[3:] if c.startswith("AP_") else c, justify="right")
+        for mode, by_type in modes.items():
+            m = by_type.get(iou_type)
+            if m is None:
+                continue
+            table.add_row(mode, *("-" if m[c] < 0 else f"{100 * m[c]:.1f}" for c in cols))
+        console.print(table)
+
+
+@app.command("eval", epilog="Examples:\n\n"
+             "  [bold]mec eval --checkpoint work_dirs/tiny/iter_300.pth --recipe tiny --data-root data/synth --per-stage --out metrics.json[/]\n\n"
+             "  [bold]mec eval --checkpoint ckpt.pth --recipe htc_r101 --gpus 8 --modes dynamic --group-align on[/]\n\n"
+             "  [bold]mec eval --results dets.json --ann lvis_v1_val.json --groups groups.json --iou-type segm[/]")
+@cli_errors
+def eval_cmd(
+    checkpoint: Optional[Path] = typer.Option(None, help="Model checkpoint (with --recipe or --config)."),
+    recipe: Optional[str] = typer.Option(None, "--recipe", "-r", help="Recipe the checkpoint was trained with."),
+    config: Optional[Path] = typer.Option(None, help="Config file instead of a recipe."),
+    results: Optional[Path] = typer.Option(None, help="An LVIS/COCO results JSON to evaluate instead of a checkpoint."),
+    ann: Optional[Path] = typer.Option(None, help="Ground-truth annotations for --results."),
+    per_stage: bool = typer.Option(False, "--per-stage", help="Also score every cascade stage alone."),
+    modes: str = typer.Option("mean_probs,mean_logits,sparse,dynamic", help="Stage ensembles to score."),
+    group_align: str = typer.Option("both", help="Group alignment before the ensemble: on, off or both."),
+    tau: Optional[float] = typer.Option(None, help="Temperature of the dynamic ensemble (default: the recipe's)."),
+    groups: Optional[Path] = typer.Option(None, help="groups.json (default: beside the checkpoint, else computed)."),
+    iou_type: str = typer.Option("bbox,segm", help="bbox, segm or both (comma-separated)."),
+    protocol: Optional[str] = typer.Option(None, help="lvis or coco (default: from the annotation format)."),
+    dataset: Optional[str] = typer.Option(None, help="Dataset part of the recipe: lvis_v1, coco_lt or synth."),
+    data_root: Optional[str] = typer.Option(None, help="Dataset root folder."),
+    gpus: int = typer.Option(0, help="GPUs for inference (>1 runs torchrun); 0 or 1 runs in this process."),
+    max_images: Optional[int] = typer.Option(None, help="Evaluate only the first N val images (quick checks)."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Write the metrics JSON here."),
+) -> None:
+    """Per-stage and per-group AP of every scoring mode from one inference pass, or of a results file."""
+    from mec_cli.errors import MecError
+    from mec_cli.io import write_json_atomic
+
+    iou_types = [t.strip() for t in iou_type.split(",") if t.strip()]
+    if any(t not in ("bbox", "segm") for t in iou_types) or not iou_types:
+        raise MecError(f"--iou-type must be bbox, segm or bbox,segm, got {iou_type!r}")
+    if results is not None:
+        if checkpoint is not None or ann is None:
+            raise MecError("--results needs --ann and no --checkpoint")
+        from mec_cli.evaluation.api import evaluate_results_file
+
+        doc = evaluate_results_file(results, ann, iou_types, protocol, str(groups) if groups else None)
+    else:
+        if checkpoint is None:
+            raise MecError("give --checkpoint (with --recipe or --config) or --results with --ann")
+        from mec_cli.evaluation.checkpoint import EvalOptions, evaluate_checkpoint
+
+        opts = EvalOptions(checkpoint=str(checkpoint), recipe=recipe, config=str(config) if config else None, dataset=dataset,
+                           data_root=data_root, per_stage=per_stage, modes=[m.strip() for m in modes.split(",") if m.strip()],
+                           group_align=group_align, tau=tau, groups=str(groups) if groups else None, iou_types=iou_types,
+                           protocol=protocol, gpus=gpus, max_images=max_images)
+        doc = evaluate_checkpoint(opts)
+    print_metrics(doc)
+    if out is not None:
+        write_json_atomic(out, doc)
+        console.print(f"wrote [bold]{rel(out)}[/]")

@@ -1,0 +1,158 @@
+"""`mec eval --checkpoint`: one inference pass over the val set, every requested scoring mode evaluated.
+
+A baseline (plain Cascade/HTC head) is evaluated through the MEC head class with ``loss=False``: the
+weights are identical (MEC adds no parameters), and the head can then also score single stages and
+the MEC ensembles, which is how the paper measures Figure 1 and the baseline row of Table 2(c).
+"""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence
+
+from mec_cli.errors import MecError
+
+HEAD_FOR = {"CascadeRoIHead": "MECCascadeRoIHead", "HybridTaskCascadeRoIHead": "MECHTCRoIHead"}
+
+
+@dataclass
+class EvalOptions:
+    checkpoint: str
+    recipe: Optional[str] = None
+    config: Optional[str] = None
+    dataset: Optional[str] = None
+    data_root: Optional[str] = None
+    per_stage: bool = False
+    modes: Sequence[str] = ("mean_probs", "mean_logits", "sparse", "dynamic")
+    group_align: str = "both"
+    tau: Optional[float] = None
+    groups: Optional[str] = None
+    iou_types: Sequence[str] = ("bbox", "segm")
+    protocol: Optional[str] = None
+    gpus: int = 0
+    master_port: int = 29510
+    max_images: Optional[int] = None
+    cfg_options: Dict = field(default_factory=dict)
+
+
+def requested_modes(num_stages: int, per_stage: bool, ensembles: Sequence[str], group_align: str) -> List[str]:
+    """Mode names in report order: stages first, then each ensemble without and with alignment."""
+    from mec_cli.ops import ENSEMBLES
+
+    bad = [e for e in ensembles if e not in ENSEMBLES]
+    if bad:
+        raise MecError(f"unknown ensemble {bad[0]!r}; choose from {', '.join(ENSEMBLES)}")
+    if group_align not in ("on", "off", "both"):
+        raise MecError(f"--group-align must be on, off or both, got {group_align!r}")
+    aligns = {"off": [False], "on": [True], "both": [False, True]}[group_align]
+    modes = [f"stage{k + 1}" for k in range(num_stages)] if per_stage else []
+    return modes + [f"{e}_ga" if a else e for e in ensembles for a in aligns]
+
+
+def _find_groups(opts: EvalOptions, cfg) -> Optional[str]:
+    if opts.groups:
+        return opts.groups
+    beside = Path(opts.checkpoint).resolve().parent / "groups.json"
+    return str(beside) if beside.is_file() else None
+
+
+def prepare_eval_config(opts: EvalOptions, workdir: Path):
+    """The test config: MEC head with every requested mode, MECMetric on the val annotations."""
+    from mec_cli import recipes
+    from mec_cli.data.annotations import category_counts, load_annotations
+    from mec_cli.data.groups import build_groups, load_groups
+    from mec_cli.io import read_json, sha256_file, write_json_atomic
+
+    if not Path(opts.checkpoint).is_file():
+        raise MecError("checkpoint not found", opts.checkpoint)
+    path = recipes.config_path(opts.recipe, opts.config)
+    cfg = recipes.load_config(path, dataset=opts.dataset)
+    if opts.data_root:
+        recipes.set_data_root(cfg, opts.data_root)
+    if opts.cfg_options:
+        cfg.merge_from_dict(opts.cfg_options)
+    roi = cfg.model.roi_head
+    num_stages = int(roi.num_stages)
+    val_ann = recipes.annotation_path(cfg, "val")
+    if not val_ann.is_file():
+        raise MecError("validation annotations not found (set --data-root)", val_ann)
+    val = load_annotations(val_ann)
+    heads = roi.bbox_head
+    if len(val["categories"]) != (heads[0] if isinstance(heads, (list, tuple)) else heads)["num_classes"]:
+        recipes.set_num_classes(cfg, len(val["categories"]))
+    groups_file = _find_groups(opts, cfg)
+    if groups_file is None:
+        train_ann = recipes.annotation_path(cfg, "train")
+        if not train_ann.is_file():
+            raise MecError("no groups.json beside the checkpoint and no training annotations to compute groups from; pass --groups",
+                           train_ann)
+        bins = recipes.mec_bins(cfg) if recipes.is_mec(cfg) else ([10, 100, 500] if num_stages == 4 else [10, 100])
+        doc = build_groups(category_counts(load_annotations(train_ann)), bins, "instances", str(train_ann), sha256_file(train_ann))
+        groups_file = str(workdir / "groups.json")
+        write_json_atomic(groups_file, doc)
+    spec = load_groups(groups_file)
+    modes = requested_modes(num_stages, opts.per_stage, opts.modes, opts.group_align)
+    was_mec = recipes.is_mec(cfg)
+    mec_loss = bool(roi.get("mec", {}).get("loss", False)) if was_mec else False
+    lam = float(roi.get("mec", {}).get("lam", 0.7)) if was_mec else None
+    if not was_mec:
+        if roi.type not in HEAD_FOR:
+            raise MecError(f"per-stage and MEC modes need a Cascade or HTC RoI head, not {roi.type}", path)
+        roi.type = HEAD_FOR[roi.type]
+        roi.mec = dict(loss=False)
+    cat_ids = recipes.label_category_ids(cfg, val, "val")
+    if spec.num_groups != num_stages and any(m.split("_")[0] in ("sparse",) for m in modes):
+        raise MecError(f"has {spec.num_groups} groups but the model has {num_stages} stages (the sparse ensemble needs one per stage)",
+                       groups_file)
+    roi.mec.class_groups = spec.class_groups(cat_ids)
+    rcnn = cfg.model.test_cfg.rcnn
+    rcnn.modes = modes
+    rcnn.ensemble, rcnn.group_align, rcnn.stage = "mean_logits", False, None
+    if opts.tau is not None:
+        rcnn.tau = float(opts.tau)
+    protocol = opts.protocol or ("lvis" if "neg_category_ids" in (val["images"][0] if val["images"] else {}) else "coco")
+    cfg.test_evaluator = dict(type="MECMetric", ann_file=str(val_ann), metric=list(opts.iou_types), protocol=protocol,
+                              groups_file=groups_file)
+    if opts.max_images:
+        cfg.test_dataloader.dataset.indices = int(opts.max_images)
+    cfg.work_dir = str(workdir)
+    cfg.load_from = str(opts.checkpoint)
+    cfg.default_hooks.pop("visualization", None)
+    cfg.log_level = "WARNING"
+    cfg.env_cfg.dist_cfg = dict(backend="nccl" if opts.gpus > 0 else "gloo")
+    run = {"mec_loss": mec_loss, "lam": lam, "num_stages": num_stages, "tau": float(rcnn.get("tau", 1.0)),
+           "recipe_meta": dict(cfg.get("mec_recipe", {})), "modes": modes}
+    return cfg, str(path), groups_file, protocol, str(val_ann), run
+
+
+def evaluate_checkpoint(opts: EvalOptions) -> Dict:
+    """Run inference once and return the metrics document (see :mod:`mec_cli.evaluation.api`)."""
+    from mec_cli.evaluation.api import metrics_document
+    from mec_cli.io import read_json
+
+    with tempfile.TemporaryDirectory(prefix="mec-eval-") as tmp:
+        workdir = Path(tmp)
+        cfg, config_path, groups_file, protocol, val_ann, run = prepare_eval_config(opts, workdir)
+        config_file = workdir / "config.py"
+        cfg.dump(str(config_file))
+        if opts.gpus > 1:
+            from mec_cli.launch import TrainOptions, launch_command
+
+            out = workdir / "modes.json"
+            cmd = launch_command(TrainOptions(gpus=opts.gpus, master_port=opts.master_port), config_file, task="test",
+                                 extra=["--out", str(out)])
+            proc = subprocess.run(cmd, env=dict(os.environ))
+            if proc.returncode != 0 or not out.is_file():
+                raise MecError(f"inference exited with code {proc.returncode}: {' '.join(cmd)}")
+            modes = read_json(out)
+        else:
+            from mec_cli.worker import run_test
+
+            modes = run_test(str(config_file), "none")
+        modes = {m: modes[m] for m in run["modes"] if m in modes}
+        return metrics_document(modes, protocol, val_ann, groups_file, checkpoint=str(opts.checkpoint),
+                                recipe=run["recipe_meta"].get("name"), config=config_path, results_file=None, run=run)
