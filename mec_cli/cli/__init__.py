@@ -39,5 +39,20 @@ def _register() -> None:
 _register()
 
 
+OPTIONAL_VALUE_FLAGS = {"--resume": "auto"}  # `--resume` alone means: from the work dir's last checkpoint
+
+
+def _expand_optional_values(argv: list) -> list:
+    """Give options whose value is optional their default value when they stand alone."""
+    out = []
+    for i, arg in enumerate(argv):
+        out.append(arg)
+        if arg in OPTIONAL_VALUE_FLAGS and (i + 1 == len(argv) or argv[i + 1].startswith("-")):
+            out.append(OPTIONAL_VALUE_FLAGS[arg])
+    return out
+
+
 def main() -> None:
-    app()
+    import sys
+
+    app(args=_expand_optional_values(sys.argv[1:]), prog_name="mec")

@@ -55,6 +55,7 @@ def eval_cmd(
     data_root: Optional[str] = typer.Option(None, help="Dataset root folder."),
     gpus: int = typer.Option(0, help="GPUs for inference (>1 runs torchrun); 0 or 1 runs in this process."),
     max_images: Optional[int] = typer.Option(None, help="Evaluate only the first N val images (quick checks)."),
+    dump_dir: Optional[Path] = typer.Option(None, help="Also write each mode's detections as an LVIS/COCO results JSON here."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Write the metrics JSON here."),
 ) -> None:
     """Per-stage and per-group AP of every scoring mode from one inference pass, or of a results file."""
@@ -78,7 +79,8 @@ def eval_cmd(
         opts = EvalOptions(checkpoint=str(checkpoint), recipe=recipe, config=str(config) if config else None, dataset=dataset,
                            data_root=data_root, per_stage=per_stage, modes=[m.strip() for m in modes.split(",") if m.strip()],
                            group_align=group_align, tau=tau, groups=str(groups) if groups else None, iou_types=iou_types,
-                           protocol=protocol, gpus=gpus, max_images=max_images)
+                           protocol=protocol, gpus=gpus, max_images=max_images,
+                           dump_dir=str(dump_dir) if dump_dir else None)
         doc = evaluate_checkpoint(opts)
     print_metrics(doc)
     if out is not None:

@@ -89,6 +89,25 @@ def evaluate_mode_arrays(records: List[Dict], ann_file: str, iou_types: Sequence
     return out
 
 
+def dump_results(records: List[Dict], out_dir: Union[str, Path]) -> List[Path]:
+    """Write one LVIS/COCO results JSON per mode (``<out_dir>/<mode>.json``): image_id, category_id, bbox, score, segmentation."""
+    from mec_cli.io import write_json_atomic
+
+    by_mode: Dict[str, List[Dict]] = {}
+    for rec in records:
+        rows = by_mode.setdefault(rec["mode"], [])
+        segm = rec.get("segm")
+        for k in range(len(rec["score"])):
+            row = {"image_id": int(rec["image_id"][k]), "category_id": int(rec["category_id"][k]),
+                   "bbox": [round(float(v), 2) for v in rec["bbox"][k]], "score": round(float(rec["score"][k]), 6)}
+            if segm is not None:
+                rle = segm[k]
+                row["segmentation"] = {"size": list(rle["size"]), "counts": rle["counts"].decode() if isinstance(rle["counts"], bytes)
+                                       else rle["counts"]}
+            rows.append(row)
+    return [write_json_atomic(Path(out_dir) / f"{mode}.json", rows, indent=None) for mode, rows in by_mode.items()]
+
+
 def tool_versions() -> Dict[str, str]:
     from importlib.metadata import PackageNotFoundError, version
 

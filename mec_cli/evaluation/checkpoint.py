@@ -36,6 +36,7 @@ class EvalOptions:
     gpus: int = 0
     master_port: int = 29510
     max_images: Optional[int] = None
+    dump_dir: Optional[str] = None
     cfg_options: Dict = field(default_factory=dict)
 
 
@@ -116,7 +117,7 @@ def prepare_eval_config(opts: EvalOptions, workdir: Path):
         rcnn.tau = float(opts.tau)
     protocol = opts.protocol or ("lvis" if "neg_category_ids" in (val["images"][0] if val["images"] else {}) else "coco")
     cfg.test_evaluator = dict(type="MECMetric", ann_file=str(val_ann), metric=list(opts.iou_types), protocol=protocol,
-                              groups_file=groups_file)
+                              groups_file=groups_file, results_dir=str(Path(opts.dump_dir).resolve()) if opts.dump_dir else None)
     if opts.max_images:
         cfg.test_dataloader.dataset.indices = int(opts.max_images)
     cfg.work_dir = str(workdir)

@@ -19,7 +19,8 @@ class MECMetric(BaseMetric):
     default_prefix = "mec"
 
     def __init__(self, ann_file: str, metric: Sequence[str] = ("bbox", "segm"), protocol: str = "lvis",
-                 groups_file: Optional[str] = None, default_mode: str = "mean_logits", collect_device: str = "cpu",
+                 groups_file: Optional[str] = None, default_mode: str = "mean_logits", results_dir: Optional[str] = None,
+                 collect_device: str = "cpu",
                  prefix: Optional[str] = None, **kwargs):
         super().__init__(collect_device=collect_device, prefix=prefix)
         self.ann_file = ann_file
@@ -27,6 +28,7 @@ class MECMetric(BaseMetric):
         self.protocol = protocol
         self.groups_file = groups_file
         self.default_mode = default_mode
+        self.results_dir = results_dir
         self.last_results: Dict = {}
         self._cat_ids: Optional[List[int]] = None
 
@@ -59,8 +61,10 @@ class MECMetric(BaseMetric):
                 self.results.append(rec)
 
     def compute_metrics(self, results: list) -> Dict[str, float]:
-        from mec_cli.evaluation.api import evaluate_mode_arrays
+        from mec_cli.evaluation.api import dump_results, evaluate_mode_arrays
 
+        if self.results_dir:
+            dump_results(results, self.results_dir)
         self.last_results = evaluate_mode_arrays(results, self.ann_file, self.iou_types, self.protocol, self.groups_file)
         flat = {}
         for mode, by_type in self.last_results.items():

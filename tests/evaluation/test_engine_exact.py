@@ -1,0 +1,190 @@
+"""The fast evaluator equals lvis-api and pycocotools on the same detections, edge cases included."""
+import copy
+import json
+
+import numpy as np
+import pytest
+from lvis import LVIS, LVISEval, LVISResults
+from pycocotools.coco import COCO
+from pycocotools.cocoeval import COCOeval
+from typer.testing import CliRunner
+
+from mec_cli.cli import app
+from mec_cli.compat import patch_lvis_numpy
+from mec_cli.evaluation.engine import Detections, GroundTruth, evaluate
+from mec_cli.evaluation.summary import summarize
+
+patch_lvis_numpy()
+METRICS = ["AP", "AP50", "AP75", "APs", "APm", "APl", "APr", "APc", "APf"]
+
+
+def _square(x, y, s):
+    return [[x, y, x + s, y, x + s, y + s, x, y + s]]
+
+
+def _gt_fixture():
+    """Inline LVIS-style ground truth: 4 images, 4 categories (r, c, f, and one with no ground truth)."""
+    cats = [{"id": 1, "name": "a", "frequency": "r"}, {"id": 2, "name": "b", "frequency": "c"},
+            {"id": 3, "name": "c", "frequency": "f"}, {"id": 4, "name": "no_gt", "frequency": "f"}]
+    images, anns = [], []
+    layout = {1: [(1, 10, 10, 30), (3, 60, 60, 50)], 2: [(2, 5, 5, 20), (2, 40, 40, 80), (3, 100, 10, 40)],
+              3: [(3, 10, 100, 100)], 4: []}
+    aid = 1
+    for img, objs in layout.items():
+        images.append({"id": img, "width": 200, "height": 220, "neg_category_ids": [4] if img != 3 else [1, 4],
+                       "not_exhaustive_category_ids": [2] if img == 2 else []})
+        for cat, x, y, s in objs:
+            anns.append({"id": aid, "image_id": img, "category_id": cat, "bbox": [x, y, s, s], "area": float(s * s),
+                         "segmentation": _square(x, y, s)})
+            aid += 1
+    return {"images": images, "annotations": anns, "categories": cats}
+
+
+def _random_dets(gt, rng, n_per_img=40, cats=(1, 2, 3, 4), tie_scores=True, segm=False, size=200):
+    import pycocotools.mask as mask_utils
+
+    dets = []
+    for img in gt["images"]:
+        for a in [a for a in gt["annotations"] if a["image_id"] == img["id"]]:
+            x, y, w, h = a["bbox"]
+            dx, dy = rng.normal(0, 0.15 * w, 2)
+            dets.append({"image_id": img["id"], "category_id": a["category_id"], "bbox": [x + dx, y + dy, w, h]})
+        for _ in range(n_per_img):
+            x, y = rng.uniform(0, size - 20, 2)
+            s = float(rng.uniform(4, 110))
+            dets.append({"image_id": img["id"], "category_id": int(rng.choice(cats)), "bbox": [x, y, s, s]})
+    for d in dets:
+        d["score"] = float(np.round(rng.random(), 1 if tie_scores else 6))
+        if segm:
+            x, y, w, h = d["bbox"]
+            rle = mask_utils.frPyObjects([[x, y, x + w, y, x + w, y + h, x, y + h]], 220, 200)[0]
+            rle["counts"] = rle["counts"].decode()
+            d["segmentation"] = rle
+    return dets
+
+
+def _lvis_reference(gt, dets, iou_type, tmp_path):
+    path = tmp_path / "gt.json"
+    path.write_text(json.dumps(gt))
+    lvis_gt = LVIS(str(path))
+    ev = LVISEval(lvis_gt, LVISResults(lvis_gt, copy.deepcopy(dets)), iou_type)
+    ev.run()
+    return ev
+
+
+def _ours(gt, dets, iou_type, protocol="lvis"):
+    g = GroundTruth(copy.deepcopy(gt), protocol)
+    res = evaluate(g, Detections.from_records(dets), iou_type)
+    return res, summarize(res, g.frequency)
+
+
+@pytest.mark.parametrize("iou_type", ["bbox", "segm"])
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_lvis_equals_lvis_api_with_federated_cases_and_ties(iou_type, seed, tmp_path):
+    gt = _gt_fixture()
+    rng = np.random.default_rng(seed)
+    dets = _random_dets(gt, rng, segm=iou_type == "segm")
+    ev = _lvis_reference(gt, dets, iou_type, tmp_path)
+    res, ours = _ours(gt, dets, iou_type)
+    np.testing.assert_allclose(res.precision, ev.eval["precision"], atol=1e-12)
+    for m in METRICS:
+        assert ours[m] == pytest.approx(ev.results[m], abs=1e-4), m
+    assert ours["per_category"]["4"] == -1  # a category with no ground truth
+
+
+def test_more_than_300_detections_per_image(tmp_path):
+    gt = _gt_fixture()
+    dets = _random_dets(gt, np.random.default_rng(5), n_per_img=400, tie_scores=False)
+    assert max(sum(d["image_id"] == i for d in dets) for i in (1, 2, 3, 4)) > 300
+    ev = _lvis_reference(gt, dets, "bbox", tmp_path)
+    res, ours = _ours(gt, dets, "bbox")
+    np.testing.assert_allclose(res.precision, ev.eval["precision"], atol=1e-12)
+    assert res.num_detections <= 4 * 300
+
+
+def test_no_detections_at_all_and_a_category_without_detections(tmp_path):
+    gt = _gt_fixture()
+    res, ours = _ours(gt, [], "bbox")
+    assert ours["AP"] == 0.0 and res.num_detections == 0  # every category with ground truth scores 0
+    dets = [d for d in _random_dets(gt, np.random.default_rng(0)) if d["category_id"] != 2]
+    ev = _lvis_reference(gt, dets, "bbox", tmp_path)
+    res, ours = _ours(gt, dets, "bbox")
+    np.testing.assert_allclose(res.precision, ev.eval["precision"], atol=1e-12)
+    assert ours["per_category"]["2"] == 0.0
+
+
+def test_federated_rules():
+    gt = _gt_fixture()
+    # category 1 is neither annotated nor negative in image 2: its detection there is not counted at all
+    base = [{"image_id": 1, "category_id": 1, "bbox": [10, 10, 30, 30], "score": 0.9}]
+    unverified = base + [{"image_id": 2, "category_id": 1, "bbox": [0, 0, 50, 50], "score": 0.99}]
+    assert _ours(gt, base, "bbox")[1]["APr"] == _ours(gt, unverified, "bbox")[1]["APr"] == pytest.approx(1.0)
+    # image 3 lists category 1 as negative: a detection there is a false positive
+    negative = base + [{"image_id": 3, "category_id": 1, "bbox": [0, 0, 50, 50], "score": 0.99}]
+    assert _ours(gt, negative, "bbox")[1]["APr"] < 1.0
+    # category 2 is not exhaustively annotated in image 2: unmatched detections there are ignored
+    good = [{"image_id": 2, "category_id": 2, "bbox": [5, 5, 20, 20], "score": 0.5},
+            {"image_id": 2, "category_id": 2, "bbox": [40, 40, 80, 80], "score": 0.4}]
+    extra = good + [{"image_id": 2, "category_id": 2, "bbox": [150, 150, 30, 30], "score": 0.95}]
+    assert _ours(gt, good, "bbox")[1]["APc"] == pytest.approx(_ours(gt, extra, "bbox")[1]["APc"]) == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("iou_type", ["bbox", "segm"])
+def test_coco_protocol_equals_pycocotools_with_crowd_and_empty_gt(iou_type, tmp_path):
+    gt = _gt_fixture()
+    for im in gt["images"]:
+        im.pop("neg_category_ids")
+        im.pop("not_exhaustive_category_ids")
+    for c in gt["categories"]:
+        c.pop("frequency")
+    gt["annotations"].append({"id": 99, "image_id": 3, "category_id": 3, "bbox": [120, 10, 60, 60], "area": 3600.0,
+                              "iscrowd": 1, "segmentation": _square(120, 10, 60)})
+    for a in gt["annotations"]:
+        a.setdefault("iscrowd", 0)
+    dets = _random_dets(gt, np.random.default_rng(3), n_per_img=150, segm=iou_type == "segm")
+    path = tmp_path / "coco.json"
+    path.write_text(json.dumps(gt))
+    coco = COCO(str(path))
+    ev = COCOeval(coco, coco.loadRes(copy.deepcopy(dets)), iou_type)
+    ev.evaluate()
+    ev.accumulate()
+    ev.summarize()
+    res, ours = _ours(gt, dets, iou_type, protocol="coco")
+    np.testing.assert_allclose(res.precision, ev.eval["precision"][..., -1], atol=1e-12)
+    for m, k in (("AP", 0), ("AP50", 1), ("AP75", 2), ("APs", 3), ("APm", 4), ("APl", 5)):
+        assert ours[m] == pytest.approx(ev.stats[k], abs=1e-4), m
+
+
+def test_group_ap_slices_the_same_precision():
+    gt = _gt_fixture()
+    dets = _random_dets(gt, np.random.default_rng(7))
+    g = GroundTruth(gt, "lvis")
+    res = evaluate(g, Detections.from_records(dets), "bbox")
+    by_group = summarize(res, g.frequency, {1: 0, 2: 1, 3: 2, 4: 2}, ["rare", "common", "frequent"])
+    assert by_group["AP_rare"] == by_group["APr"] and by_group["AP_common"] == by_group["APc"]
+
+
+def test_cli_results_file_and_bad_inputs(tmp_path):
+    gt = _gt_fixture()
+    dets = _random_dets(gt, np.random.default_rng(1))
+    (tmp_path / "gt.json").write_text(json.dumps(gt))
+    (tmp_path / "dets.json").write_text(json.dumps(dets))
+    out = tmp_path / "m.json"
+    res = CliRunner().invoke(app, ["eval", "--results", str(tmp_path / "dets.json"), "--ann", str(tmp_path / "gt.json"),
+                                   "--iou-type", "bbox", "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    doc = json.loads(out.read_text())
+    assert doc["schema"] == "mec.metrics/1" and doc["protocol"] == "lvis" and list(doc["modes"]) == ["results"]
+    ev = _lvis_reference(gt, dets, "bbox", tmp_path)
+    assert doc["modes"]["results"]["bbox"]["AP"] == pytest.approx(ev.results["AP"], abs=1e-4)
+    bad = copy.deepcopy(dets) + [{"image_id": 77, "category_id": 1, "bbox": [0, 0, 1, 1], "score": 0.5}]
+    (tmp_path / "bad.json").write_text(json.dumps(bad))
+    res = CliRunner().invoke(app, ["eval", "--results", str(tmp_path / "bad.json"), "--ann", str(tmp_path / "gt.json")])
+    assert res.exit_code == 2 and "image id 77" in res.output and "Traceback" not in res.output
+
+
+def test_lvis_numpy_compat_is_narrow():
+    import lvis.eval as lvis_eval
+
+    assert lvis_eval.np.float is float and lvis_eval.np.cumsum is np.cumsum
+    assert "float" not in vars(np)  # the real numpy module is untouched
