@@ -1,0 +1,162 @@
+"""`mec report ...`: the paper's tables and figures from saved metrics."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from mec_cli.cli import app
+from mec_cli.cli._common import cli_errors, console, rel
+
+report_app = typer.Typer(help="The paper's tables and figures from saved metrics (mec eval --out).", no_args_is_help=True,
+                         rich_markup_mode="rich")
+app.add_typer(report_app, name="report")
+
+RUNS = typer.Argument(..., help="Metrics JSON files, run directories or globs.", show_default=False)
+LABEL = typer.Option(None, "--label", "-l", help="Row label per run, in order (default: the recipe name).")
+FORMAT = typer.Option(None, "--format", "-f", help="Also write the table as md, latex (booktabs) or csv.")
+OUT = typer.Option(None, "--out", "-o", help="Output file (default: print the --format text on stdout).")
+REFERENCE = typer.Option(None, "--reference", help="'paper' adds the paper's published numbers for matching rows.")
+
+
+def _emit_table(table, fmt: Optional[str], out: Optional[Path]) -> None:
+    from mec_cli.errors import MecError
+    from mec_cli.io import write_text_atomic
+    from mec_cli.reporting.render import FORMATS, render, to_rich
+
+    console.print(to_rich(table))
+    if fmt is None:
+        if out is not None:
+            fmt = {".md": "md", ".tex": "latex", ".csv": "csv"}.get(out.suffix)
+            if fmt is None:
+                raise MecError("give --format md|latex|csv (or an --out ending in .md, .tex or .csv)", out)
+        else:
+            return
+    if fmt not in FORMATS:
+        raise MecError(f"--format must be one of {', '.join(FORMATS)}, got {fmt!r}")
+    text = render(table, fmt)
+    if out is None:
+        typer.echo(text)
+    else:
+        write_text_atomic(out, text)
+        console.print(f"wrote [bold]{rel(out)}[/]")
+
+
+def _reference(value: Optional[str]) -> bool:
+    from mec_cli.errors import MecError
+
+    if value not in (None, "paper"):
+        raise MecError(f"--reference takes 'paper', got {value!r}")
+    return value == "paper"
+
+
+def _emit_figure(fig, out: Path) -> None:
+    from mec_cli.reporting.figures import save_figure
+
+    for path in save_figure(fig, str(out)):
+        console.print(f"wrote [bold]{rel(Path(path))}[/]")
+
+
+@report_app.command("ablation", epilog="Example: [bold]mec report ablation runs/tiny_baseline runs/tiny --format md --out ablation.md[/]")
+@cli_errors
+def ablation(runs: List[str] = RUNS, label: Optional[List[str]] = LABEL, fmt: Optional[str] = FORMAT, out: Optional[Path] = OUT,
+             reference: Optional[str] = REFERENCE,
+             modes: str = typer.Option("mean_probs,mean_probs_ga,dynamic,sparse_ga,dynamic_ga", help="Modes to show per run.")) -> None:
+    """Table 2(c): rows per run and mode, marked Exp./DI/SI/GA; mask AP by group and box mAP."""
+    from mec_cli.reporting.runs import load_runs
+    from mec_cli.reporting.tables import ablation_table
+
+    table = ablation_table(load_runs(runs, label), [m.strip() for m in modes.split(",")], _reference(reference))
+    _emit_table(table, fmt, out)
+
+
+@report_app.command("compare", epilog="Example: [bold]mec report compare runs/cascade_r50_baseline runs/cascade_r50 --reference paper[/]")
+@cli_errors
+def compare(runs: List[str] = RUNS, label: Optional[List[str]] = LABEL, fmt: Optional[str] = FORMAT, out: Optional[Path] = OUT,
+            reference: Optional[str] = REFERENCE,
+            baseline_mode: str = typer.Option("mean_logits", help="Scoring mode of the baselines (MMDetection's default)."),
+            mec_mode: str = typer.Option("dynamic_ga", help="Scoring mode of the MEC runs.")) -> None:
+    """Table 1: baseline and +MEC rows per model, with the deltas (runs in pairs BASELINE MEC ...)."""
+    from mec_cli.reporting.runs import load_runs
+    from mec_cli.reporting.tables import compare_table
+
+    _emit_table(compare_table(load_runs(runs, label), baseline_mode, mec_mode, _reference(reference)), fmt, out)
+
+
+@report_app.command("stage-count", epilog="Example: [bold]mec report stage-count runs/r50_* runs/r50_4stage* --reference paper[/]")
+@cli_errors
+def stage_count(runs: List[str] = RUNS, label: Optional[List[str]] = LABEL, fmt: Optional[str] = FORMAT,
+                out: Optional[Path] = OUT, reference: Optional[str] = REFERENCE,
+                baseline_mode: str = typer.Option("mean_logits", help="Scoring mode of the baselines."),
+                mec_mode: str = typer.Option("dynamic_ga", help="Scoring mode of the MEC runs.")) -> None:
+    """Table 3: 3 against 4 stages, baseline and MEC."""
+    from mec_cli.reporting.runs import load_runs
+    from mec_cli.reporting.tables import stage_count_table
+
+    _emit_table(stage_count_table(load_runs(runs, label), baseline_mode, mec_mode, _reference(reference)), fmt, out)
+
+
+@report_app.command("stages", epilog="Examples:\n\n  [bold]mec report stages runs/tiny --out stages.png[/]\n\n"
+                    "  [bold]mec report stages runs/tiny --baseline runs/tiny_baseline --out stages.png[/]   (also Figure 1b)")
+@cli_errors
+def stages(run: str = typer.Argument(..., help="A metrics JSON or run directory from `mec eval --per-stage`."),
+           baseline: Optional[str] = typer.Option(None, help="Baseline run: also draw Figure 1(b), baseline vs MEC per group."),
+           iou_type: str = typer.Option("segm", help="segm (mask AP, as the paper) or bbox."),
+           mec_mode: str = typer.Option("dynamic_ga", help="MEC mode for Figure 1(b)."),
+           baseline_mode: str = typer.Option("mean_logits", help="Baseline mode for Figure 1(b)."),
+           out: Path = typer.Option(Path("stages.png"), "--out", "-o", help="Figure path (.png writes a .svg beside it)."),
+           csv: Optional[Path] = typer.Option(None, help="Also write the plotted numbers as CSV.")) -> None:
+    """Figure 1(a): per-stage AP for each frequency group (and 1(b) with --baseline)."""
+    from mec_cli.io import write_text_atomic
+    from mec_cli.reporting.figures import compare_groups_figure, stages_figure
+    from mec_cli.reporting.runs import load_runs
+    from mec_cli.reporting.tables import baseline_vs_mec, stages_frame
+
+    mec = load_runs([run])[0]
+    frame = stages_frame(mec, iou_type)
+    metric = "mask AP" if iou_type == "segm" else "box AP"
+    console.print(frame.to_string(float_format=lambda v: f"{v:.1f}"))
+    _emit_figure(stages_figure(frame, f"{mec.label}: per-stage {metric} by frequency group (Figure 1a)", metric), out)
+    if csv is not None:
+        write_text_atomic(csv, frame.to_csv())
+    if baseline is not None:
+        values = baseline_vs_mec(load_runs([baseline])[0], mec, baseline_mode, mec_mode, iou_type)
+        _emit_figure(compare_groups_figure(values, metric=metric), out.with_name(out.stem + "_vs_baseline" + out.suffix))
+
+
+@report_app.command("lambda", epilog="Example: [bold]mec report lambda runs/lam_0.5 runs/lam_0.7 runs/lam_0.9 --out lambda.png[/]")
+@cli_errors
+def lambda_cmd(runs: List[str] = RUNS, label: Optional[List[str]] = LABEL,
+               mode: str = typer.Option("dynamic_ga", help="Scoring mode (the paper uses the dynamic ensemble)."),
+               out: Path = typer.Option(Path("lambda.png"), "--out", "-o", help="Figure path."),
+               csv: Optional[Path] = typer.Option(None, help="Also write the plotted numbers as CSV.")) -> None:
+    """Figure 4: AP against the multi-expert loss's lambda."""
+    from mec_cli.io import write_text_atomic
+    from mec_cli.reporting.figures import lambda_figure
+    from mec_cli.reporting.runs import load_runs
+    from mec_cli.reporting.tables import lambda_frame
+
+    frame = lambda_frame(load_runs(runs, label), mode)
+    console.print(frame.to_string(index=False, float_format=lambda v: f"{v:.1f}"))
+    _emit_figure(lambda_figure(frame), out)
+    if csv is not None:
+        write_text_atomic(csv, frame.to_csv(index=False))
+
+
+@report_app.command("distribution", epilog="Examples:\n\n  [bold]mec report distribution coco2017 coco_lt_train.manifest.json lvis_v1[/]\n\n"
+                    "  [bold]mec report distribution data/synth/annotations/lvis_v1_train.json --bins 10,100 --out dist.png[/]")
+@cli_errors
+def distribution(items: List[str] = typer.Argument(..., help="Annotation files, COCO-LT manifests or profiles (lvis_v1, lvis_v0.5, coco2017)."),
+                 bins: str = typer.Option("10,100", help="Group edges drawn on the plot."),
+                 out: Path = typer.Option(Path("distribution.png"), "--out", "-o", help="Figure path.")) -> None:
+    """Figure 5: sorted instance-count curves on a log axis, with the group edges."""
+    from mec_cli.data.groups import parse_bins
+    from mec_cli.reporting.distribution import distribution_curves
+    from mec_cli.reporting.figures import distribution_figure
+
+    curves = distribution_curves(items)
+    for name, counts in curves.items():
+        console.print(f"{name}: {len(counts)} categories, {sum(counts):,} instances, max {max(counts, default=0):,}, "
+                      f"min {min(counts, default=0):,}")
+    _emit_figure(distribution_figure(curves, parse_bins(bins)), out)
