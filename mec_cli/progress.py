@@ -21,9 +21,14 @@ class MECProgressHook(Hook):
         self._progress = None
         self._task: Optional[int] = None
         self._start = 0.0
+        self._plain_every = 1
+        self._first = 0
 
     def before_train(self, runner) -> None:
-        if not (is_main_process() and sys.stderr.isatty()):
+        self._plain_every = max(1, runner.max_iters // 10)
+        self._first = runner.iter
+        self._start = time.time()
+        if not is_main_process() or not sys.stderr.isatty():
             return
         from rich.console import Console
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -35,12 +40,20 @@ class MECProgressHook(Hook):
         self._start = time.time()
 
     def after_train_iter(self, runner, batch_idx: int, data_batch=None, outputs=None) -> None:
-        if self._progress is None or (runner.iter + 1) % self.interval:
+        if not is_main_process():
             return
+        done = runner.iter + 1
         loss = float(outputs["loss"]) if outputs and "loss" in outputs else float("nan")
         lr = runner.optim_wrapper.get_lr()["lr"][0]
         parts = " ".join(f"{k}={float(v):.3f}" for k, v in (outputs or {}).items() if k.startswith("s") and "loss_cls" in k)
-        self._progress.update(self._task, completed=runner.iter + 1, description=f"loss={loss:.3f} lr={lr:.2e} {parts}")
+        if self._progress is not None:
+            if done % self.interval == 0:
+                self._progress.update(self._task, completed=done, description=f"loss={loss:.3f} lr={lr:.2e} {parts}")
+        elif done % self._plain_every == 0 or done == runner.max_iters:
+            # No terminal (CI, a pipe): a plain line every tenth of the run.
+            rate = (time.time() - self._start) / max(1, done - self._first)
+            eta = rate * (runner.max_iters - done)
+            print(f"train iter {done}/{runner.max_iters} loss={loss:.3f} lr={lr:.2e} eta={eta:.0f}s", file=sys.stderr, flush=True)
 
     def after_train(self, runner) -> None:
         if self._progress is not None:

@@ -33,7 +33,7 @@ def _root(
 
 
 def _register() -> None:
-    from mec_cli.cli import data, doctor, eval, report, train  # noqa: F401  (each module adds its commands to `app`)
+    from mec_cli.cli import data, demo, doctor, eval, report, train  # noqa: F401  (each module adds its commands to `app`)
 
 
 _register()

@@ -1,0 +1,159 @@
+"""`mec demo`: the whole story on the built-in synthetic data, into one folder with an index.
+
+synth -> groups -> train the tiny baseline and the tiny MEC recipe -> `eval --per-stage` (every mode)
+-> every report that applies -> README.md index. A step whose outputs are complete is skipped on a
+rerun; ``force`` redoes everything.
+"""
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Dict, List, Optional
+
+STEP_NAMES = ["synth", "groups", "train tiny_baseline", "train tiny", "eval tiny_baseline", "eval tiny", "reports"]
+
+
+@dataclass
+class DemoOptions:
+    out: Path
+    iters: int = 300
+    train_images: int = 600
+    val_images: int = 150
+    seed: int = 0
+    force: bool = False
+
+
+def _done(path: Path, force: bool) -> bool:
+    return path.exists() and not force
+
+
+def run_demo(opts: DemoOptions, on_step: Optional[Callable[[str, str], None]] = None) -> Dict:
+    """Run every step; ``on_step(name, status)`` reports 'start', 'skip' or 'done'. Returns the output summary."""
+    from mec_cli import launch
+    from mec_cli.data.groups import compute_groups
+    from mec_cli.data.synth import SynthConfig, make_synthetic_dataset
+    from mec_cli.evaluation.checkpoint import EvalOptions, evaluate_checkpoint
+    from mec_cli.io import write_json_atomic, write_text_atomic
+
+    report = on_step or (lambda name, status: None)
+    out = Path(opts.out)
+    data, runs = out / "data", out / "runs"
+    timings: Dict[str, float] = {}
+
+    def step(name: str, complete: Path, fn: Callable[[], None]) -> None:
+        if _done(complete, opts.force):
+            report(name, "skip")
+            return
+        report(name, "start")
+        t = time.time()
+        fn()
+        timings[name] = round(time.time() - t, 1)
+        report(name, "done")
+
+    def synth() -> None:
+        make_synthetic_dataset(SynthConfig(out=data, seed=opts.seed, train_images=opts.train_images, val_images=opts.val_images))
+        (data / ".complete").write_text("ok\n")
+
+    step("synth", data / ".complete", synth)
+    step("groups", out / "groups.json",
+         lambda: write_json_atomic(out / "groups.json", compute_groups(data / "annotations" / "lvis_v1_train.json")))
+
+    for recipe in ("tiny_baseline", "tiny"):
+        work = runs / recipe
+
+        def train(recipe=recipe, work=work) -> None:
+            run = launch.prepare_training(launch.TrainOptions(
+                recipe=recipe, gpus=0, data_root=str(data), work_dir=str(work), groups=str(out / "groups.json"),
+                max_iters=opts.iters, seed=opts.seed, cfg_options={"log_level": "WARNING"}))
+            launch.train(run)
+
+        step(f"train {recipe}", work / f"iter_{opts.iters}.pth", train)
+    for recipe in ("tiny_baseline", "tiny"):
+        work = runs / recipe
+
+        def evaluate(recipe=recipe, work=work) -> None:
+            doc = evaluate_checkpoint(EvalOptions(checkpoint=str(work / f"iter_{opts.iters}.pth"), recipe=recipe, data_root=str(data),
+                                                  per_stage=True, groups=str(out / "groups.json")))
+            write_json_atomic(work / "metrics.json", doc)
+
+        step(f"eval {recipe}", work / "metrics.json", evaluate)
+
+    report("reports", "start")
+    t = time.time()
+    outputs = write_reports(out)
+    timings["reports"] = round(time.time() - t, 1)
+    report("reports", "done")
+    index = write_index(out, outputs, opts)
+    summary = {"out": str(out), "index": str(index), "outputs": outputs, "timings_s": timings}
+    write_text_atomic(out / "demo_summary.json", json.dumps(summary, indent=2) + "\n")
+    return summary
+
+
+def write_reports(out: Path) -> List[Dict[str, str]]:
+    """Every report that applies to the two demo runs; returns (path, what it shows) entries."""
+    from mec_cli.io import write_text_atomic
+    from mec_cli.reporting.distribution import distribution_curves
+    from mec_cli.reporting.figures import compare_groups_figure, distribution_figure, save_figure, stages_figure
+    from mec_cli.reporting.render import render
+    from mec_cli.reporting.runs import load_runs
+    from mec_cli.reporting.tables import ablation_table, baseline_vs_mec, compare_table, stages_frame
+
+    reports = out / "reports"
+    base, mec = load_runs([str(out / "runs" / "tiny_baseline" / "metrics.json"), str(out / "runs" / "tiny" / "metrics.json")])
+    items: List[Dict[str, str]] = []
+
+    def table(name: str, t, what: str) -> None:
+        for fmt, ext in (("md", "md"), ("latex", "tex"), ("csv", "csv")):
+            write_text_atomic(reports / f"{name}.{ext}", render(t, fmt))
+        items.append({"path": f"reports/{name}.md", "also": f"reports/{name}.tex, reports/{name}.csv", "what": what})
+
+    table("ablation", ablation_table([base, mec], reference=True),
+          "Table 2(c) style ablation: each run scored with and without dynamic/sparse inference and group alignment "
+          "(marks read from the runs), mask AP overall and per frequency group, box mAP; the paper's numbers beside.")
+    table("compare", compare_table([base, mec], reference=True),
+          "Table 1 style: the baseline (MMDetection's mean-of-logits ensemble) against MEC (dynamic ensemble with group "
+          "alignment), box and mask AP per group, with the deltas.")
+    for run in (mec, base):
+        frame = stages_frame(run, "segm")
+        paths = save_figure(stages_figure(frame, f"{run.label}: per-stage mask AP by frequency group (Figure 1a)"),
+                            str(reports / f"stages_{run.label}.png"))
+        write_text_atomic(reports / f"stages_{run.label}.csv", frame.to_csv())
+        items.append({"path": f"reports/stages_{run.label}.png", "also": ", ".join(Path(p).name for p in paths[1:]) +
+                      f", stages_{run.label}.csv", "what": f"Figure 1(a) for {run.label}: mask AP of each cascade stage alone, "
+                      "per frequency group (stage 1 has the lowest IoU threshold)."})
+    save_figure(compare_groups_figure(baseline_vs_mec(base, mec)), str(reports / "baseline_vs_mec.png"))
+    items.append({"path": "reports/baseline_vs_mec.png", "also": "baseline_vs_mec.svg",
+                  "what": "Figure 1(b): mask AP per frequency group, baseline against MEC."})
+    curves = distribution_curves([str(out / "data" / "annotations" / "lvis_v1_train.json"), "lvis_v1", "coco2017"])
+    save_figure(distribution_figure(curves), str(reports / "distribution.png"))
+    items.append({"path": "reports/distribution.png", "also": "distribution.svg",
+                  "what": "Figure 5 style: sorted training instances per category of the synthetic set, LVIS v1 and COCO, "
+                          "with the group edges 10 and 100."})
+    return items
+
+
+def write_index(out: Path, items: List[Dict[str, str]], opts: DemoOptions) -> Path:
+    from mec_cli.io import write_text_atomic
+    from mec_cli.reporting.render import to_markdown
+    from mec_cli.reporting.runs import load_runs
+    from mec_cli.reporting.tables import compare_table
+
+    base, mec = load_runs([str(out / "runs" / "tiny_baseline" / "metrics.json"), str(out / "runs" / "tiny" / "metrics.json")])
+    lines = ["# mec demo", "",
+             f"The whole MEC pipeline on the built-in synthetic long-tailed dataset ({opts.train_images} training and "
+             f"{opts.val_images} validation images, 24 shape-and-colour categories from 3 to ~1,000 training instances), "
+             f"with the tiny Cascade Mask R-CNN (ResNet-18 from scratch) trained for {opts.iters} iterations on the CPU. "
+             "These numbers show the pipeline working end to end; they say nothing about MEC at paper scale.", "",
+             "## Outputs", ""]
+    for it in items:
+        lines.append(f"- [{it['path']}]({it['path']}) (also {it['also']}): {it['what']}")
+    lines += ["- [groups.json](groups.json): the frequency groups (instances in [0,10), [10,100), [100,inf)) used by training, "
+              "evaluation and the reports.",
+              "- [runs/tiny_baseline/metrics.json](runs/tiny_baseline/metrics.json), [runs/tiny/metrics.json](runs/tiny/metrics.json): "
+              "every mode's box and mask AP (per group and per category) from one inference pass each (`mec eval --per-stage`).",
+              "- runs/*/config.py, runs/*/groups.json, runs/*/iter_*.pth: the resolved configs, groups and checkpoints.",
+              "- [data/](data/): the synthetic dataset (LVIS v1 JSON and PNG images).", "",
+              "## Baseline against MEC", "", to_markdown(compare_table([base, mec]))]
+    return Path(write_text_atomic(out / "README.md", "\n".join(lines) + "\n"))

@@ -1,0 +1,67 @@
+"""Every command is documented with an example, listed in the README, and `mec --help` imports no torch or mm*."""
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import typer
+from typer.main import get_command
+from typer.testing import CliRunner
+
+from mec_cli import __version__
+from mec_cli.cli import _expand_optional_values, app
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _leaf_commands(cmd, prefix=()):
+    if getattr(cmd, "commands", None):
+        for name, sub in cmd.commands.items():
+            yield from _leaf_commands(sub, prefix + (name,))
+    else:
+        yield prefix, cmd
+
+
+def test_every_command_has_help_with_an_example_and_is_in_the_readme():
+    readme = (ROOT / "README.md").read_text()
+    leaves = list(_leaf_commands(get_command(app)))
+    assert len(leaves) >= 14
+    for path, _ in leaves:
+        res = CliRunner().invoke(app, [*path, "--help"])
+        assert res.exit_code == 0, path
+        assert "Example" in res.output, f"`mec {' '.join(path)} --help` has no example"
+        assert re.search(r"mec " + re.escape(path[0]), readme), f"mec {path[0]} is not in the README"
+
+
+def test_version_and_listing():
+    res = CliRunner().invoke(app, ["--version"])
+    assert res.exit_code == 0 and __version__ in res.output
+    res = CliRunner().invoke(app, ["--help"])
+    for name in ("synth", "groups", "build-coco-lt", "recipes", "train", "eval", "report", "demo", "doctor"):
+        assert name in res.output
+
+
+def test_help_imports_no_torch_or_mm_packages():
+    code = ("import sys\nfrom mec_cli.cli import app\ntry:\n    app(['--help'])\nexcept SystemExit:\n    pass\n"
+            "heavy = [m for m in sys.modules if m.split('.')[0] in ('torch', 'mmcv', 'mmdet', 'mmengine', 'lvis', 'pandas', 'matplotlib')]\n"
+            "print('HEAVY', heavy)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip().endswith("HEAVY []"), out[-500:]
+
+
+def test_resume_alone_means_auto():
+    assert _expand_optional_values(["train", "--resume", "--gpus", "0"]) == ["train", "--resume", "auto", "--gpus", "0"]
+    assert _expand_optional_values(["train", "--resume"]) == ["train", "--resume", "auto"]
+    assert _expand_optional_values(["train", "--resume", "x.pth"]) == ["train", "--resume", "x.pth"]
+
+
+def test_doctor_reports_a_working_install():
+    res = CliRunner().invoke(app, ["doctor", "--json"])
+    assert res.exit_code == 0, res.output
+    assert '"mmcv_ops": "ok"' in res.output
+
+
+def test_ci_runs_the_readme_test_command():
+    readme = (ROOT / "README.md").read_text()
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert "make test" in readme and re.search(r"^make test$", ci, re.M)
