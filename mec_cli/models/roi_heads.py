@@ -194,40 +194,59 @@ class MECHeadMixin:
                 rois = torch.cat(refined)
         return rois, ms_logits, bbox_preds
 
-    def _mode_masks(self, x, batch_img_metas, results_list, rescale):
-        return self.predict_mask(x, batch_img_metas, results_list, rescale=rescale)
+    def _mask_stage_logits(self, x, mask_rois: Tensor) -> List[Tensor]:
+        """Mask logits (N, C, M, M) of every stage for ``mask_rois`` (Cascade: each stage's own mask head)."""
+        return [self._mask_forward(stage, x, mask_rois)["mask_preds"] for stage in range(self.num_stages)]
 
     def _bbox_kwargs(self) -> dict:
         return {}
 
     def _masks_for_modes(self, x, metas, per_mode: Dict[str, List[InstanceData]], rescale: bool) -> Dict[str, List[InstanceData]]:
-        """Masks for every mode from ONE mask-head pass over the union of their (RoI, class) detections.
+        """Masks for every mode from ONE mask-head pass over the RoIs their detections came from.
 
-        Every mode keeps detections from the same decoded RoI boxes; a detection's mask depends only on
-        its RoI and class, so each distinct (RoI, class) pair is predicted once and shared by all modes.
+        A mask head predicts every class's mask for a RoI, so the heads run once per distinct RoI; each
+        distinct (RoI, class) pair is then merged over stages and pasted once, and shared by all modes.
         """
+        from mmdet.models.test_time_augs import merge_aug_masks
+
         names = list(per_mode)
-        union_list, inverse = [], []
-        for i, meta in enumerate(metas):
-            num_classes = self.bbox_head[-1].num_classes
-            keys = torch.cat([per_mode[m][i].roi_inds * num_classes + per_mode[m][i].labels for m in names])
-            uniq, inv = torch.unique(keys, return_inverse=True)
+        head = self.mask_head[-1] if isinstance(self.mask_head, torch.nn.ModuleList) else self.mask_head
+        num_classes = self.bbox_head[-1].num_classes
+        uroi_list, pair_pos, pair_label, inverse, pair_results = [], [], [], [], []
+        for i in range(len(metas)):
+            roi_inds = torch.cat([per_mode[m][i].roi_inds for m in names])
+            keys = roi_inds * num_classes + torch.cat([per_mode[m][i].labels for m in names])
+            pairs, inv = torch.unique(keys, return_inverse=True)
+            p_roi, p_label = torch.div(pairs, num_classes, rounding_mode="floor"), pairs % num_classes
+            uroi = torch.unique(p_roi)
             boxes = self._mec_boxes[i]
-            roi, label = torch.div(uniq, num_classes, rounding_mode="floor"), uniq % num_classes
-            if boxes.size(-1) == 4:
-                ubox = boxes[roi]
-            else:  # class-specific regression: the box of that class
-                ubox = boxes.view(boxes.size(0), -1, 4)[roi, label]
-            union = InstanceData(bboxes=ubox, labels=label, scores=ubox.new_ones(len(uniq)))
-            union_list.append(union)
+            if boxes.size(-1) != 4:  # class-specific regression: each pair has its class's box
+                boxes = boxes.view(boxes.size(0), -1, 4)
+            uroi_list.append(boxes[uroi] if boxes.dim() == 2 else boxes[uroi, 0])
+            pair_pos.append(torch.searchsorted(uroi, p_roi))
+            pair_label.append(p_label)
             inverse.append(inv.split([len(per_mode[m][i]) for m in names]))
-        union_list = self._mode_masks(x, metas, union_list, rescale)
+            pbox = boxes[p_roi] if boxes.dim() == 2 else boxes[p_roi, p_label]
+            # labels are 0 here because each pair's mask channel is picked below (one channel per pair)
+            pair_results.append(InstanceData(bboxes=pbox, labels=p_label.new_zeros(len(pairs)), scores=pbox.new_ones(len(pairs))))
+        counts = [len(u) for u in uroi_list]
+        if sum(counts):
+            stage_logits = self._mask_stage_logits(x, bbox2roi(uroi_list))
+            merged = []
+            for i, meta in enumerate(metas):
+                chans = pair_pos[i].new_zeros(len(pair_pos[i])) if head.class_agnostic else pair_label[i]
+                per_stage = [lg.split(counts, 0)[i][pair_pos[i], chans][:, None].sigmoid() for lg in stage_logits]
+                merged.append(merge_aug_masks(per_stage, meta))
+        else:
+            merged = [r.bboxes.new_zeros(0, 1, head.roi_feat_size * 2, head.roi_feat_size * 2) for r in pair_results]
+        pasted = head.predict_by_feat(mask_preds=merged, results_list=pair_results, batch_img_metas=metas,
+                                      rcnn_test_cfg=self.test_cfg, rescale=rescale, activate_map=True)
         out: Dict[str, List[InstanceData]] = {m: [] for m in names}
         for i in range(len(metas)):
-            union = union_list[i]
             for m, inv in zip(names, inverse[i]):
                 det = per_mode[m][i]
-                out[m].append(InstanceData(bboxes=union.bboxes[inv], scores=det.scores, labels=det.labels, masks=union.masks[inv]))
+                out[m].append(InstanceData(bboxes=pasted[i].bboxes[inv], scores=det.scores, labels=det.labels,
+                                           masks=pasted[i].masks[inv]))
         return out
 
     def predict(self, x, rpn_results_list, batch_data_samples, rescale: bool = False):
@@ -275,6 +294,6 @@ class MECHTCRoIHead(MECHeadMixin, HybridTaskCascadeRoIHead):
             raise ValueError("MECHTCRoIHead supports HTC without the semantic branch (LVIS has no stuff maps)")
         return {"semantic_feat": None}
 
-    def _mode_masks(self, x, batch_img_metas, results_list, rescale):
-        return self.predict_mask(x=x, semantic_heat=None, batch_img_metas=batch_img_metas, results_list=results_list,
-                                 rescale=rescale)
+    def _mask_stage_logits(self, x, mask_rois: Tensor) -> List[Tensor]:
+        """HTC's mask branch with information flow: every stage's mask logits from one pass."""
+        return list(self._mask_forward(stage=-1, x=x, rois=mask_rois, semantic_feat=None, training=False)["mask_preds"])

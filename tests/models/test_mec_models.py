@@ -200,3 +200,37 @@ def test_htc_mec_head_trains_and_predicts_every_mode():
     with torch.no_grad():
         pred = model.predict(data["inputs"], data["data_samples"])[0]
     assert len(pred.mec_modes) == 11 and all("masks" in inst for inst in pred.mec_modes.values())
+
+
+@pytest.mark.parametrize("recipe", ["tiny_baseline", "htc_r50_baseline"])
+def test_mean_logits_mode_equals_mmdetection_own_head(recipe):
+    """Same weights, mean_logits: the MEC head (with all 11 modes requested) reproduces mmdet's predictions exactly."""
+    from mec_cli.recipes import set_num_classes
+
+    cfg = load_config(resolve_recipe(recipe).file)
+    if recipe.startswith("htc"):
+        set_num_classes(cfg, 6)
+        cfg.model.backbone.update(depth=18, init_cfg=None)
+        cfg.model.neck.in_channels = [64, 128, 256, 512]
+    n = cfg.model.roi_head.bbox_head[0]["num_classes"]
+    torch.manual_seed(0)
+    plain = MODELS.build(cfg.model).eval()
+    mec_cfg = copy.deepcopy(cfg.model)
+    mec_cfg.roi_head.type = "MECCascadeRoIHead" if recipe.startswith("tiny") else "MECHTCRoIHead"
+    mec_cfg.roi_head.mec = dict(class_groups=[i % 3 for i in range(n)], loss=False)
+    mec_cfg.test_cfg.rcnn.modes = all_modes(3)
+    mec = MODELS.build(mec_cfg).eval()
+    mec.load_state_dict(plain.state_dict())
+    imgs, samples = _inputs(2, 96)
+    outs = []
+    for model in (plain, mec):
+        data = model.data_preprocessor({"inputs": list(imgs), "data_samples": copy.deepcopy(samples)}, training=False)
+        with torch.no_grad():
+            outs.append(model.predict(data["inputs"], data["data_samples"]))
+    for a, b in zip(*outs):
+        pa, pb = a.pred_instances, b.pred_instances
+        assert len(pa) > 0
+        torch.testing.assert_close(pb.bboxes, pa.bboxes)
+        torch.testing.assert_close(pb.scores, pa.scores)
+        assert torch.equal(pb.labels, pa.labels) and torch.equal(pb.masks, pa.masks)
+        assert torch.equal(b.mec_modes["mean_logits"].masks, pa.masks)
