@@ -54,8 +54,12 @@ def ops() -> dict:
 
 
 def steps(data_root: str) -> dict:
-    """Median train-step and inference-step time of the tiny recipes on real synthetic batches."""
-    from mmengine.config import Config
+    """Median train-step time of the tiny baseline and MEC recipes on the same batches, and the inference
+    step of one model (same weights) through mmdet's CascadeRoIHead and through the MEC head
+    (dynamic ensemble with group alignment)."""
+    import copy
+
+    from mmdet.registry import MODELS
     from mmengine.runner import Runner
 
     import mec_cli.evaluation.metric  # noqa: F401
@@ -63,39 +67,41 @@ def steps(data_root: str) -> dict:
     from mec_cli import launch
 
     res = {}
+    runners = {}
     for recipe in ("tiny_baseline", "tiny"):
         run = launch.prepare_training(launch.TrainOptions(recipe=recipe, gpus=0, data_root=data_root, work_dir=f"/tmp/bench_{recipe}",
-                                                          seed=0, cfg_options={"log_level": "ERROR"}))
+                                                          groups=None, seed=0, cfg_options={"log_level": "ERROR"}))
         runner = Runner.from_cfg(run.cfg)
-        model = runner.model
-        batches = []
-        for i, b in enumerate(runner.train_dataloader):
-            batches.append(b)
-            if i == 11:
-                break
+        runners[recipe] = (runner, run.cfg)
+        batches = [b for _, b in zip(range(12), runner.train_dataloader)]
         optim = runner.build_optim_wrapper(run.cfg.optim_wrapper)
-        it = iter(batches * 3)
-
-        def train_step():
-            model.train_step(next(it), optim)
-
+        it = iter(batches * 4)
         torch.manual_seed(0)
-        res[f"{recipe}_train_step_ms"] = 1e3 * timeit(train_step, repeat=25, warmup=5)
-        model.eval()
-        vb = []
-        for i, b in enumerate(runner.test_dataloader):
-            vb.append(b)
-            if i == 7:
-                break
-        vit = iter(vb * 4)
+        res[f"{recipe}_train_step_ms"] = 1e3 * timeit(lambda: runner.model.train_step(next(it), optim), repeat=30, warmup=5)
+    res["train_overhead_pct"] = 100 * (res["tiny_train_step_ms"] / res["tiny_baseline_train_step_ms"] - 1)
+
+    runner, cfg = runners["tiny_baseline"]
+    plain = runner.model.eval()
+    models = {"plain_head": plain}
+    for mode, align in (("mean_logits", False), ("dynamic", True)):
+        mec_cfg = copy.deepcopy(runners["tiny"][1].model)
+        mec_cfg.roi_head.mec.loss = False
+        mec_cfg.test_cfg.rcnn.update(ensemble=mode, group_align=align)
+        model = MODELS.build(mec_cfg).eval()
+        model.load_state_dict(plain.state_dict())
+        models[f"mec_head_{mode}{'_ga' if align else ''}"] = model
+    batches = [b for _, b in zip(range(8), runner.test_dataloader)]
+    for name, model in models.items():
+        it = iter(batches * 5)
 
         def infer():
             with torch.no_grad():
-                model.test_step(next(vit))
+                model.test_step(next(it))
 
-        res[f"{recipe}_infer_step_ms"] = 1e3 * timeit(infer, repeat=20, warmup=3)
-    res["train_overhead_pct"] = 100 * (res["tiny_train_step_ms"] / res["tiny_baseline_train_step_ms"] - 1)
-    res["infer_overhead_pct"] = 100 * (res["tiny_infer_step_ms"] / res["tiny_baseline_infer_step_ms"] - 1)
+        res[f"infer_step_{name}_ms"] = 1e3 * timeit(infer, repeat=30, warmup=4)
+    # the MEC scoring itself: the same head and code path, dynamic ensemble with alignment vs mean of logits
+    res["infer_overhead_pct"] = 100 * (res["infer_step_mec_head_dynamic_ga_ms"] / res["infer_step_mec_head_mean_logits_ms"] - 1)
+    res["infer_vs_mmdet_head_pct"] = 100 * (res["infer_step_mec_head_dynamic_ga_ms"] / res["infer_step_plain_head_ms"] - 1)
     return res
 
 

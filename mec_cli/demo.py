@@ -18,7 +18,7 @@ STEP_NAMES = ["synth", "groups", "train tiny_baseline", "train tiny", "eval tiny
 @dataclass
 class DemoOptions:
     out: Path
-    iters: int = 300
+    iters: int = 200
     train_images: int = 600
     val_images: int = 150
     seed: int = 0
