@@ -109,12 +109,12 @@ def _apply_pretrained(cfg, opts: TrainOptions, notes: List[str]) -> None:
             raise MecError(msg)
 
 
-def _apply_groups(cfg, opts: TrainOptions, notes: List[str]) -> Optional[Dict]:
+def _apply_groups(cfg, opts: TrainOptions, ann: Optional[Dict], notes: List[str]) -> Optional[Dict]:
     """Fill ``mec.class_groups`` from --groups or from the training annotations with the recipe's bins."""
     from mec_cli import recipes
-    from mec_cli.data.annotations import load_annotations
+    from mec_cli.data.annotations import category_counts
     from mec_cli.data.groups import build_groups, load_groups, parse_bins
-    from mec_cli.io import read_json, sha256_file
+    from mec_cli.io import sha256_file
 
     ann_path = recipes.annotation_path(cfg, "train")
     if opts.groups:
@@ -122,19 +122,13 @@ def _apply_groups(cfg, opts: TrainOptions, notes: List[str]) -> Optional[Dict]:
         doc = spec.doc
         if spec.num_groups != cfg.model.roi_head.num_stages:
             raise MecError(f"has {spec.num_groups} groups but the recipe has {cfg.model.roi_head.num_stages} stages", opts.groups)
-    elif ann_path.is_file():
-        from mec_cli.data.annotations import category_counts
-
-        data = load_annotations(ann_path)
-        doc = build_groups(category_counts(data), parse_bins(recipes.mec_bins(cfg)), "instances", str(ann_path),
-                           sha256_file(ann_path))
-        spec = None
+    elif ann is not None:
+        doc = build_groups(category_counts(ann), parse_bins(recipes.mec_bins(cfg)), "instances", str(ann_path), sha256_file(ann_path))
     elif opts.dry_run:
         notes.append(f"note: {ann_path} not found here; a real run computes the class groups from it (or pass --groups)")
         return None
     else:
         raise MecError("training annotations not found (set --data-root, or pass --groups)", ann_path)
-    ann = read_json(ann_path) if ann_path.is_file() else None
     if ann is None:
         notes.append(f"note: {ann_path} not found; groups are applied in category-id order")
         cat_ids = sorted(int(k) for k in doc["category_group"])
@@ -148,18 +142,13 @@ def _apply_groups(cfg, opts: TrainOptions, notes: List[str]) -> Optional[Dict]:
     return doc
 
 
-def _match_classes(cfg, notes: List[str]) -> None:
+def _match_classes(cfg, ann: Optional[Dict], notes: List[str]) -> None:
     """Adapt the class count (and names) to the training annotation file when they differ from the recipe."""
     from mec_cli import recipes
-    from mec_cli.io import read_json
 
-    ann_path = recipes.annotation_path(cfg, "train")
-    if not ann_path.is_file():
-        return
-    ds = recipes.inner_dataset(cfg.train_dataloader.dataset)
-    if ds.get("type") == "CocoDataset":
+    if ann is None or recipes.inner_dataset(cfg.train_dataloader.dataset).get("type") == "CocoDataset":
         return  # COCO datasets select classes by metainfo names
-    cats = read_json(ann_path).get("categories", [])
+    cats = ann.get("categories", [])
     heads = cfg.model.roi_head.bbox_head
     current = (heads[0] if isinstance(heads, (list, tuple)) else heads)["num_classes"]
     if cats and len(cats) != current:
@@ -167,7 +156,7 @@ def _match_classes(cfg, notes: List[str]) -> None:
         names = tuple(c["name"] for c in cats)
         for key in ("train_dataloader", "val_dataloader", "test_dataloader"):
             recipes.inner_dataset(cfg[key].dataset).metainfo = dict(classes=names)
-        notes.append(f"note: {ann_path} has {len(cats)} categories; the model was set to {len(cats)} classes")
+        notes.append(f"note: {recipes.annotation_path(cfg, 'train')} has {len(cats)} categories; the model was set to {len(cats)} classes")
 
 
 def prepare_training(opts: TrainOptions) -> PreparedRun:
@@ -175,6 +164,7 @@ def prepare_training(opts: TrainOptions) -> PreparedRun:
     import torch
 
     from mec_cli import recipes
+    from mec_cli.data.annotations import load_annotations
 
     path = recipes.config_path(opts.recipe, opts.config)
     cfg = recipes.load_config(path, dataset=opts.dataset)
@@ -184,9 +174,13 @@ def prepare_training(opts: TrainOptions) -> PreparedRun:
         recipes.set_data_root(cfg, opts.data_root)
     if opts.cfg_options:
         cfg.merge_from_dict(opts.cfg_options)
-    _match_classes(cfg, notes)
+    # The training annotations are read (and validated) once, for the class count and the groups.
+    ann_path = recipes.annotation_path(cfg, "train")
+    needs_ann = not opts.dry_run or (recipes.is_mec(cfg) and not opts.groups)
+    ann = load_annotations(ann_path) if needs_ann and ann_path.is_file() else None
+    _match_classes(cfg, ann, notes)
     _apply_pretrained(cfg, opts, notes)
-    groups_doc = _apply_groups(cfg, opts, notes) if recipes.is_mec(cfg) else None
+    groups_doc = _apply_groups(cfg, opts, ann, notes) if recipes.is_mec(cfg) else None
     if opts.max_iters is not None:
         if cfg.train_cfg.get("type") != "IterBasedTrainLoop":
             raise MecError("--max-iters applies to iteration-based recipes (the tiny ones); use --cfg-options train_cfg.max_epochs=N")

@@ -62,6 +62,11 @@ def all_modes(num_stages: int) -> List[str]:
 class MECHeadMixin:
     """What Cascade and HTC MEC heads share; mixed in before the mmdet head class."""
 
+    def __init__(self, num_stages: int, stage_loss_weights, bbox_head=None, mec: Optional[dict] = None, **kwargs):
+        bbox_head = self._setup_mec(mec, num_stages, bbox_head)
+        super().__init__(num_stages=num_stages, stage_loss_weights=stage_loss_weights, bbox_head=bbox_head, **kwargs)
+        self.register_groups((mec or {}).get("class_groups"))
+
     def _setup_mec(self, mec: Optional[dict], num_stages: int, bbox_head) -> Optional[List]:
         """Store MEC settings and return ``bbox_head`` configs with expert losses injected."""
         mec = dict(mec or {})
@@ -274,20 +279,10 @@ class MECHeadMixin:
 class MECCascadeRoIHead(MECHeadMixin, CascadeRoIHead):
     """Cascade (Mask) R-CNN RoI head with MEC expert losses and multi-mode stage ensembles."""
 
-    def __init__(self, num_stages: int, stage_loss_weights, bbox_head=None, mec: Optional[dict] = None, **kwargs):
-        bbox_head = self._setup_mec(mec, num_stages, bbox_head)
-        super().__init__(num_stages=num_stages, stage_loss_weights=stage_loss_weights, bbox_head=bbox_head, **kwargs)
-        self.register_groups((mec or {}).get("class_groups"))
-
 
 @MODELS.register_module()
 class MECHTCRoIHead(MECHeadMixin, HybridTaskCascadeRoIHead):
     """HTC RoI head (without the semantic branch, as for LVIS) with MEC losses and multi-mode ensembles."""
-
-    def __init__(self, num_stages: int, stage_loss_weights, bbox_head=None, mec: Optional[dict] = None, **kwargs):
-        bbox_head = self._setup_mec(mec, num_stages, bbox_head)
-        super().__init__(num_stages=num_stages, stage_loss_weights=stage_loss_weights, bbox_head=bbox_head, **kwargs)
-        self.register_groups((mec or {}).get("class_groups"))
 
     def _bbox_kwargs(self) -> dict:
         if self.with_semantic:
