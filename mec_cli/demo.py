@@ -18,9 +18,9 @@ STEP_NAMES = ["synth", "groups", "train tiny_baseline", "train tiny", "eval tiny
 @dataclass
 class DemoOptions:
     out: Path
-    iters: int = 200
+    iters: int = 160
     train_images: int = 600
-    val_images: int = 150
+    val_images: int = 120
     seed: int = 0
     force: bool = False
 

@@ -43,9 +43,11 @@ class MECProgressHook(Hook):
         if not is_main_process():
             return
         done = runner.iter + 1
-        loss = float(outputs["loss"]) if outputs and "loss" in outputs else float("nan")
+        outputs = {k: float(v.detach()) if hasattr(v, "detach") else float(v) for k, v in (outputs or {}).items()
+                   if k == "loss" or "loss_cls" in k}
+        loss = outputs.get("loss", float("nan"))
         lr = runner.optim_wrapper.get_lr()["lr"][0]
-        parts = " ".join(f"{k}={float(v):.3f}" for k, v in (outputs or {}).items() if k.startswith("s") and "loss_cls" in k)
+        parts = " ".join(f"{k}={v:.3f}" for k, v in outputs.items() if k.startswith("s"))
         if self._progress is not None:
             if done % self.interval == 0:
                 self._progress.update(self._task, completed=done, description=f"loss={loss:.3f} lr={lr:.2e} {parts}")

@@ -42,10 +42,19 @@ _register()
 OPTIONAL_VALUE_FLAGS = {"--resume": "auto"}  # `--resume` alone means: from the work dir's last checkpoint
 
 
+MULTI_VALUE_OPTIONS = ("--cfg-options",)  # MMDetection style: --cfg-options a=1 b=2
+
+
 def _expand_optional_values(argv: list) -> list:
-    """Give options whose value is optional their default value when they stand alone."""
+    """Give options whose value is optional their default value when they stand alone, and repeat
+    a multi-value option before each of its ``key=value`` items."""
     out = []
+    multi = None
     for i, arg in enumerate(argv):
+        if multi and not arg.startswith("-") and "=" in arg and out[-1] != multi:
+            out.append(multi)
+        elif arg.startswith("-"):
+            multi = arg if arg in MULTI_VALUE_OPTIONS else None
         out.append(arg)
         if arg in OPTIONAL_VALUE_FLAGS and (i + 1 == len(argv) or argv[i + 1].startswith("-")):
             out.append(OPTIONAL_VALUE_FLAGS[arg])

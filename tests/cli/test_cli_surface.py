@@ -55,6 +55,11 @@ def test_resume_alone_means_auto():
     assert _expand_optional_values(["train", "--resume", "x.pth"]) == ["train", "--resume", "x.pth"]
 
 
+def test_cfg_options_take_several_pairs_as_in_mmdetection():
+    argv = ["train", "--cfg-options", "a=1", "b.c=2", "--gpus", "0", "extra"]
+    assert _expand_optional_values(argv) == ["train", "--cfg-options", "a=1", "--cfg-options", "b.c=2", "--gpus", "0", "extra"]
+
+
 def test_doctor_reports_a_working_install():
     res = CliRunner().invoke(app, ["doctor", "--json"])
     assert res.exit_code == 0, res.output
