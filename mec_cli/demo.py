@@ -86,6 +86,9 @@ def run_demo(opts: DemoOptions, on_step: Optional[Callable[[str, str], None]] = 
     timings["reports"] = round(time.time() - t, 1)
     report("reports", "done")
     index = write_index(out, outputs, opts)
+    previous = out / "demo_summary.json"
+    if previous.is_file():  # a rerun keeps the timings of the steps it skipped
+        timings = {**json.loads(previous.read_text()).get("timings_s", {}), **timings}
     summary = {"out": str(out), "index": str(index), "outputs": outputs, "timings_s": timings}
     write_text_atomic(out / "demo_summary.json", json.dumps(summary, indent=2) + "\n")
     return summary
