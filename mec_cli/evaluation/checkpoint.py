@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -54,7 +53,7 @@ def requested_modes(num_stages: int, per_stage: bool, ensembles: Sequence[str], 
     return modes + [f"{e}_ga" if a else e for e in ensembles for a in aligns]
 
 
-def _find_groups(opts: EvalOptions, cfg) -> Optional[str]:
+def _find_groups(opts: EvalOptions) -> Optional[str]:
     if opts.groups:
         return opts.groups
     beside = Path(opts.checkpoint).resolve().parent / "groups.json"
@@ -66,7 +65,7 @@ def prepare_eval_config(opts: EvalOptions, workdir: Path):
     from mec_cli import recipes
     from mec_cli.data.annotations import category_counts, load_annotations
     from mec_cli.data.groups import build_groups, load_groups
-    from mec_cli.io import read_json, sha256_file, write_json_atomic
+    from mec_cli.io import sha256_file, write_json_atomic
 
     if not Path(opts.checkpoint).is_file():
         raise MecError("checkpoint not found", opts.checkpoint)
@@ -85,7 +84,7 @@ def prepare_eval_config(opts: EvalOptions, workdir: Path):
     heads = roi.bbox_head
     if len(val["categories"]) != (heads[0] if isinstance(heads, (list, tuple)) else heads)["num_classes"]:
         recipes.set_num_classes(cfg, len(val["categories"]))
-    groups_file = _find_groups(opts, cfg)
+    groups_file = _find_groups(opts)
     if groups_file is None:
         train_ann = recipes.annotation_path(cfg, "train")
         if not train_ann.is_file():
@@ -106,7 +105,7 @@ def prepare_eval_config(opts: EvalOptions, workdir: Path):
         roi.type = HEAD_FOR[roi.type]
         roi.mec = dict(loss=False)
     cat_ids = recipes.label_category_ids(cfg, val, "val")
-    if spec.num_groups != num_stages and any(m.split("_")[0] in ("sparse",) for m in modes):
+    if spec.num_groups != num_stages and any(m.startswith("sparse") for m in modes):
         raise MecError(f"has {spec.num_groups} groups but the model has {num_stages} stages (the sparse ensemble needs one per stage)",
                        groups_file)
     roi.mec.class_groups = spec.class_groups(cat_ids)

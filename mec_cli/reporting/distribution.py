@@ -9,7 +9,7 @@ from mec_cli.errors import MecError
 
 def distribution_curves(items: Sequence[str]) -> Dict[str, List[int]]:
     """One curve per item; a COCO-LT manifest gives two (achieved counts and targets)."""
-    from mec_cli.data.annotations import category_counts, load_annotations
+    from mec_cli.data.annotations import category_counts
     from mec_cli.data.profiles import PROFILES, load_profile
     from mec_cli.io import read_json
 

@@ -4,7 +4,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import typer
 from typer.main import get_command
 from typer.testing import CliRunner
 
