@@ -184,14 +184,15 @@ def label_category_ids(cfg, ann: Dict, split: str = "train") -> List[int]:
     """Category ids in the model's label order: file order for LVIS datasets, metainfo class order for COCO."""
     ds = inner_dataset(cfg[f"{split}_dataloader"].dataset)
     if ds.get("type") == "CocoDataset":
+        # mmdet's CocoDataset keeps the file's category order, filtered by the metainfo class names
         classes = (ds.get("metainfo") or {}).get("classes")
         if classes:
-            by_name = {c["name"]: c["id"] for c in ann["categories"]}
-            missing = [c for c in classes if c not in by_name]
+            names = {c["name"] for c in ann["categories"]}
+            missing = [c for c in classes if c not in names]
             if missing:
                 raise MecError(f"category {missing[0]!r} of the recipe is not in the annotation file")
-            return [by_name[c] for c in classes]
-        return sorted(c["id"] for c in ann["categories"])
+            wanted = set(classes)
+            return [c["id"] for c in ann["categories"] if c["name"] in wanted]
     return [c["id"] for c in ann["categories"]]
 
 

@@ -116,7 +116,7 @@ def prepare_eval_config(opts: EvalOptions, workdir: Path):
         rcnn.tau = float(opts.tau)
     protocol = opts.protocol or ("lvis" if "neg_category_ids" in (val["images"][0] if val["images"] else {}) else "coco")
     cfg.test_evaluator = dict(type="MECMetric", ann_file=str(val_ann), metric=list(opts.iou_types), protocol=protocol,
-                              groups_file=groups_file, results_dir=str(Path(opts.dump_dir).resolve()) if opts.dump_dir else None)
+                              groups_file=groups_file, cat_ids=list(cat_ids), results_dir=str(Path(opts.dump_dir).resolve()) if opts.dump_dir else None)
     if opts.max_images:
         cfg.test_dataloader.dataset.indices = int(opts.max_images)
     cfg.work_dir = str(workdir)

@@ -20,7 +20,7 @@ class MECMetric(BaseMetric):
 
     def __init__(self, ann_file: str, metric: Sequence[str] = ("bbox", "segm"), protocol: str = "lvis",
                  groups_file: Optional[str] = None, default_mode: str = "mean_logits", results_dir: Optional[str] = None,
-                 collect_device: str = "cpu",
+                 cat_ids: Optional[Sequence[int]] = None, collect_device: str = "cpu",
                  prefix: Optional[str] = None, **kwargs):
         super().__init__(collect_device=collect_device, prefix=prefix)
         self.ann_file = ann_file
@@ -30,7 +30,8 @@ class MECMetric(BaseMetric):
         self.default_mode = default_mode
         self.results_dir = results_dir
         self.last_results: Dict = {}
-        self._cat_ids: Optional[List[int]] = None
+        # category id of each label, in the dataset's label order (read from ann_file when not given)
+        self._cat_ids: Optional[List[int]] = [int(c) for c in cat_ids] if cat_ids is not None else None
 
     def _label_to_cat(self) -> List[int]:
         """Category ids in label order: the annotation file's category order, as mmdet's LVIS/COCO datasets use."""
