@@ -127,7 +127,51 @@ def sample_images(image_ids: np.ndarray, counts: np.ndarray, constrained: np.nda
                             break
         if progress:
             progress(1)
+    _swap_repair(counts, cons_idx, cons_counts, other_cost, tie, order, selected, remaining)
     return selected
+
+
+def _swap_repair(counts: np.ndarray, cons_idx: np.ndarray, cons_counts: np.ndarray, other_cost: np.ndarray, tie: np.ndarray,
+                 order: np.ndarray, selected: np.ndarray, remaining: np.ndarray) -> None:
+    """Close the targets the greedy pass missed with swaps that leave every other total unchanged.
+
+    For a category c short of its target, an unselected image I holding c is added when each constrained
+    category b it would push over target can be compensated by removing a selected image J that holds
+    only b among the constrained categories, in the same number as I. Totals of every b stay the same,
+    c moves towards its target, and nothing ever exceeds a target. Updates ``selected`` and ``remaining``.
+    """
+    pos_of = {int(col): k for k, col in enumerate(cons_idx)}
+    nonzero = (cons_counts > 0).sum(1)
+    pure: dict = {}  # (position of b, count) -> selected images holding only b among constrained
+    for img in np.flatnonzero(selected & (nonzero == 1)):
+        k = int(np.flatnonzero(cons_counts[img])[0])
+        pure.setdefault((k, int(cons_counts[img, k])), []).append(int(img))
+    for col in order:
+        need = int(remaining[col])
+        if need <= 0:
+            continue
+        cand = np.flatnonzero((counts[:, col] > 0) & ~selected & (counts[:, col] <= need))
+        cand = cand[np.lexsort((tie[cand], other_cost[cand] - counts[cand, col]))]
+        for img in cand:
+            if remaining[col] <= 0:
+                break
+            row = cons_counts[img]
+            if counts[img, col] > remaining[col]:
+                continue
+            over = np.flatnonzero(row > remaining[cons_idx])
+            swaps = []
+            for k in over:
+                js = pure.get((int(k), int(row[k])))
+                if not js or k == pos_of[int(col)]:
+                    break
+                swaps.append((int(k), int(row[k]), js[-1]))
+            else:
+                for k, n, j in swaps:
+                    pure[(k, n)].pop()
+                    selected[j] = False
+                    remaining[cons_idx] += cons_counts[j]
+                selected[img] = True
+                remaining[cons_idx] -= row
 
 
 def build_coco_lt(coco: Dict, lvis_categories: List[Dict], align: str = "rank", keep_top: int = 10, seed: int = 0,

@@ -90,3 +90,14 @@ def test_cli_is_deterministic_and_writes_manifest(tmp_path):
     manifest = json.loads((tmp_path / "a.manifest.json").read_text())
     assert manifest["seed"] == 4 and manifest["profile"] == "lvis_v1" and len(manifest["input_sha256"]) == 64
     assert {"rank", "target", "achieved"} <= set(manifest["categories"][0])
+
+
+def test_swap_repair_closes_a_target_the_greedy_pass_misses():
+    from mec_cli.data.coco_lt import sample_images
+
+    # A (target 1) is filled first with the cheapest image 0; B (target 2) then finds image 1 blocked by A
+    # and only reaches 1 with image 2. Swapping image 0 (A only) for image 1 (A + B) keeps A at 1 and gives B 2.
+    counts = np.array([[1, 0], [1, 1], [0, 1]])
+    selected = sample_images(np.arange(3), counts, np.array([True, True]), np.array([1, 2]), seed=0)
+    assert selected.tolist() == [False, True, True]
+    assert counts[selected].sum(0).tolist() == [1, 2]
