@@ -14,6 +14,8 @@ The construction follows the MEC paper's Appendix B (after BAGS, whose script wa
    filled from the rarest target upward; for each, images are taken in order of how few instances
    of *other* constrained categories they add (ties broken by the seeded random order), skipping
    any image that would push a constrained category over its target or overshoot the current one.
+3. Swaps. A category still short of its target takes an image that would overflow a full category b
+   when a selected image holding only b, in the same number, can leave (every other total unchanged).
    The result is deterministic given the seed.
 """
 from __future__ import annotations
