@@ -62,7 +62,9 @@ def main(argv=None) -> None:
         run_train(args.config, args.launcher)
         return
     results = run_test(args.config, args.launcher, args.checkpoint)
-    if args.out and results is not None:
+    from mmengine.dist import is_main_process
+
+    if args.out and is_main_process():  # only rank 0 holds the evaluated results
         from mec_cli.io import write_json_atomic
 
         write_json_atomic(args.out, results)

@@ -53,7 +53,9 @@ def eval_cmd(
     protocol: Optional[str] = typer.Option(None, help="lvis or coco (default: from the annotation format)."),
     dataset: Optional[str] = typer.Option(None, help="Dataset part of the recipe: lvis_v1, coco_lt or synth."),
     data_root: Optional[str] = typer.Option(None, help="Dataset root folder."),
-    gpus: int = typer.Option(0, help="GPUs for inference (>1 runs torchrun); 0 or 1 runs in this process."),
+    gpus: int = typer.Option(0, help="GPUs for inference (>1 runs torchrun); 0 (CPU) or 1 runs in this process."),
+    procs: int = typer.Option(1, help="CPU processes for inference when --gpus 0 (>1 runs torchrun with gloo)."),
+    master_port: int = typer.Option(29510, help="torchrun port for --gpus/--procs > 1."),
     max_images: Optional[int] = typer.Option(None, help="Evaluate only the first N val images (quick checks)."),
     dump_dir: Optional[Path] = typer.Option(None, help="Also write each mode's detections as an LVIS/COCO results JSON here."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Write the metrics JSON here."),
@@ -79,7 +81,7 @@ def eval_cmd(
         opts = EvalOptions(checkpoint=str(checkpoint), recipe=recipe, config=str(config) if config else None, dataset=dataset,
                            data_root=data_root, per_stage=per_stage, modes=[m.strip() for m in modes.split(",") if m.strip()],
                            group_align=group_align, tau=tau, groups=str(groups) if groups else None, iou_types=iou_types,
-                           protocol=protocol, gpus=gpus, max_images=max_images,
+                           protocol=protocol, gpus=gpus, procs=procs, master_port=master_port, max_images=max_images,
                            dump_dir=str(dump_dir) if dump_dir else None)
         doc = evaluate_checkpoint(opts)
     print_metrics(doc)

@@ -33,6 +33,7 @@ class EvalOptions:
     iou_types: Sequence[str] = ("bbox", "segm")
     protocol: Optional[str] = None
     gpus: int = 0
+    procs: int = 1
     master_port: int = 29510
     max_images: Optional[int] = None
     dump_dir: Optional[str] = None
@@ -123,7 +124,11 @@ def prepare_eval_config(opts: EvalOptions, workdir: Path):
     cfg.load_from = str(opts.checkpoint)
     cfg.default_hooks.pop("visualization", None)
     cfg.log_level = "WARNING"
-    cfg.env_cfg.dist_cfg = dict(backend="nccl" if opts.gpus > 0 else "gloo")
+    if opts.gpus > 0:
+        cfg.env_cfg.dist_cfg = dict(backend="nccl")
+    else:  # CPU processes: gloo, and the DDP wrapper without device ids
+        cfg.env_cfg.dist_cfg = dict(backend="gloo")
+        cfg.model_wrapper_cfg = dict(type="MECDistributedDataParallel", broadcast_buffers=False, find_unused_parameters=False)
     run = {"mec_loss": mec_loss, "lam": lam, "num_stages": num_stages, "tau": float(rcnn.get("tau", 1.0)),
            "recipe_meta": dict(cfg.get("mec_recipe", {})), "modes": modes}
     return cfg, str(path), groups_file, protocol, str(val_ann), run
@@ -139,12 +144,12 @@ def evaluate_checkpoint(opts: EvalOptions) -> Dict:
         cfg, config_path, groups_file, protocol, val_ann, run = prepare_eval_config(opts, workdir)
         config_file = workdir / "config.py"
         cfg.dump(str(config_file))
-        if opts.gpus > 1:
+        if opts.gpus > 1 or (opts.gpus == 0 and opts.procs > 1):
             from mec_cli.launch import TrainOptions, launch_command
 
             out = workdir / "modes.json"
-            cmd = launch_command(TrainOptions(gpus=opts.gpus, master_port=opts.master_port), config_file, task="test",
-                                 extra=["--out", str(out)])
+            cmd = launch_command(TrainOptions(gpus=opts.gpus, procs=opts.procs, master_port=opts.master_port), config_file,
+                                 task="test", extra=["--out", str(out)])
             proc = subprocess.run(cmd, env=dict(os.environ))
             if proc.returncode != 0 or not out.is_file():
                 raise MecError(f"inference exited with code {proc.returncode}: {' '.join(cmd)}")

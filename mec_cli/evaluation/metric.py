@@ -48,6 +48,9 @@ class MECMetric(BaseMetric):
         for ds in data_samples:
             modes = ds.get("mec_modes") or {self.default_mode: ds["pred_instances"]}
             img_id = int(ds["img_id"])
+            # ONE result per image (all its modes): mmengine's collect_results truncates the gathered list to
+            # the dataset length to drop the distributed sampler's padding, so the count must be per image.
+            per_image = []
             for mode, pred in modes.items():
                 pred = pred if isinstance(pred, dict) else pred.to_dict()
                 boxes = pred["bboxes"].detach().cpu().numpy().astype(np.float64)
@@ -59,14 +62,16 @@ class MECMetric(BaseMetric):
                     masks = pred["masks"].detach().cpu().numpy().astype(np.uint8)
                     rles = mask_utils.encode(np.asfortranarray(masks.transpose(1, 2, 0))) if len(masks) else []
                     rec["segm"] = list(rles)
-                self.results.append(rec)
+                per_image.append(rec)
+            self.results.append(per_image)
 
     def compute_metrics(self, results: list) -> Dict[str, float]:
         from mec_cli.evaluation.api import dump_results, evaluate_mode_arrays
 
+        records = [rec for per_image in results for rec in per_image]
         if self.results_dir:
-            dump_results(results, self.results_dir)
-        self.last_results = evaluate_mode_arrays(results, self.ann_file, self.iou_types, self.protocol, self.groups_file)
+            dump_results(records, self.results_dir)
+        self.last_results = evaluate_mode_arrays(records, self.ann_file, self.iou_types, self.protocol, self.groups_file)
         flat = {}
         for mode, by_type in self.last_results.items():
             for iou_type, metrics in by_type.items():

@@ -58,12 +58,31 @@ def test_per_stage_eval_from_one_pass_matches_lvis_api(trained_tiny, synth_data,
     # the dumped LVIS-format results give lvis-api the same numbers
     patch_lvis_numpy()
     gt = LVIS(str(synth_data / "annotations" / "lvis_v1_val.json"))
+    (tmp_path / "single.json").write_text(out.read_text())
     dets = json.loads((dump / "dynamic_ga.json").read_text())
     assert dets and {"image_id", "category_id", "bbox", "score", "segmentation"} <= set(dets[0])
+    # every val image is scored (mmengine truncates collected results to the dataset length: one per image)
+    assert {d["image_id"] for d in dets} == set(gt.get_img_ids())
     ev = LVISEval(gt, LVISResults(gt, dets), "bbox")
     ev.run()
     for k in ("AP", "APr", "APc", "APf"):
         assert doc["modes"]["dynamic_ga"]["bbox"][k] == pytest.approx(ev.results[k], abs=1e-4)
+
+
+def test_two_process_eval_equals_one_process(trained_tiny, synth_data, tmp_path):
+    outs = []
+    for procs in ("1", "2"):
+        out = tmp_path / f"m{procs}.json"
+        res = CliRunner().invoke(app, ["eval", "--checkpoint", str(trained_tiny / "iter_40.pth"), "--recipe", "tiny", "--data-root",
+                                       str(synth_data), "--modes", "dynamic", "--group-align", "on", "--procs", procs,
+                                       "--master-port", "29743", "--out", str(out)])
+        assert res.exit_code == 0, res.output
+        doc = json.loads(out.read_text())
+        assert "dynamic_ga" in doc["modes"], (procs, list(doc["modes"]), res.output[-1500:])
+        outs.append(doc["modes"]["dynamic_ga"])
+    for iou_type in ("bbox", "segm"):
+        for k in ("AP", "APr", "APc", "APf"):
+            assert outs[1][iou_type][k] == pytest.approx(outs[0][iou_type][k], abs=1e-9)
 
 
 def test_two_process_cpu_ddp_training(synth_data, tmp_path):
