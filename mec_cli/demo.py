@@ -7,10 +7,14 @@ rerun; ``force`` redoes everything.
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Dict, List, Optional
+
+from mec_cli.errors import MecError
 
 STEP_NAMES = ["synth", "groups", "train tiny_baseline", "train tiny", "eval tiny_baseline", "eval tiny", "reports"]
 
@@ -34,7 +38,6 @@ def run_demo(opts: DemoOptions, on_step: Optional[Callable[[str, str], None]] = 
     from mec_cli import launch
     from mec_cli.data.groups import compute_groups
     from mec_cli.data.synth import SynthConfig, make_synthetic_dataset
-    from mec_cli.evaluation.checkpoint import EvalOptions, evaluate_checkpoint
     from mec_cli.io import write_json_atomic, write_text_atomic
 
     report = on_step or (lambda name, status: None)
@@ -74,9 +77,13 @@ def run_demo(opts: DemoOptions, on_step: Optional[Callable[[str, str], None]] = 
         work = runs / recipe
 
         def evaluate(recipe=recipe, work=work) -> None:
-            doc = evaluate_checkpoint(EvalOptions(checkpoint=str(work / f"iter_{opts.iters}.pth"), recipe=recipe, data_root=str(data),
-                                                  per_stage=True, groups=str(out / "groups.json")))
-            write_json_atomic(work / "metrics.json", doc)
+            # Each evaluation runs in its own process: a second mmengine Runner in one process trips over
+            # state the first one left behind.
+            cmd = [sys.executable, "-m", "mec_cli.cli", "eval", "--checkpoint", str(work / f"iter_{opts.iters}.pth"),
+                   "--recipe", recipe, "--data-root", str(data), "--per-stage", "--groups", str(out / "groups.json"),
+                   "--out", str(work / "metrics.json")]
+            if subprocess.run(cmd).returncode != 0:
+                raise MecError(f"evaluation of {recipe} failed: {' '.join(cmd)}")
 
         step(f"eval {recipe}", work / "metrics.json", evaluate)
 
