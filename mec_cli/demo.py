@@ -89,10 +89,13 @@ def run_demo(opts: DemoOptions, on_step: Optional[Callable[[str, str], None]] = 
 
     report("reports", "start")
     t = time.time()
-    outputs = write_reports(out)
+    from mec_cli.reporting.runs import load_runs
+
+    loaded = load_runs([str(runs / "tiny_baseline" / "metrics.json"), str(runs / "tiny" / "metrics.json")])
+    outputs = write_reports(out, loaded)
     timings["reports"] = round(time.time() - t, 1)
     report("reports", "done")
-    index = write_index(out, outputs, opts)
+    index = write_index(out, outputs, opts, loaded)
     previous = out / "demo_summary.json"
     if previous.is_file():  # a rerun keeps the timings of the steps it skipped
         timings = {**json.loads(previous.read_text()).get("timings_s", {}), **timings}
@@ -101,17 +104,16 @@ def run_demo(opts: DemoOptions, on_step: Optional[Callable[[str, str], None]] = 
     return summary
 
 
-def write_reports(out: Path) -> List[Dict[str, str]]:
-    """Every report that applies to the two demo runs; returns (path, what it shows) entries."""
+def write_reports(out: Path, runs: List) -> List[Dict[str, str]]:
+    """Every report that applies to the two demo runs (baseline, MEC); returns (path, what it shows) entries."""
     from mec_cli.io import write_text_atomic
     from mec_cli.reporting.distribution import distribution_curves
     from mec_cli.reporting.figures import compare_groups_figure, distribution_figure, save_figure, stages_figure
     from mec_cli.reporting.render import render
-    from mec_cli.reporting.runs import load_runs
     from mec_cli.reporting.tables import ablation_table, baseline_vs_mec, compare_table, stages_frame
 
     reports = out / "reports"
-    base, mec = load_runs([str(out / "runs" / "tiny_baseline" / "metrics.json"), str(out / "runs" / "tiny" / "metrics.json")])
+    base, mec = runs
     items: List[Dict[str, str]] = []
 
     def table(name: str, t, what: str) -> None:
@@ -144,13 +146,12 @@ def write_reports(out: Path) -> List[Dict[str, str]]:
     return items
 
 
-def write_index(out: Path, items: List[Dict[str, str]], opts: DemoOptions) -> Path:
+def write_index(out: Path, items: List[Dict[str, str]], opts: DemoOptions, runs: List) -> Path:
     from mec_cli.io import write_text_atomic
     from mec_cli.reporting.render import to_markdown
-    from mec_cli.reporting.runs import load_runs
     from mec_cli.reporting.tables import compare_table
 
-    base, mec = load_runs([str(out / "runs" / "tiny_baseline" / "metrics.json"), str(out / "runs" / "tiny" / "metrics.json")])
+    base, mec = runs
     lines = ["# mec demo", "",
              f"The whole MEC pipeline on the built-in synthetic long-tailed dataset ({opts.train_images} training and "
              f"{opts.val_images} validation images, 24 shape-and-colour categories from 3 to ~1,000 training instances), "
