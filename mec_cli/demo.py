@@ -77,8 +77,8 @@ def run_demo(opts: DemoOptions, on_step: Optional[Callable[[str, str], None]] = 
         work = runs / recipe
 
         def evaluate(recipe=recipe, work=work) -> None:
-            # Each evaluation runs in its own process: a second mmengine Runner in one process trips over
-            # state the first one left behind.
+            # Each evaluation is the `mec eval` a user would run, in its own process: it prints its metrics
+            # table, and its inference memory is returned before the next one starts.
             cmd = [sys.executable, "-m", "mec_cli.cli", "eval", "--checkpoint", str(work / f"iter_{opts.iters}.pth"),
                    "--recipe", recipe, "--data-root", str(data), "--per-stage", "--groups", str(out / "groups.json"),
                    "--out", str(work / "metrics.json")]

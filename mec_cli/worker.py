@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import uuid
 from typing import Optional
 
 
@@ -13,6 +14,7 @@ def _runner(config: str, launcher: str, cfg_options: Optional[dict] = None):
     from mmengine.config import Config
     from mmengine.runner import Runner
 
+    import mec_cli.progress  # noqa: F401  (registers MECProgressHook, added below)
     from mec_cli.compat import allow_mmengine_checkpoints
 
     allow_mmengine_checkpoints()
@@ -20,6 +22,11 @@ def _runner(config: str, launcher: str, cfg_options: Optional[dict] = None):
     cfg.launcher = launcher
     if cfg_options:
         cfg.merge_from_dict(cfg_options)
+    if isinstance(cfg.get("visualizer"), dict):
+        # mmengine keeps one Visualizer per name for the whole process, and mmdet's runtime names it
+        # 'visualizer': a second Runner in this process would get the first one's, which writes into the
+        # first run's log dir (FileNotFoundError once that dir is gone, e.g. a finished evaluation's).
+        cfg.visualizer.name = f"mec-{uuid.uuid4().hex}"
     if launcher != "none":
         os.environ.setdefault("LOCAL_RANK", "0")
     if launcher == "pytorch":
@@ -35,15 +42,11 @@ def _runner(config: str, launcher: str, cfg_options: Optional[dict] = None):
 
 
 def run_train(config: str, launcher: str = "none") -> None:
-    import mec_cli.progress  # noqa: F401  (registers MECProgressHook)
-
     _runner(config, launcher).train()
 
 
 def run_test(config: str, launcher: str = "none", checkpoint: Optional[str] = None) -> Optional[dict]:
     """Run the test loop; return MECMetric's structured results on rank 0."""
-    import mec_cli.progress  # noqa: F401
-
     runner = _runner(config, launcher, {"load_from": checkpoint} if checkpoint else None)
     runner.test()
     metric = runner.test_evaluator.metrics[0]

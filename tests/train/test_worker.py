@@ -19,3 +19,24 @@ def test_worker_destroys_its_process_group_before_exit(tmp_path):
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert res.returncode == 0, res.stderr[-2000:]
     assert res.stdout.strip().endswith("closed")
+
+
+def test_a_second_runner_in_one_process_gets_its_own_visualizer(synth_data, tmp_path):
+    # mmengine shares a Visualizer per name across the process; a second Runner once reused the first one's,
+    # writing into (or failing on, once deleted) the first run's log dir.
+    import shutil
+
+    from mec_cli import launch
+    from mec_cli.worker import _runner
+
+    runners = []
+    for name in ("a", "b"):
+        run = launch.prepare_training(launch.TrainOptions(recipe="tiny_baseline", gpus=0, data_root=str(synth_data),
+                                                          work_dir=str(tmp_path / name)))
+        runners.append(_runner(str(launch.write_run_files(run)), "none"))
+        if name == "a":
+            shutil.rmtree(tmp_path / "a")  # a finished evaluation's temporary work dir is removed
+    first, second = runners
+    assert first.visualizer is not second.visualizer
+    assert str(second.visualizer._vis_backends["LocalVisBackend"]._save_dir).startswith(str(tmp_path / "b"))
+    assert list((tmp_path / "b").glob("*/vis_data/config.py"))
