@@ -60,7 +60,7 @@ def test_coco_like_data_meets_targets():
     assert tot["constrained_hit_exactly"] >= 0.95 * 70
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=200, deadline=None)
 @given(num_images=st.integers(5, 60), num_cats=st.integers(2, 12), keep_top=st.integers(0, 3), seed=st.integers(0, 5),
        data_seed=st.integers(0, 1000))
 def test_builder_properties(num_images, num_cats, keep_top, seed, data_seed):
