@@ -14,6 +14,7 @@ SHOWN = ("AP", "AP50", "AP75", "APr", "APc", "APf")  # the terminal table; the J
 
 def print_metrics(doc: Dict) -> None:
     """One Rich table per IoU type: a row per mode, AP columns and one column per frequency group."""
+    from rich import box
     from rich.table import Table
 
     modes = doc["modes"]
@@ -21,10 +22,13 @@ def print_metrics(doc: Dict) -> None:
     for iou_type in iou_types:
         sample = next(m[iou_type] for m in modes.values() if iou_type in m)
         cols = [c for c in SHOWN if c in sample] + [k for k in sample if k.startswith("AP_")]
-        table = Table(title=f"{iou_type} AP x100 ({doc['protocol']} protocol; group columns from groups.json)")
+        # no vertical rules: every column, group names included, fits an 80-column terminal or log
+        table = Table(title=f"{iou_type} AP x100 ({doc['protocol']} protocol; group columns from groups.json)",
+                      box=box.SIMPLE_HEAVY, show_edge=False, collapse_padding=True)
         table.add_column("mode", no_wrap=True)
         for c in cols:
-            table.add_column(c[3:] if c.startswith("AP_") else c, justify="right")
+            name = c[3:] if c.startswith("AP_") else c
+            table.add_column(name, justify="right", min_width=len(name))
         for mode, by_type in modes.items():
             m = by_type.get(iou_type)
             if m is None:

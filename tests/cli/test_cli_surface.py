@@ -69,3 +69,22 @@ def test_ci_runs_the_readme_test_command():
     readme = (ROOT / "README.md").read_text()
     ci = (ROOT / ".ci" / "run").read_text()
     assert "make test" in readme and re.search(r"^make test$", ci, re.M)
+
+
+def test_eval_table_fits_80_columns_with_whole_group_names(monkeypatch):
+    import io
+
+    from rich.console import Console
+
+    import mec_cli.cli.eval as eval_cli
+
+    buf = io.StringIO()
+    monkeypatch.setattr(eval_cli, "console", Console(file=buf, width=80, highlight=False))
+    names = ["AP", "AP50", "AP75", "APs", "APm", "APl", "APr", "APc", "APf", "AP_rare", "AP_common", "AP_frequent"]
+    row = {k: 0.123 + i / 100 for i, k in enumerate(names)}
+    eval_cli.print_metrics({"protocol": "lvis", "modes": {"mean_logits_ga": {"bbox": row, "segm": row}}})
+    lines = buf.getvalue().splitlines()
+    assert max(len(line) for line in lines) <= 80
+    header = next(line for line in lines if "mode" in line)
+    assert {"rare", "common", "frequent"} <= set(header.split()) and "…" not in buf.getvalue()
+    assert "mean_logits_ga" in buf.getvalue() and "12.3" in buf.getvalue()
