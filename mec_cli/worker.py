@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import os
 import uuid
+import warnings
 from typing import Optional
 
 
@@ -18,6 +19,10 @@ def _runner(config: str, launcher: str, cfg_options: Optional[dict] = None):
     from mec_cli.compat import allow_mmengine_checkpoints
 
     allow_mmengine_checkpoints()
+    # mmdet's mask head copies its (inference-only) mask tensor with new_tensor, and torch warns on every
+    # evaluation; only that warning, only from that module, is silenced.
+    warnings.filterwarnings("ignore", message="To copy construct from a tensor", category=UserWarning,
+                            module=r"mmdet\.models\.roi_heads\.mask_heads\.fcn_mask_head")
     cfg = Config.fromfile(config)
     cfg.launcher = launcher
     if cfg_options:
