@@ -37,6 +37,25 @@ def cli_errors(fn: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
+def data_table(title: str, **kwargs: Any):
+    """A Rich table for rows of numbers: no vertical rules, so that more columns fit a terminal."""
+    from rich import box
+    from rich.table import Table
+
+    return Table(title=title, box=box.SIMPLE_HEAVY, show_edge=False, collapse_padding=True, **kwargs)
+
+
+def print_table(table: Any) -> None:
+    """Print a Rich table. Into a log or a pipe (no terminal width to fit) it prints at its natural width, so no
+    cell is cut; in a terminal, Rich fits it to the window."""
+    if not console.is_terminal:
+        natural = Console(width=1000).measure(table).maximum
+        if natural > console.width:  # Console.print(width=...) never exceeds the console's own width
+            Console(file=console.file, width=natural, highlight=False).print(table)
+            return
+    console.print(table)
+
+
 def print_json(obj: Any) -> None:
     sys.stdout.write(json.dumps(obj, indent=2, default=str) + "\n")
 

@@ -6,7 +6,7 @@ from pathlib import Path
 import typer
 
 from mec_cli.cli import app
-from mec_cli.cli._common import cli_errors, console, progress_bar, rel
+from mec_cli.cli._common import cli_errors, console, data_table, print_table, progress_bar, rel
 
 
 @app.command(epilog="Example: [bold]mec synth --out data/synth --seed 0[/]")
@@ -43,8 +43,6 @@ def groups(
     as_json: bool = typer.Option(False, "--json", help="Also print groups.json on stdout."),
 ) -> None:
     """Split categories into frequency groups by training counts (writes groups.json)."""
-    from rich.table import Table
-
     from mec_cli.data.groups import compute_groups
     from mec_cli.errors import MecError
     from mec_cli.io import write_json_atomic
@@ -54,22 +52,23 @@ def groups(
     doc = compute_groups(profile or ann, count, bins)
     write_json_atomic(out, doc)
     unit = "instances" if count == "instances" else "images"
-    table = Table(title=f"frequency groups by {unit} ({doc['source']})")
+    table = data_table(f"frequency groups by {unit} ({doc['source']})")
     for col in ("group", "name", f"{unit} range", "categories", f"total {unit}"):
         table.add_column(col, justify="right" if col in ("group", "categories", f"total {unit}") else "left")
     for g in doc["groups"]:
         upper = "inf" if g["upper"] is None else str(g["upper"])
         table.add_row(str(g["index"]), g["name"], f"[{g['lower']}, {upper})", str(g["num_categories"]),
                       f"{g.get('num_instances', g.get('num_images')):,}")
-    console.print(table)
+    print_table(table)
     if "lvis_frequency_agreement" in doc:
-        agree = Table(title="agreement with LVIS frequency (rows: these groups; columns: LVIS r/c/f by image count)")
+        console.print("agreement with LVIS frequency (columns r/c/f; LVIS assigns them by image count)")
+        agree = data_table("")
         agree.add_column("group")
         for f in ("r", "c", "f"):
             agree.add_column(f, justify="right")
         for name, row in doc["lvis_frequency_agreement"].items():
             agree.add_row(name, *(str(row[f]) for f in ("r", "c", "f")))
-        console.print(agree)
+        print_table(agree)
     if as_json:
         from mec_cli.cli._common import print_json
 

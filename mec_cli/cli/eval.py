@@ -7,34 +7,30 @@ from typing import Dict, Optional
 import typer
 
 from mec_cli.cli import app
-from mec_cli.cli._common import cli_errors, console, rel
+from mec_cli.cli._common import cli_errors, console, data_table, print_table, rel
 
 SHOWN = ("AP", "AP50", "AP75", "APr", "APc", "APf")  # the terminal table; the JSON has every metric
 
 
 def print_metrics(doc: Dict) -> None:
     """One Rich table per IoU type: a row per mode, AP columns and one column per frequency group."""
-    from rich import box
-    from rich.table import Table
-
     modes = doc["modes"]
     iou_types = sorted({t for m in modes.values() for t in m}, key=lambda t: t != "bbox")
     for iou_type in iou_types:
         sample = next(m[iou_type] for m in modes.values() if iou_type in m)
         cols = [c for c in SHOWN if c in sample] + [k for k in sample if k.startswith("AP_")]
-        # no vertical rules: every column, group names included, fits an 80-column terminal or log
-        table = Table(title=f"{iou_type} AP x100 ({doc['protocol']} protocol; group columns from groups.json)",
-                      box=box.SIMPLE_HEAVY, show_edge=False, collapse_padding=True)
+        # with no vertical rules every column, group names included, fits an 80-column terminal
+        table = data_table(f"{iou_type} AP x100 ({doc['protocol']} protocol; group columns from groups.json)")
         table.add_column("mode", no_wrap=True)
         for c in cols:
             name = c[3:] if c.startswith("AP_") else c
-            table.add_column(name, justify="right", min_width=len(name))
+            table.add_column(name, justify="right", min_width=len(name), no_wrap=True)
         for mode, by_type in modes.items():
             m = by_type.get(iou_type)
             if m is None:
                 continue
             table.add_row(mode, *("-" if m[c] < 0 else f"{100 * m[c]:.1f}" for c in cols))
-        console.print(table)
+        print_table(table)
 
 
 @app.command("eval", epilog="Examples:\n\n"

@@ -7,7 +7,7 @@ from typing import List, Optional
 import typer
 
 from mec_cli.cli import app
-from mec_cli.cli._common import cli_errors, console, rel
+from mec_cli.cli._common import cli_errors, console, print_table, rel
 
 report_app = typer.Typer(help="The paper's tables and figures from saved metrics (mec eval --out).", no_args_is_help=True,
                          rich_markup_mode="rich")
@@ -25,7 +25,7 @@ def _emit_table(table, fmt: Optional[str], out: Optional[Path]) -> None:
     from mec_cli.io import write_text_atomic
     from mec_cli.reporting.render import FORMATS, render, to_rich
 
-    console.print(to_rich(table))
+    print_table(to_rich(table))
     if fmt is None:
         if out is not None:
             fmt = {".md": "md", ".tex": "latex", ".csv": "csv"}.get(out.suffix)

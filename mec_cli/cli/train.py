@@ -8,7 +8,7 @@ from typing import List, Optional
 import typer
 
 from mec_cli.cli import app
-from mec_cli.cli._common import cli_errors, console, print_json, rel
+from mec_cli.cli._common import cli_errors, console, data_table, print_json, print_table, rel
 
 recipes_app = typer.Typer(help="List the recipes and show their resolved configs.", no_args_is_help=False,
                           rich_markup_mode="rich", invoke_without_command=True)
@@ -22,22 +22,20 @@ def recipes_list(ctx: typer.Context, as_json: bool = typer.Option(False, "--json
     """List recipes: short name, model, dataset, stages, MEC on/off, classifier."""
     if ctx.invoked_subcommand is not None:
         return
-    from rich.table import Table
-
     from mec_cli.recipes import DEFAULT_RECIPE, list_recipes
 
     rows = [r.row() for r in list_recipes()]
     if as_json:
         print_json(rows)
         return
-    table = Table(title="recipes (use the name with --recipe; `mec train --dataset coco_lt` swaps LVIS v1 for COCO-LT)")
+    table = data_table("recipes (use the name with --recipe; `mec train --dataset coco_lt` swaps LVIS v1 for COCO-LT)")
     for col in ("name", "model", "backbone", "dataset", "stages", "MEC", "classifier"):
         table.add_column(col, no_wrap=col == "name")
     for r in rows:
         name = f"{r['name']} (default)" if r["name"] == DEFAULT_RECIPE else r["name"]
         table.add_row(name, r["model"], r["backbone"], r["dataset"], str(r["stages"]), "yes" if r["mec"] else "-",
                       r["classifier"])
-    console.print(table)
+    print_table(table)
 
 
 @recipes_app.command("show", epilog="Examples:\n\n  [bold]mec recipes show htc_r101[/]\n\n  [bold]mec recipes show tiny --dataset synth[/]")

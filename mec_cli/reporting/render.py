@@ -65,13 +65,15 @@ def render(t: ReportTable, fmt: str) -> str:
 
 
 def to_rich(t: ReportTable):
+    from rich import box
     from rich.table import Table
 
     best = t.best_rows()
-    table = Table(title=t.title, caption="\n".join(t.notes) or None)
+    table = Table(title=t.title, caption="\n".join(t.notes) or None, box=box.SIMPLE_HEAVY, show_edge=False,
+                  collapse_padding=True)
     cols: List[str] = list(t.df.columns)
-    for c in cols:
-        table.add_column(c, justify="right" if c in t.value_cols else "left", no_wrap=c in ("mode", "run"))
+    for c in cols:  # numbers and run names are never wrapped; a narrow terminal wraps the other text
+        table.add_column(c, justify="right" if c in t.value_cols else "left", no_wrap=c in t.value_cols or c in ("mode", "run"))
     for i, row in enumerate(t.df.itertuples(index=False)):
         table.add_row(*(f"[bold green]{_cell(v)}[/]" if i in best.get(c, []) else _cell(v) for c, v in zip(cols, row)))
     return table

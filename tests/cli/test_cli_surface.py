@@ -79,7 +79,7 @@ def test_eval_table_fits_80_columns_with_whole_group_names(monkeypatch):
     import mec_cli.cli.eval as eval_cli
 
     buf = io.StringIO()
-    monkeypatch.setattr(eval_cli, "console", Console(file=buf, width=80, highlight=False))
+    monkeypatch.setattr("mec_cli.cli._common.console", Console(file=buf, width=80, highlight=False))
     names = ["AP", "AP50", "AP75", "APs", "APm", "APl", "APr", "APc", "APf", "AP_rare", "AP_common", "AP_frequent"]
     row = {k: 0.123 + i / 100 for i, k in enumerate(names)}
     eval_cli.print_metrics({"protocol": "lvis", "modes": {"mean_logits_ga": {"bbox": row, "segm": row}}})
@@ -88,3 +88,22 @@ def test_eval_table_fits_80_columns_with_whole_group_names(monkeypatch):
     header = next(line for line in lines if "mode" in line)
     assert {"rare", "common", "frequent"} <= set(header.split()) and "…" not in buf.getvalue()
     assert "mean_logits_ga" in buf.getvalue() and "12.3" in buf.getvalue()
+
+
+def test_tables_into_a_log_or_pipe_are_never_cut(monkeypatch):
+    import io
+
+    from rich.console import Console
+
+    from mec_cli.cli import _common
+
+    buf = io.StringIO()
+    monkeypatch.setattr(_common, "console", Console(file=buf, width=40, highlight=False))  # not a terminal
+    table = _common.data_table("wide")
+    for name in ("recipe", "model", "AP"):
+        table.add_column(name)
+    table.add_row("cascade_r101_4stage_baseline_coco_lt", "Hybrid Task Cascade without semantics", "12.345")
+    _common.print_table(table)
+    text = buf.getvalue()
+    assert "…" not in text and "cascade_r101_4stage_baseline_coco_lt" in text and "12.345" in text
+    assert "Hybrid Task Cascade without semantics" in text  # one line, not wrapped into the 40 columns
