@@ -2,6 +2,7 @@
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -16,6 +17,13 @@ from mec_cli.cli import app
 from mec_cli.compat import allow_mmengine_checkpoints, patch_lvis_numpy
 
 pytestmark = pytest.mark.slow
+
+
+def _free_port() -> str:
+    """A TCP port nothing listens on now (a fixed one can be held by a process a crashed run left behind)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return str(sock.getsockname()[1])
 
 
 def _scalars(work_dir: Path):
@@ -75,7 +83,7 @@ def test_two_process_eval_equals_one_process(trained_tiny, synth_data, tmp_path)
         out = tmp_path / f"m{procs}.json"
         res = CliRunner().invoke(app, ["eval", "--checkpoint", str(trained_tiny / "iter_40.pth"), "--recipe", "tiny", "--data-root",
                                        str(synth_data), "--modes", "dynamic", "--group-align", "on", "--procs", procs,
-                                       "--master-port", "29743", "--out", str(out)])
+                                       "--master-port", _free_port(), "--out", str(out)])
         assert res.exit_code == 0, res.output
         doc = json.loads(out.read_text())
         assert "dynamic_ga" in doc["modes"], (procs, list(doc["modes"]), res.output[-1500:])
@@ -86,7 +94,7 @@ def test_two_process_eval_equals_one_process(trained_tiny, synth_data, tmp_path)
 
 
 def test_two_process_cpu_ddp_training(synth_data, tmp_path):
-    res = CliRunner().invoke(app, ["train", "--recipe", "tiny_baseline", "--gpus", "0", "--procs", "2", "--master-port", "29731",
+    res = CliRunner().invoke(app, ["train", "--recipe", "tiny_baseline", "--gpus", "0", "--procs", "2", "--master-port", _free_port(),
                                    "--data-root", str(synth_data), "--work-dir", str(tmp_path), "--max-iters", "4"])
     assert res.exit_code == 0, res.output
     assert "--nproc_per_node=2" in res.output
