@@ -93,6 +93,20 @@ def test_appendix_a1_hyperparameters():
     assert rfs.train_dataloader.dataset.type == "ClassBalancedDataset" and rfs.train_dataloader.dataset.oversample_thr == 1e-3
 
 
+def test_the_train_sampler_suits_the_loop():
+    # an iteration-based loop wants mmdet's InfiniteSampler; an epoch-based one a sampler that ends an epoch.
+    # Every recipe as written, and both tiny and full-size recipes with every dataset part swapped in.
+    cases = [(info, None) for info in RECIPES]
+    cases += [(resolve_recipe(name), ds) for name in ("tiny", "cascade_r50") for ds in ("lvis_v1", "coco_lt", "synth")]
+    for info, dataset in cases:
+        cfg = load_config(info.file, dataset=dataset)
+        sampler = cfg.train_dataloader.sampler.type
+        if cfg.train_cfg.type == "IterBasedTrainLoop":
+            assert sampler == "InfiniteSampler", (info.name, dataset)
+        else:
+            assert cfg.train_cfg.type == "EpochBasedTrainLoop" and sampler == "DefaultSampler", (info.name, dataset)
+
+
 def test_dataset_part_swaps_to_coco_lt():
     cfg = load_config(resolve_recipe("cascade_r50").file, dataset="coco_lt")
     assert cfg.train_dataloader.dataset.type == "CocoDataset"

@@ -22,7 +22,9 @@ test_pipeline = [
 ]
 train_dataloader = dict(
     batch_size=4, num_workers=0, persistent_workers=False,
-    sampler=dict(type='DefaultSampler', shuffle=True),
+    # this part always comes with the iteration-based tiny_cpu schedule (mec_dataset below), hence mmdet's sampler
+    # for iteration-based training, which never ends an epoch
+    sampler=dict(type='InfiniteSampler', shuffle=True),
     dataset=dict(type=dataset_type, data_root=data_root, metainfo=metainfo, ann_file='annotations/lvis_v1_train.json',
                  data_prefix=dict(img=''), filter_cfg=dict(filter_empty_gt=True, min_size=4), pipeline=train_pipeline,
                  backend_args=backend_args))
