@@ -13,7 +13,7 @@ from mec_cli.cli._common import cli_errors, console, rel
 @cli_errors
 def demo(
     out: Path = typer.Option(Path("mec-demo"), "--out", "-o", help="Output folder (with a README.md index)."),
-    iters: int = typer.Option(160, help="Training iterations of each tiny model (the default keeps the demo near 11 min on 2 cores)."),
+    iters: int = typer.Option(160, help="Training iterations of each tiny model (the default keeps the demo under 12 min on 2 cores)."),
     train_images: int = typer.Option(600, help="Synthetic training images."),
     val_images: int = typer.Option(120, help="Synthetic validation images."),
     force: bool = typer.Option(False, "--force", help="Redo the steps whose outputs already exist."),
