@@ -7,7 +7,7 @@ from typing import List, Optional
 import typer
 
 from mec_cli.cli import app
-from mec_cli.cli._common import cli_errors, console, print_table, rel
+from mec_cli.cli._common import cli_errors, console, data_table, print_table, rel
 
 report_app = typer.Typer(help="The paper's tables and figures from saved metrics (mec eval --out).", no_args_is_help=True,
                          rich_markup_mode="rich")
@@ -20,12 +20,26 @@ OUT = typer.Option(None, "--out", "-o", help="Output file (default: print the --
 REFERENCE = typer.Option(None, "--reference", help="'paper' adds the paper's published numbers for matching rows.")
 
 
+def _rich_table(t):
+    """A report table for the terminal, the best value of each column in bold green."""
+    from mec_cli.reporting.render import format_cell
+
+    best = t.best_rows()
+    table = data_table(t.title, caption="\n".join(t.notes) or None)
+    cols: List[str] = list(t.df.columns)
+    for c in cols:  # numbers and run names are never wrapped; a narrow terminal wraps the other text
+        table.add_column(c, justify="right" if c in t.value_cols else "left", no_wrap=c in t.value_cols or c in ("mode", "run"))
+    for i, row in enumerate(t.df.itertuples(index=False)):
+        table.add_row(*(f"[bold green]{format_cell(v)}[/]" if i in best.get(c, []) else format_cell(v) for c, v in zip(cols, row)))
+    return table
+
+
 def _emit_table(table, fmt: Optional[str], out: Optional[Path]) -> None:
     from mec_cli.errors import MecError
     from mec_cli.io import write_text_atomic
-    from mec_cli.reporting.render import FORMATS, render, to_rich
+    from mec_cli.reporting.render import FORMATS, render
 
-    print_table(to_rich(table))
+    print_table(_rich_table(table))
     if fmt is None:
         if out is not None:
             fmt = {".md": "md", ".tex": "latex", ".csv": "csv"}.get(out.suffix)

@@ -1,15 +1,15 @@
-"""Rendering report tables: Rich on the terminal, Markdown, LaTeX (booktabs) and CSV."""
+"""Rendering report tables as text files: Markdown, LaTeX (booktabs) and CSV (the terminal table is the CLI's)."""
 from __future__ import annotations
 
 import math
-from typing import List
 
 from mec_cli.reporting.tables import ReportTable
 
 FORMATS = ("md", "latex", "csv")
 
 
-def _cell(v) -> str:
+def format_cell(v) -> str:
+    """A table cell as text: one decimal for numbers, '-' for a missing value."""
     if v is None or (isinstance(v, float) and math.isnan(v)):
         return "-"
     if isinstance(v, float):
@@ -23,7 +23,7 @@ def to_markdown(t: ReportTable) -> str:
     lines = [f"**{t.title}**", "", "| " + " | ".join(cols) + " |",
              "|" + "|".join("---:" if c in t.value_cols else ":---" for c in cols) + "|"]
     for i, row in enumerate(t.df.itertuples(index=False)):
-        cells = [f"**{_cell(v)}**" if i in best.get(c, []) else _cell(v) for c, v in zip(cols, row)]
+        cells = [f"**{format_cell(v)}**" if i in best.get(c, []) else format_cell(v) for c, v in zip(cols, row)]
         lines.append("| " + " | ".join(cells) + " |")
     lines += [""] + [f"_{n}_" for n in t.notes]
     return "\n".join(lines).rstrip() + "\n"
@@ -49,7 +49,7 @@ def to_latex(t: ReportTable) -> str:
     for i, row in enumerate(t.df.itertuples(index=False)):
         cells = []
         for c, v in zip(cols, row):
-            text = _tex(_cell(v))
+            text = _tex(format_cell(v))
             cells.append(f"\\textbf{{{text}}}" if i in best.get(c, []) else text)
         lines.append(" & ".join(cells) + " \\\\")
     lines += ["\\bottomrule", "\\end{tabular}"] + [f"% {n}" for n in t.notes] + ["\\end{table}"]
@@ -62,18 +62,3 @@ def to_csv(t: ReportTable) -> str:
 
 def render(t: ReportTable, fmt: str) -> str:
     return {"md": to_markdown, "latex": to_latex, "csv": to_csv}[fmt](t)
-
-
-def to_rich(t: ReportTable):
-    from rich import box
-    from rich.table import Table
-
-    best = t.best_rows()
-    table = Table(title=t.title, caption="\n".join(t.notes) or None, box=box.SIMPLE_HEAVY, show_edge=False,
-                  collapse_padding=True)
-    cols: List[str] = list(t.df.columns)
-    for c in cols:  # numbers and run names are never wrapped; a narrow terminal wraps the other text
-        table.add_column(c, justify="right" if c in t.value_cols else "left", no_wrap=c in t.value_cols or c in ("mode", "run"))
-    for i, row in enumerate(t.df.itertuples(index=False)):
-        table.add_row(*(f"[bold green]{_cell(v)}[/]" if i in best.get(c, []) else _cell(v) for c, v in zip(cols, row)))
-    return table
