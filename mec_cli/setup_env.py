@@ -31,6 +31,7 @@ Usage (the Makefile passes its variables as options)::
 from __future__ import annotations
 
 import argparse
+import gzip
 import json
 import os
 import re
@@ -54,6 +55,7 @@ DEFAULT_CUDA_ARCHS = TORCH_CUDA_ARCHS
 # (the whole CPU build) and each CUDA architecture on top. Divided by the jobs for the printed estimate.
 CPU_BUILD_CORE_MIN = 24.0
 CUDA_ARCH_CORE_MIN = 100.0
+SYSTEM_CUDA_HOMES = (Path("/usr/local/cuda"),)
 SETUP_RECORD = "mec-setup.json"
 BUILD_RECORD = "mec-build.json"
 
@@ -264,32 +266,38 @@ def nvcc_version(nvcc: Path, run: Runner = subprocess.run) -> Optional[str]:
 
 def find_cuda_home(torch_cuda: str, env: Dict[str, str], run: Runner = subprocess.run,
                    which: Callable[[str], Optional[str]] = shutil.which) -> Tuple[Optional[Path], str, List[str]]:
-    """An installed CUDA toolkit whose nvcc has torch's CUDA major version.
+    """The CUDA toolkit named by $CUDA_HOME (or $CUDA_PATH) when its nvcc has torch's CUDA major version.
 
-    Looks at $CUDA_HOME, $CUDA_PATH, the nvcc on PATH and /usr/local/cuda, in that order (torch's own order,
-    with the explicit variables first). Returns (home or None, its nvcc version, notes on the ones refused):
-    torch refuses to build with an nvcc of another major version.
+    Returns (home or None, its nvcc version, notes). Only an explicit variable selects an installed toolkit:
+    torch's own guess (the nvcc on PATH, /usr/local/cuda) is often another CUDA version, which torch refuses
+    to build with. A matching toolkit found there is named in a note, with the variable to set.
     """
-    candidates: List[Path] = []
-    for var in ("CUDA_HOME", "CUDA_PATH"):
-        if env.get(var):
-            candidates.append(Path(env[var]))
-    on_path = which("nvcc")
-    if on_path:
-        candidates.append(Path(on_path).resolve().parent.parent)
-    candidates.append(Path("/usr/local/cuda"))
-    notes, seen = [], set()
-    for home in candidates:
-        if home in seen:
-            continue
-        seen.add(home)
+    major = torch_cuda.split(".")[0]
+    notes: List[str] = []
+
+    def check(home: Path) -> Tuple[Optional[str], str]:
         nvcc = home / "bin" / "nvcc"
         if not nvcc.exists():
-            continue
+            return None, f"{home} has no bin/nvcc"
         ver = nvcc_version(nvcc, run)
-        if ver and ver.split(".")[0] == torch_cuda.split(".")[0]:
-            return home, ver, notes
-        notes.append(f"{home} has nvcc {ver or '(does not run)'}, torch needs CUDA {torch_cuda.split('.')[0]}.x")
+        if not ver or ver.split(".")[0] != major:
+            return None, f"{home} has nvcc {ver or '(does not run)'}, torch {torch_cuda} needs CUDA {major}.x"
+        if not (home / "include" / "cuda_runtime.h").exists():
+            return None, f"{home} has nvcc {ver} but no include/cuda_runtime.h"
+        return ver, ""
+
+    for var in ("CUDA_HOME", "CUDA_PATH"):
+        if env.get(var):
+            ver, why = check(Path(env[var]))
+            if ver:
+                return Path(env[var]), ver, notes
+            notes.append(f"not using {var}={env[var]}: {why}")
+    guesses = [Path(os.path.realpath(p)).parent.parent for p in [which("nvcc")] if p] + list(SYSTEM_CUDA_HOMES)
+    for home in dict.fromkeys(guesses):
+        ver, _ = check(home)
+        if ver:
+            notes.append(f"{home} holds CUDA {ver}: `CUDA_HOME={home} make setup` would use it instead of PyPI's nvcc")
+            break
     return None, "", notes
 
 
@@ -320,29 +328,36 @@ def build_mmcv_wheel(pip_cmd: Sequence[str], mmcv: str, dest: Path, env: Dict[st
     """Compile mmcv with its ops into the wheel folder `dest`; returns the wheel.
 
     The whole build output goes to `log`; ninja's ``[k/N]`` lines are echoed about every tenth of the way.
-    On failure the log is kept and its path printed; on success it is removed.
+    On failure the log is kept and its path printed; on success it moves, compressed, into `dest`.
     """
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".tmp.", dir=dest.parent))
     cmd = list(pip_cmd) + ["wheel", "-v", "--no-build-isolation", "--no-deps", f"mmcv=={mmcv}", "-w", str(tmp)]
     log.parent.mkdir(parents=True, exist_ok=True)
     start, shown = time.time(), -1
-    with open(log, "w") as fh:
-        fh.write(f"# {' '.join(cmd)}\n# " + " ".join(f"{k}={env[k]}" for k in sorted(env) if k in BUILD_VARS) + "\n")
-        fh.flush()
-        proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                errors="replace")
-        assert proc.stdout is not None
-        for line in proc.stdout:
-            fh.write(line)
-            m = re.match(r"\[(\d+)/(\d+)\]", line)
-            if m:
-                k, n = int(m.group(1)), int(m.group(2))
-                if k * 10 // n > shown:
-                    shown = k * 10 // n
-                    say(f"mmcv build: {k}/{n} compile steps, {(time.time() - start) / 60:.0f} of about "
-                        f"{expected_min:.0f} min")
-        rc = proc.wait()
+    proc = None
+    try:
+        with open(log, "w") as fh:
+            fh.write(f"# {' '.join(cmd)}\n# " + " ".join(f"{k}={env.get(k, '')}" for k in BUILD_VARS) + "\n")
+            fh.flush()
+            proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                    errors="replace")
+            assert proc.stdout is not None
+            for line in proc.stdout:
+                fh.write(line)
+                m = re.match(r"\[(\d+)/(\d+)\]", line)
+                if m:
+                    k, n = int(m.group(1)), int(m.group(2))
+                    if k * 10 // n > shown:
+                        shown = k * 10 // n
+                        say(f"mmcv build: {k}/{n} compile steps, {(time.time() - start) / 60:.0f} of about "
+                            f"{expected_min:.0f} min")
+            rc = proc.wait()
+    except BaseException:  # Ctrl-C: stop the compilers, keep the log, leave no half-built folder
+        if proc is not None and proc.poll() is None:
+            proc.kill()
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
     wheels = sorted(tmp.glob("mmcv-*.whl"))
     if rc != 0 or not wheels:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -351,6 +366,8 @@ def build_mmcv_wheel(pip_cmd: Sequence[str], mmcv: str, dest: Path, env: Dict[st
         raise SetupError(f"building mmcv {mmcv} failed (exit {rc}); the whole build log is kept in {log}")
     shutil.rmtree(dest, ignore_errors=True)
     tmp.rename(dest)
+    with open(log, "rb") as src, gzip.open(dest / "build.log.gz", "wb") as dst:  # warnings stay readable
+        shutil.copyfileobj(src, dst)
     log.unlink()
     return dest / wheels[0].name
 
@@ -410,7 +427,7 @@ def setup(venv: Path, device: str, cuda_archs: str = "", cpu_index: str = DEFAUL
         major = torch_cuda.split(".")[0]
         cuda_home, cuda, notes = find_cuda_home(torch_cuda, dict(os.environ))
         for note in notes:
-            say(f"not using {note}")
+            say(note)
         if cuda_home is None:
             say(f"installing nvcc {pins.get('cuda-toolkit', '')} from PyPI's cuda-toolkit package into {venv}")
             pip.install("cuda-toolkit[nvcc,cccl]")
