@@ -345,7 +345,7 @@ def build_mmcv_wheel(pip_cmd: Sequence[str], mmcv: str, dest: Path, env: Dict[st
             assert proc.stdout is not None
             for line in proc.stdout:
                 fh.write(line)
-                m = re.match(r"\[(\d+)/(\d+)\]", line)
+                m = re.match(r"\s*\[(\d+)/(\d+)\]", line)  # pip -v indents the build output
                 if m:
                     k, n = int(m.group(1)), int(m.group(2))
                     if k * 10 // n > shown:
@@ -429,7 +429,7 @@ def setup(venv: Path, device: str, cuda_archs: str = "", cpu_index: str = DEFAUL
         for note in notes:
             say(note)
         if cuda_home is None:
-            say(f"installing nvcc {pins.get('cuda-toolkit', '')} from PyPI's cuda-toolkit package into {venv}")
+            say(f"installing nvcc from PyPI's cuda-toolkit {pins.get('cuda-toolkit', '')} into {venv}")
             pip.install("cuda-toolkit[nvcc,cccl]")
             site = Path(query_python(py, "import sysconfig; print(sysconfig.get_paths()['purelib'])"))
             cuda_home = pip_cuda_home(site, major)
@@ -478,12 +478,12 @@ def setup(venv: Path, device: str, cuda_archs: str = "", cpu_index: str = DEFAUL
 def plan(device: str, cuda_archs: str = "", cpu_index: str = DEFAULT_CPU_INDEX, jobs: Optional[int] = None) -> Dict:
     """What `setup` would decide here before installing anything (for `make -n`-like inspection)."""
     out: Dict = {"device": device}
+    jobs = jobs or default_jobs()
     if device == "cuda":
         archs, source = choose_cuda_archs(cuda_archs, visible_compute_caps())
-        out.update(archs=archs, archs_source=source, build_minutes=round(estimate_build_minutes(len(archs),
-                                                                                                 jobs or default_jobs())))
+        out.update(archs=archs, archs_source=source, build_minutes=round(estimate_build_minutes(len(archs), jobs)))
     else:
-        out.update(cpu_index=cpu_index, build_minutes=round(estimate_build_minutes(0, jobs or default_jobs())))
+        out.update(cpu_index=cpu_index, build_minutes=round(estimate_build_minutes(0, jobs)))
     return out
 
 
