@@ -1,11 +1,25 @@
-"""Environment check: versions of the stack, mmcv's compiled ops, CUDA devices."""
+"""Environment check: versions of the stack, mmcv's compiled ops, and the CUDA side (builds, driver, GPUs, NCCL).
+
+`collect_environment()` returns data; `mec doctor` (mec_cli/cli/doctor.py) displays it. The CUDA findings are
+computed by `cuda_findings()` from plain data, so the GPU-side logic is tested with fakes on a CPU machine.
+"""
 from __future__ import annotations
 
 import importlib
+import json
 import platform
-from typing import Dict, List, Tuple
+import re
+import subprocess
+import sys
+import warnings
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence, Tuple
 
 PACKAGES = ("torch", "mmcv", "mmengine", "mmdet", "lvis", "pycocotools", "numpy")
+# Oldest Linux driver of each CUDA major version (NVIDIA's CUDA toolkit release notes, minor version
+# compatibility): a driver older than this cannot run kernels built with that CUDA.
+MIN_DRIVER = {"13": (580, 65, 6), "12": (525, 60, 13)}
+SETUP_RECORD = "mec-setup.json"  # written by `make setup` (mec_cli/setup_env.py) into the venv
 
 
 def _version(name: str) -> Tuple[str, str]:
@@ -23,29 +37,218 @@ def _version(name: str) -> Tuple[str, str]:
     return ver or "?", ""
 
 
-def check_mmcv_ops() -> str:
-    """Run nms and RoIAlign from mmcv's compiled ops on CPU tensors; return '' when they work."""
+def _first_line(e: BaseException) -> str:
+    return f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+
+
+def check_mmcv_ops(device: str = "cpu") -> str:
+    """Run nms and RoIAlign from mmcv's compiled ops on `device` tensors; return '' when they work."""
     try:
         import torch
         from mmcv.ops import RoIAlign, nms
 
-        boxes = torch.tensor([[0.0, 0.0, 10.0, 10.0], [1.0, 1.0, 11.0, 11.0], [50.0, 50.0, 60.0, 60.0]])
-        _, keep = nms(boxes, torch.tensor([0.9, 0.8, 0.7]), 0.5)
+        boxes = torch.tensor([[0.0, 0.0, 10.0, 10.0], [1.0, 1.0, 11.0, 11.0], [50.0, 50.0, 60.0, 60.0]], device=device)
+        _, keep = nms(boxes, torch.tensor([0.9, 0.8, 0.7], device=device), 0.5)
         if keep.tolist() != [0, 2]:
-            return f"mmcv.ops.nms gave {keep.tolist()}, expected [0, 2]"
-        feats = torch.arange(64.0).reshape(1, 1, 8, 8)
-        out = RoIAlign((2, 2), spatial_scale=1.0, sampling_ratio=2)(feats, torch.tensor([[0.0, 0.0, 0.0, 4.0, 4.0]]))
+            return f"mmcv.ops.nms on {device} gave {keep.tolist()}, expected [0, 2]"
+        feats = torch.arange(64.0, device=device).reshape(1, 1, 8, 8)
+        rois = torch.tensor([[0.0, 0.0, 0.0, 4.0, 4.0]], device=device)
+        out = RoIAlign((2, 2), spatial_scale=1.0, sampling_ratio=2)(feats, rois)
         if tuple(out.shape) != (1, 1, 2, 2):
-            return f"mmcv.ops.RoIAlign gave shape {tuple(out.shape)}"
+            return f"mmcv.ops.RoIAlign on {device} gave shape {tuple(out.shape)}"
+        if device != "cpu":
+            ref = RoIAlign((2, 2), spatial_scale=1.0, sampling_ratio=2)(feats.cpu(), rois.cpu())
+            if not torch.allclose(out.cpu(), ref, atol=1e-4):
+                return f"mmcv.ops.RoIAlign on {device} differs from the CPU result"
     except Exception as e:
-        return f"mmcv's compiled ops do not load ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}); rebuild mmcv with MMCV_WITH_OPS=1 (make setup)"
+        if device != "cpu":
+            return f"mmcv's CUDA ops fail on {device} ({_first_line(e)})"
+        return f"mmcv's compiled ops do not load ({_first_line(e)}); rebuild mmcv with MMCV_WITH_OPS=1 (make setup)"
     return ""
+
+
+# ------------------------------------------------------------------------------------------ CUDA: data
+
+
+def _nvidia_smi() -> Optional[Dict]:
+    """Driver version and the CUDA version it supports, from nvidia-smi; None when no driver answers."""
+    try:
+        res = subprocess.run(["nvidia-smi"], capture_output=True, text=True, timeout=30)
+        q = subprocess.run(["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
+                           capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    if res.returncode != 0 or q.returncode != 0:
+        return None
+    m = re.search(r"CUDA Version:\s*([\d.]+)", res.stdout)
+    lines = q.stdout.split()
+    return {"driver": lines[0] if lines else None, "driver_cuda": m.group(1) if m else None}
+
+
+def _torch_cuda() -> Dict:
+    """What torch knows: its CUDA build, the architectures it was compiled for, the GPUs it sees, NCCL."""
+    import torch
+
+    info: Dict = {"torch_cuda": torch.version.cuda, "torch_archs": [], "gpus": [], "nccl": None}
+    if torch.version.cuda is None:
+        return info
+    info["torch_archs"] = torch.cuda.get_arch_list()
+    try:
+        info["nccl"] = ".".join(str(x) for x in torch.cuda.nccl.version())
+    except Exception:
+        pass
+    with warnings.catch_warnings():  # "no NVIDIA driver" is what the report says, not a warning
+        warnings.simplefilter("ignore")
+        if torch.cuda.is_available():
+            for i in range(torch.cuda.device_count()):
+                major, minor = torch.cuda.get_device_capability(i)
+                info["gpus"].append({"index": i, "name": torch.cuda.get_device_name(i),
+                                     "capability": f"{major}.{minor}"})
+    return info
+
+
+def _mmcv_cuda() -> Optional[str]:
+    """The CUDA version mmcv's ops were compiled with ('13.0'), or None for a CPU-only build."""
+    try:
+        from mmcv.ops import get_compiling_cuda_version
+
+        ver = get_compiling_cuda_version()
+    except Exception:
+        return None
+    return ver if re.match(r"^\d+\.\d+", ver or "") else None
+
+
+def _mmcv_archs() -> Optional[List[str]]:
+    """The architectures the installed mmcv wheel was compiled for, from the venv's set-up record.
+
+    `make setup` keys the cached wheel by them and writes them to <venv>/mec-setup.json; a wheel built
+    another way has no record (None: unknown).
+    """
+    path = Path(sys.prefix) / SETUP_RECORD
+    try:
+        rec = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    archs = rec.get("archs")
+    return list(archs) if isinstance(archs, list) else None
+
+
+def collect_cuda(ops_ok: bool) -> Dict:
+    """Everything CUDA-related as data, including whether one mmcv CUDA op runs on the first GPU."""
+    info = _torch_cuda()
+    info["mmcv_cuda"] = _mmcv_cuda()
+    info["mmcv_archs"] = _mmcv_archs() if info["mmcv_cuda"] else []
+    smi = _nvidia_smi()
+    info["driver"] = smi["driver"] if smi else None
+    info["driver_cuda"] = smi["driver_cuda"] if smi else None
+    info["cpu_ops_ok"] = ops_ok
+    if info["gpus"] and info["mmcv_cuda"]:
+        problem = check_mmcv_cuda_ops(info["gpus"][0]["index"])
+        info["cuda_op"] = "ok" if not problem else problem
+    else:
+        info["cuda_op"] = None
+    return info
+
+
+def check_mmcv_cuda_ops(index: int) -> str:
+    """nms and RoIAlign on CUDA tensors of GPU `index`; '' when they work (and match the CPU)."""
+    return check_mmcv_ops(f"cuda:{index}")
+
+
+# ------------------------------------------------------------------------------------- CUDA: findings
+
+
+def _arch_tuple(arch: str) -> Tuple[str, int, int]:
+    """'sm_90' / 'compute_90' / '9.0' / '9.0+PTX' -> ('sm'|'ptx', 9, 0)."""
+    m = re.fullmatch(r"(sm|compute)_(\d+)(\d)", arch)
+    if m:
+        return ("sm" if m.group(1) == "sm" else "ptx", int(m.group(2)), int(m.group(3)))
+    m = re.fullmatch(r"(\d+)\.(\d+)(\+PTX)?", arch)
+    if not m:
+        raise ValueError(f"not a CUDA architecture: {arch!r}")
+    return ("ptx" if m.group(3) else "sm", int(m.group(1)), int(m.group(2)))
+
+
+def runs_on(capability: str, archs: Sequence[str]) -> bool:
+    """Whether code built for `archs` runs on a GPU of compute capability `capability` ('8.6').
+
+    A cubin for sm_XY runs on X.Z with Z >= Y (same major); PTX for compute_XY (or 'X.Y+PTX', which also
+    carries the cubin) is compiled by the driver for any newer GPU.
+    """
+    major, minor = (int(x) for x in capability.split("."))
+    for arch in archs:
+        kind, a_major, a_minor = _arch_tuple(arch)
+        if a_major == major and a_minor <= minor:
+            return True
+        if kind == "ptx" and (a_major, a_minor) <= (major, minor):
+            return True
+    return False
+
+
+def _version_tuple(text: str) -> Tuple[int, ...]:
+    return tuple(int(x) for x in re.findall(r"\d+", text))
+
+
+def _show_archs(archs: Sequence[str]) -> str:
+    return " ".join(archs) if archs else "none"
+
+
+def cuda_findings(info: Dict) -> Tuple[str, List[str], List[str]]:
+    """(summary, problems, warnings) from `collect_cuda`'s data; every problem and warning says what to do."""
+    problems: List[str] = []
+    notes: List[str] = []
+    torch_cuda, mmcv_cuda, gpus = info.get("torch_cuda"), info.get("mmcv_cuda"), info.get("gpus") or []
+    cpu_ops = "CPU ops ok" if info.get("cpu_ops_ok") else "CPU ops failing"
+    if not torch_cuda:
+        summary = f"CPU build, {len(gpus) or 'no'} GPU{'s' if len(gpus) != 1 else ''} visible, {cpu_ops}"
+        if info.get("driver"):
+            notes.append(f"torch is the CPU build but an NVIDIA driver ({info['driver']}) answers: for the GPUs, "
+                         "`make clean-venv setup DEVICE=cuda`")
+        return summary, problems, notes
+    gpu_text = f"{len(gpus)} GPU{'s' if len(gpus) != 1 else ''} visible" if gpus else "no GPU visible"
+    summary = f"CUDA build {torch_cuda}, {gpu_text}, {cpu_ops}"
+    if mmcv_cuda is None:
+        (problems if gpus else notes).append(
+            f"mmcv's ops were compiled without CUDA while torch is the CUDA {torch_cuda} build: "
+            "`make clean-venv setup DEVICE=cuda` rebuilds them with CUDA")
+    elif mmcv_cuda.split(".")[0] != torch_cuda.split(".")[0]:
+        problems.append(f"mmcv's ops were compiled with CUDA {mmcv_cuda}, torch is the CUDA {torch_cuda} build: "
+                        "`make clean-venv setup DEVICE=cuda` rebuilds mmcv against this torch")
+    driver = info.get("driver")
+    need = MIN_DRIVER.get(torch_cuda.split(".")[0])
+    if driver and need and _version_tuple(driver) < need:
+        problems.append(f"NVIDIA driver {driver} is older than {'.'.join(str(x) for x in need)}, which CUDA "
+                        f"{torch_cuda} needs: install a {need[0]}-series or newer driver")
+    elif gpus and not driver:
+        notes.append("nvidia-smi does not answer, so the driver version is unknown: check that the NVIDIA driver "
+                     "utilities are on PATH")
+    torch_archs = info.get("torch_archs") or []
+    mmcv_archs = info.get("mmcv_archs")
+    for gpu in gpus:
+        label = f"GPU {gpu['index']} ({gpu['name']}, compute capability {gpu['capability']})"
+        if torch_archs and not runs_on(gpu["capability"], torch_archs):
+            problems.append(f"{label} is not among the architectures torch {torch_cuda} was built for "
+                            f"({_show_archs(torch_archs)}): use a supported GPU, or DEVICE=cpu")
+        elif mmcv_cuda and mmcv_archs is not None and not runs_on(gpu["capability"], mmcv_archs):
+            problems.append(f"{label} has no mmcv kernels (the wheel was built for {_show_archs(mmcv_archs)}): "
+                            f"`make setup CUDA_ARCHS=\"{gpu['capability']}\"` builds one for it")
+    if gpus and mmcv_cuda and mmcv_archs is None:
+        notes.append("the mmcv wheel's architectures are unknown (it was not installed by `make setup`)")
+    if gpus and not info.get("nccl"):
+        notes.append("torch has no NCCL, so multi-GPU training cannot use it: reinstall PyPI's CUDA build of torch "
+                     "(`make clean-venv setup DEVICE=cuda`)")
+    op = info.get("cuda_op")
+    if op and op != "ok":
+        problems.append(f"{op}: `make setup CUDA_ARCHS=\"{gpus[0]['capability']}\"` rebuilds mmcv for this GPU, "
+                        "after fixing any problem above")
+    return summary, problems, notes
 
 
 def collect_environment() -> Dict:
     """Everything `mec doctor` shows, as data. ``problems`` is empty when the toolkit can run."""
     versions: Dict[str, str] = {"python": platform.python_version()}
     problems: List[str] = []
+    notes: List[str] = []
     for name in PACKAGES:
         ver, problem = _version(name)
         versions[name] = ver
@@ -53,14 +256,18 @@ def collect_environment() -> Dict:
             problems.append(problem)
     devices: List[str] = []
     ops = "not checked"
+    cuda: Dict = {}
+    summary = ""
     if not any(p.startswith(("torch ", "mmcv ")) for p in problems):
-        import torch
-
-        devices = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())] if torch.cuda.is_available() else []
         ops_problem = check_mmcv_ops()
         ops = "ok" if not ops_problem else "failed"
         if ops_problem:
             problems.append(ops_problem)
         if versions.get("mmcv", "").startswith("2.") and not versions["mmcv"].startswith(("2.0", "2.1")):
             problems.append(f"mmdet 3.3.0 needs mmcv < 2.2, found {versions['mmcv']}")
-    return {"versions": versions, "mmcv_ops": ops, "cuda_devices": devices, "problems": problems}
+        cuda = collect_cuda(ops_ok=not ops_problem)
+        devices = [g["name"] for g in cuda["gpus"]]
+        summary, cuda_problems, notes = cuda_findings(cuda)
+        problems += cuda_problems
+    return {"versions": versions, "mmcv_ops": ops, "cuda_devices": devices, "cuda": cuda, "cuda_summary": summary,
+            "problems": problems, "warnings": notes}

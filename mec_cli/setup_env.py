@@ -399,9 +399,14 @@ def setup(venv: Path, device: str, cuda_archs: str = "", cpu_index: str = DEFAUL
     pins = read_pins(constraints)
     torch_pin, mmcv_pin = pins["torch"], pins["mmcv"]
     py = venv_python(venv)
-    if not os.access(py, os.X_OK):
+    fresh = not os.access(py, os.X_OK)
+    if fresh:
         say(f"creating {venv}")
         subprocess.run([python, "-m", "venv", str(venv)], check=True)
+    try:
+        previous = json.loads((venv / SETUP_RECORD).read_text())
+    except (OSError, ValueError):
+        previous = {}
     pip = Pip([str(py), "-m", "pip"], constraints)
     pip.install("setuptools", "wheel", "ninja", "numpy")
     record: Dict = {"device": device, "venv": str(venv)}
@@ -464,6 +469,10 @@ def setup(venv: Path, device: str, cuda_archs: str = "", cpu_index: str = DEFAUL
         (wheel_dir / BUILD_RECORD).write_text(json.dumps(built, indent=2) + "\n")
         say(f"built {wheel.name} ({wheel.stat().st_size / 1e6:.0f} MB) in {built['build_seconds'] / 60:.1f} min")
     pip.install(str(wheel))
+    if not fresh and previous.get("mmcv_wheel") != str(wheel):
+        # Every cached wheel is "mmcv 2.1.0" to pip, which would keep the one installed: replace it
+        # (another device or other architectures than the last set-up of this venv).
+        pip.install("--force-reinstall", "--no-deps", str(wheel))
     record.update(mmcv_wheel=str(wheel), wheel_key=key)
 
     pip.install("-e", f"{repo}[test]")

@@ -265,6 +265,9 @@ def test_cuda_setup_installs_nvcc_links_cudart_and_builds_for_the_gpus(stubs, mo
                    run_doctor=False)
     assert rec["wheel_key"].endswith("_sm80-sm90_cp311")
     assert [c["env"]["TORCH_CUDA_ARCH_LIST"] for c in stubs.calls("pip") if c["args"][0] == "wheel"] == ["8.0 9.0"]
+    # pip sees "mmcv 2.1.0" either way: only the changed wheel is forced in, and only after a change
+    forced = [c["args"][-1] for c in stubs.calls("pip") if "--force-reinstall" in c["args"]]
+    assert forced == [rec["mmcv_wheel"]] and "_sm80-sm90_" in forced[0]
 
 
 def test_cuda_setup_uses_a_matching_cuda_home_without_pip_nvcc(stubs, monkeypatch):

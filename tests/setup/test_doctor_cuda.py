@@ -1,0 +1,116 @@
+"""`mec doctor`'s CUDA side with faked torch, mmcv, nvidia-smi and GPUs: the findings a GPU machine would get."""
+import pytest
+from typer.testing import CliRunner
+
+from mec_cli import doctor as d
+
+H100 = {"index": 0, "name": "NVIDIA H100 80GB HBM3", "capability": "9.0"}
+A100 = {"index": 1, "name": "NVIDIA A100-SXM4-80GB", "capability": "8.0"}
+V100 = {"index": 0, "name": "Tesla V100-SXM2-32GB", "capability": "7.0"}
+TORCH_ARCHS = ["sm_75", "sm_80", "sm_86", "sm_90", "sm_100", "sm_120"]
+
+
+def _info(**kw):
+    info = {"torch_cuda": "13.0", "torch_archs": TORCH_ARCHS, "gpus": [H100], "nccl": "2.29.7", "mmcv_cuda": "13.0",
+            "mmcv_archs": ["9.0"], "driver": "580.95.05", "driver_cuda": "13.0", "cpu_ops_ok": True, "cuda_op": "ok"}
+    info.update(kw)
+    return info
+
+
+def test_runs_on_follows_cubin_and_ptx_compatibility():
+    assert d.runs_on("8.6", ["sm_80"]) and d.runs_on("8.9", ["8.0"])  # same major, newer minor
+    assert not d.runs_on("9.0", ["sm_80", "sm_86"]) and not d.runs_on("8.0", ["sm_86"])
+    assert d.runs_on("12.0", ["9.0+PTX"]) and d.runs_on("10.0", ["compute_90"])  # PTX is JIT-compiled forward
+    assert not d.runs_on("8.0", ["9.0+PTX"]) and not d.runs_on("7.0", TORCH_ARCHS)
+    with pytest.raises(ValueError):
+        d.runs_on("9.0", ["hopper"])
+
+
+def test_a_healthy_gpu_machine_has_no_findings():
+    summary, problems, notes = d.cuda_findings(_info(gpus=[H100, dict(H100, index=1)]))
+    assert summary == "CUDA build 13.0, 2 GPUs visible, CPU ops ok" and problems == [] and notes == []
+
+
+def test_cuda_build_without_a_gpu_says_so_and_is_not_a_problem():
+    summary, problems, notes = d.cuda_findings(_info(gpus=[], driver=None, driver_cuda=None, cuda_op=None))
+    assert summary == "CUDA build 13.0, no GPU visible, CPU ops ok" and problems == [] and notes == []
+
+
+def test_old_driver_is_one_line_with_what_to_do():
+    _, problems, _ = d.cuda_findings(_info(driver="550.54.15"))
+    assert problems == ["NVIDIA driver 550.54.15 is older than 580.65.6, which CUDA 13.0 needs: "
+                        "install a 580-series or newer driver"]
+    assert d.cuda_findings(_info(driver="580.65.06"))[1] == []
+
+
+def test_gpu_older_than_torchs_architectures():
+    _, problems, _ = d.cuda_findings(_info(gpus=[V100], mmcv_archs=["7.5"], cuda_op=None))
+    assert len(problems) == 1 and problems[0].startswith("GPU 0 (Tesla V100-SXM2-32GB, compute capability 7.0) is "
+                                                         "not among the architectures torch 13.0 was built for")
+    assert problems[0].endswith("use a supported GPU, or DEVICE=cpu")
+
+
+def test_gpu_without_mmcv_kernels_names_the_archs_to_build():
+    _, problems, _ = d.cuda_findings(_info(gpus=[H100, A100]))
+    assert problems == ['GPU 1 (NVIDIA A100-SXM4-80GB, compute capability 8.0) has no mmcv kernels (the wheel was '
+                        'built for 9.0): `make setup CUDA_ARCHS="8.0"` builds one for it']
+    assert d.cuda_findings(_info(gpus=[H100, A100], mmcv_archs=["8.0", "9.0"]))[1] == []
+
+
+def test_mmcv_without_cuda_on_a_gpu_machine_and_failing_op():
+    _, problems, _ = d.cuda_findings(_info(mmcv_cuda=None, mmcv_archs=[], cuda_op=None))
+    assert problems == ["mmcv's ops were compiled without CUDA while torch is the CUDA 13.0 build: "
+                        "`make clean-venv setup DEVICE=cuda` rebuilds them with CUDA"]
+    _, problems, _ = d.cuda_findings(_info(cuda_op="mmcv's CUDA ops fail on cuda:0 (RuntimeError: no kernel image)"))
+    assert problems == ["mmcv's CUDA ops fail on cuda:0 (RuntimeError: no kernel image): "
+                        '`make setup CUDA_ARCHS="9.0"` rebuilds mmcv for this GPU, after fixing any problem above']
+    _, problems, _ = d.cuda_findings(_info(mmcv_cuda="12.8"))
+    assert problems and "compiled with CUDA 12.8, torch is the CUDA 13.0 build" in problems[0]
+
+
+def test_missing_nccl_and_cpu_torch_on_a_gpu_machine_are_warnings():
+    _, problems, notes = d.cuda_findings(_info(nccl=None))
+    assert problems == [] and len(notes) == 1 and notes[0].startswith("torch has no NCCL")
+    summary, problems, notes = d.cuda_findings({"torch_cuda": None, "gpus": [], "driver": "580.95.05",
+                                                "cpu_ops_ok": True})
+    assert summary == "CPU build, no GPUs visible, CPU ops ok" and problems == []
+    assert notes == ["torch is the CPU build but an NVIDIA driver (580.95.05) answers: for the GPUs, "
+                     "`make clean-venv setup DEVICE=cuda`"]
+
+
+def _fake_gpu_machine(monkeypatch, op_result=""):
+    ran = []
+    monkeypatch.setattr(d, "_torch_cuda", lambda: {"torch_cuda": "13.0", "torch_archs": TORCH_ARCHS,
+                                                   "gpus": [H100], "nccl": "2.29.7"})
+    monkeypatch.setattr(d, "_mmcv_cuda", lambda: "13.0")
+    monkeypatch.setattr(d, "_mmcv_archs", lambda: ["9.0"])
+    monkeypatch.setattr(d, "_nvidia_smi", lambda: {"driver": "580.95.05", "driver_cuda": "13.0"})
+    monkeypatch.setattr(d, "check_mmcv_cuda_ops", lambda index: ran.append(index) or op_result)
+    return ran
+
+
+def test_collect_cuda_runs_one_op_on_the_first_gpu(monkeypatch):
+    ran = _fake_gpu_machine(monkeypatch)
+    info = d.collect_cuda(ops_ok=True)
+    assert ran == [0] and info["cuda_op"] == "ok" and info["driver"] == "580.95.05" and info["mmcv_archs"] == ["9.0"]
+    ran = _fake_gpu_machine(monkeypatch, op_result="mmcv's CUDA ops fail on cuda:0 (RuntimeError: boom)")
+    assert d.collect_cuda(ops_ok=True)["cuda_op"].endswith("boom)")
+
+
+def test_doctor_command_shows_the_gpu_side_and_one_line_per_problem(monkeypatch):
+    from mec_cli.cli import app
+
+    info = _info(gpus=[H100, A100], driver="550.54.15")
+    summary, problems, notes = d.cuda_findings(info)
+    env = {"versions": {"python": "3.11.7", "torch": "2.13.0"}, "mmcv_ops": "ok", "cuda_devices": [], "cuda": info,
+           "cuda_summary": summary, "problems": problems, "warnings": notes}
+    monkeypatch.setattr(d, "collect_environment", lambda: env)
+    res = CliRunner().invoke(app, ["doctor"], terminal_width=200)
+    assert res.exit_code == 1
+    out = res.output
+    for text in ("CUDA build 13.0, 2 GPUs visible, CPU ops ok", "13.0 (sm_75 sm_80 sm_86 sm_90 sm_100 sm_120)",
+                 "13.0 (9.0)", "2.29.7", "550.54.15 (CUDA 13.0)", "0: NVIDIA H100 80GB HBM3 (9.0)",
+                 "1: NVIDIA A100-SXM4-80GB (8.0)", "ok (nms, RoIAlign on GPU 0)"):
+        assert text in out, text
+    errors = [line for line in out.splitlines() if line.startswith("error:")]
+    assert len(errors) == 2 and "older than 580.65.6" in errors[0] and 'CUDA_ARCHS="8.0"' in errors[1]
