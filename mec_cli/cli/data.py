@@ -4,6 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
+from rich.markup import escape
 
 from mec_cli.cli import app
 from mec_cli.cli._common import cli_errors, console, data_table, print_table, progress_bar, rel
@@ -52,7 +53,7 @@ def groups(
     doc = compute_groups(profile or ann, count, bins)
     write_json_atomic(out, doc)
     unit = "instances" if count == "instances" else "images"
-    table = data_table(f"frequency groups by {unit} ({doc['source']})")
+    table = data_table(f"frequency groups by {unit} ({escape(str(doc['source']))})")
     for col in ("group", "name", f"{unit} range", "categories", f"total {unit}"):
         table.add_column(col, justify="right" if col in ("group", "categories", f"total {unit}") else "left")
     for g in doc["groups"]:
@@ -84,7 +85,10 @@ def build_coco_lt(
     lvis_ann: Path = typer.Option(None, "--lvis-ann", help="LVIS training JSON whose long tail to follow (instead of --profile)."),
     profile: str = typer.Option("lvis_v1", help="Built-in LVIS statistics to follow: lvis_v1 or lvis_v0.5."),
     align: str = typer.Option("rank", help="'rank' (Appendix B: align sorted counts) or 'synset' (same WordNet synset)."),
-    keep_top: int = typer.Option(10, help="The most frequent COCO categories whose targets are ignored."),
+    keep_top: int = typer.Option(10, help="The most frequent COCO categories without a hard target (they may end below it)."),
+    fill_top: bool = typer.Option(True, "--fill-top/--no-fill-top",
+                                  help="Fill the --keep-top categories toward their targets once the others are exact (the "
+                                       "paper's COCO-LT); --no-fill-top leaves them what the other categories' images bring."),
     seed: int = typer.Option(0, help="Seed of the tie-breaking order; the same seed gives the same bytes."),
     out: Path = typer.Option(..., "--out", "-o", help="Output COCO JSON."),
     manifest: Path = typer.Option(None, help="Manifest JSON (default: OUT with .manifest.json)."),
@@ -102,7 +106,7 @@ def build_coco_lt(
         task = bar.add_task("filling categories, rarest target first", total=None)
         result, out_path, manifest_path = build_coco_lt_files(
             coco_ann, out, lvis_ann=lvis_ann, profile=profile, align=align, keep_top=keep_top, seed=seed,
-            manifest_path=manifest, progress=lambda n: bar.advance(task, n))
+            manifest_path=manifest, progress=lambda n: bar.advance(task, n), fill_top=fill_top)
     tot = result.manifest["totals"]
     table = Table(title="COCO-LT")
     table.add_column("")
@@ -111,9 +115,12 @@ def build_coco_lt(
     table.add_row("instances", f"{tot['instances']:,} of {tot['input_instances']:,}")
     table.add_row("constrained categories hitting their target", f"{tot['constrained_hit_exactly']} of {tot['constrained_categories']}")
     table.add_row("constrained instances (achieved / target)", f"{tot['constrained_achieved_sum']:,} / {tot['constrained_target_sum']:,}")
+    table.add_row(f"top-{tot['top_categories']} instances (achieved / target, {result.manifest['top_mode']})",
+                  f"{tot['top_achieved_sum']:,} / {tot['top_target_sum']:,}")
+    table.add_row(f"lowest top-{tot['top_categories']} fill (achieved / target)", f"{100 * tot['top_min_fill']:.0f}%")
     for name, n in tot["categories_per_instance_bin"].items():
         table.add_row(f"categories with {name} instances", str(n))
     console.print(table)
     for m in result.missed:
-        console.print(f"[yellow]missed target:[/] {m['name']} (id {m['id']}): {m['achieved']} of {m['target']}")
+        console.print(f"[yellow]missed target:[/] {escape(str(m['name']))} (id {m['id']}): {m['achieved']} of {m['target']}")
     console.print(f"wrote [bold]{rel(out_path)}[/] and [bold]{rel(manifest_path)}[/]")
