@@ -199,13 +199,13 @@ def cuda_findings(info: Dict) -> Tuple[str, List[str], List[str]]:
     notes: List[str] = []
     torch_cuda, mmcv_cuda, gpus = info.get("torch_cuda"), info.get("mmcv_cuda"), info.get("gpus") or []
     cpu_ops = "CPU ops ok" if info.get("cpu_ops_ok") else "CPU ops failing"
+    gpu_text = f"{len(gpus)} GPU{'s' if len(gpus) != 1 else ''} visible" if gpus else "no GPU visible"
     if not torch_cuda:
-        summary = f"CPU build, {len(gpus) or 'no'} GPU{'s' if len(gpus) != 1 else ''} visible, {cpu_ops}"
+        summary = f"CPU build, {gpu_text}, {cpu_ops}"
         if info.get("driver"):
             notes.append(f"torch is the CPU build but an NVIDIA driver ({info['driver']}) answers: for the GPUs, "
                          "`make clean-venv setup DEVICE=cuda`")
         return summary, problems, notes
-    gpu_text = f"{len(gpus)} GPU{'s' if len(gpus) != 1 else ''} visible" if gpus else "no GPU visible"
     summary = f"CUDA build {torch_cuda}, {gpu_text}, {cpu_ops}"
     if mmcv_cuda is None:
         (problems if gpus else notes).append(

@@ -73,7 +73,7 @@ def test_missing_nccl_and_cpu_torch_on_a_gpu_machine_are_warnings():
     assert problems == [] and len(notes) == 1 and notes[0].startswith("torch has no NCCL")
     summary, problems, notes = d.cuda_findings({"torch_cuda": None, "gpus": [], "driver": "580.95.05",
                                                 "cpu_ops_ok": True})
-    assert summary == "CPU build, no GPUs visible, CPU ops ok" and problems == []
+    assert summary == "CPU build, no GPU visible, CPU ops ok" and problems == []
     assert notes == ["torch is the CPU build but an NVIDIA driver (580.95.05) answers: for the GPUs, "
                      "`make clean-venv setup DEVICE=cuda`"]
 

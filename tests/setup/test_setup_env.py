@@ -18,7 +18,7 @@ INDEX = "https://mirror.example/whl/cpu"
 
 def _stub(path: Path, tool: str) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(f"#!/bin/sh\nexec {sys.executable} {STUB} {tool} \"$@\"\n")
+    path.write_text(f"#!/bin/sh\nexec {sys.executable} -S {STUB} {tool} \"$@\"\n")  # -S: starts faster
     path.chmod(0o755)
     return path
 
