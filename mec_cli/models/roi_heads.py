@@ -20,7 +20,8 @@ the modes' (RoI, class) detections.
 from __future__ import annotations
 
 import copy
-from typing import Dict, List, Optional, Sequence, Tuple
+from dataclasses import dataclass
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
 from mmdet.models.layers import multiclass_nms
@@ -31,32 +32,35 @@ from mmdet.structures.bbox import bbox2roi, get_box_tensor, scale_boxes
 from mmengine.structures import InstanceData
 from torch import Tensor
 
-from mec_cli.ops import ENSEMBLES, stage_scores
+from mec_cli.ops import stage_scores
+from mec_cli.ops.modes import BASELINE_MODE, all_modes, mode_name, parse_mode
 
-ModeSpec = Tuple[str, bool, Optional[int]]  # (ensemble or 'stage', group_align, 0-based stage)
-
-
-def parse_mode(name: str) -> ModeSpec:
-    """'stage2' -> ('stage', False, 1); 'dynamic_ga' -> ('dynamic', True, None); 'mean_probs' -> ('mean_probs', False, None)."""
-    if name.startswith("stage") and name[5:].isdigit():
-        return "stage", False, int(name[5:]) - 1
-    align = name.endswith("_ga")
-    base = name[:-3] if align else name
-    if base not in ENSEMBLES:
-        raise ValueError(f"unknown scoring mode {name!r}: use stageN or one of {', '.join(ENSEMBLES)} with optional _ga")
-    return base, align, None
+__all__ = ["MECCascadeRoIHead", "MECHTCRoIHead", "ModeResult", "ImageResult", "all_modes", "mode_name", "parse_mode"]
 
 
-def mode_name(ensemble: str, group_align: bool = False, stage: Optional[int] = None) -> str:
-    """Inverse of :func:`parse_mode` (``stage`` is 1-based here, as in test_cfg)."""
-    if stage is not None:
-        return f"stage{int(stage)}"
-    return f"{ensemble}_ga" if group_align else ensemble
+
+@dataclass
+class ModeResult:
+    """One scoring mode's detections in one image, before masks.
+
+    ``instances`` holds bboxes (N, 4), scores (N,) and labels (N,), plus ``stage_weights`` (N, K) for the
+    dynamic modes: the weight w^k (eq. 5) each stage had in the detection's class. ``roi_inds`` (N,) names
+    the RoI each detection came from.
+    """
+
+    instances: InstanceData
+    roi_inds: Tensor
 
 
-def all_modes(num_stages: int) -> List[str]:
-    """Every stage alone plus every ensemble with and without group alignment (3 + 8 = 11 for 3 stages)."""
-    return [f"stage{k + 1}" for k in range(num_stages)] + [m for e in ENSEMBLES for m in (e, f"{e}_ga")]
+@dataclass
+class ImageResult:
+    """Every requested mode's detections in one image, and the last-stage boxes of its RoIs.
+
+    ``boxes`` is (R, 4) for class-agnostic regression and (R, C, 4) for class-specific regression.
+    """
+
+    modes: Dict[str, ModeResult]
+    boxes: Tensor
 
 
 class MECHeadMixin:
@@ -102,7 +106,7 @@ class MECHeadMixin:
 
     # ---- test time -------------------------------------------------------------------------
     def _requested_modes(self, cfg) -> Tuple[str, List[str]]:
-        primary = mode_name(cfg.get("ensemble", "mean_logits"), bool(cfg.get("group_align", False)), cfg.get("stage"))
+        primary = mode_name(cfg.get("ensemble", BASELINE_MODE), bool(cfg.get("group_align", False)), cfg.get("stage"))
         extra = [m for m in (cfg.get("modes") or []) if m != primary]
         for m in [primary, *extra]:
             kind, align, stage = parse_mode(m)
@@ -112,15 +116,18 @@ class MECHeadMixin:
                 raise ValueError(f"mode {m} needs class groups: set model.roi_head.mec.class_groups")
         return primary, extra
 
-    def _stage_logits(self, stage: int, cls_score: Tensor) -> Tensor:
-        """Per-stage (R, C+1) logits for the MEC math; heads with a custom activation give log-probabilities."""
+    def _activation(self, stage: int = -1) -> Optional[Callable[[Tensor], Tensor]]:
+        """The score activation of a stage's head: its loss's own for a custom activation (seesaw), else softmax (None).
+
+        MMDetection averages the raw ``cls_score`` of all stages and applies the last head's activation; the MEC
+        modes combine the same raw logits (C classes first; seesaw's two objectness logits are extra columns
+        that every ensemble averages, see :mod:`mec_cli.ops.mec`), so ``mean_logits`` reproduces it exactly.
+        """
         head = self.bbox_head[stage]
-        if head.custom_activation:
-            return head.loss_cls.get_activation(cls_score).clamp(min=1e-12).log()
-        return cls_score
+        return head.loss_cls.get_activation if head.custom_activation else None
 
     def _decode(self, roi: Tensor, bbox_pred: Tensor, img_meta: dict, rescale: bool) -> Tensor:
-        """Last-stage boxes (R, 4) of one image, decoded and optionally rescaled, as BBoxHead does."""
+        """Last-stage boxes of one image's RoIs, decoded and optionally rescaled, as BBoxHead does: (R, 4) or (R, C, 4)."""
         head = self.bbox_head[-1]
         img_shape = img_meta["img_shape"]
         num_cls = 1 if head.reg_class_agnostic else head.num_classes
@@ -133,57 +140,61 @@ class MECHeadMixin:
             bboxes[:, [1, 3]].clamp_(min=0, max=img_shape[0])
         if rescale and bboxes.size(0) > 0:
             bboxes = scale_boxes(bboxes, [1 / s for s in img_meta["scale_factor"]])
-        bboxes = get_box_tensor(bboxes)
-        return bboxes.view(roi.size(0), -1)
+        bboxes = get_box_tensor(bboxes).view(roi.size(0), -1, 4)
+        return bboxes[:, 0] if num_cls == 1 else bboxes
 
-    def predict_bbox(self, x: Tuple[Tensor], batch_img_metas: List[dict], rpn_results_list, rcnn_test_cfg,
-                     rescale: bool = False, **kwargs):
-        """Primary mode's results; the extra modes' go to ``self._mec_extra``. Each result keeps ``roi_inds``."""
-        primary, extra = self._requested_modes(rcnn_test_cfg)
+    def _detect_all_modes(self, x: Tuple[Tensor], metas: List[dict], rpn_results_list, modes: Sequence[str], cfg,
+                          rescale: bool, **kwargs) -> List[ImageResult]:
+        """Run every stage once and score each mode from the same stage logits; NMS per mode."""
         proposals = [res.bboxes for res in rpn_results_list]
         num_per_img = tuple(len(p) for p in proposals)
         rois = bbox2roi(proposals)
+        head = self.bbox_head[-1]
         if rois.shape[0] == 0:
-            def empty():
-                res = empty_instances(batch_img_metas, rois.device, task_type="bbox", box_type=self.bbox_head[-1].predict_box_type,
-                                      num_classes=self.bbox_head[-1].num_classes, score_per_cls=False)
-                for r in res:
-                    r.roi_inds = rois.new_zeros(0, dtype=torch.long)
-                return res
-
-            self._mec_extra = {m: empty() for m in extra}
-            self._mec_boxes = [rois.new_zeros(0, 4) for _ in batch_img_metas]
-            return empty()
-        rois, stage_logits, bbox_preds = self._refine_all_stages(x, rois, batch_img_metas, num_per_img, **kwargs)
-        groups = self.mec_class_groups
-        results: Dict[str, List[InstanceData]] = {m: [] for m in [primary, *extra]}
-        self._mec_boxes = []
-        for i, meta in enumerate(batch_img_metas):
-            bboxes = self._decode(rois[i], bbox_preds[i], meta, rescale)
-            self._mec_boxes.append(bboxes)
-            stacked = torch.stack([s[i] for s in stage_logits])  # (K, R, C+1)
-            num_classes = stacked.shape[-1] - 1
-            for m in results:
+            boxes = rois.new_zeros(0, 4) if head.reg_class_agnostic else rois.new_zeros(0, head.num_classes, 4)
+            empty = [empty_instances(metas, rois.device, task_type="bbox", box_type=head.predict_box_type,
+                                     num_classes=head.num_classes, score_per_cls=False) for _ in modes]
+            return [ImageResult({m: ModeResult(empty[k][i], rois.new_zeros(0, dtype=torch.long)) for k, m in enumerate(modes)},
+                                boxes) for i in range(len(metas))]
+        rois, stage_logits, bbox_preds = self._refine_all_stages(x, rois, metas, num_per_img, **kwargs)
+        groups, tau, activation = self.mec_class_groups, float(cfg.get("tau", 1.0)), self._activation()
+        out = []
+        for i, meta in enumerate(metas):
+            boxes = self._decode(rois[i], bbox_preds[i], meta, rescale)
+            flat = boxes.reshape(boxes.size(0), -1)
+            stacked = torch.stack([s[i] for s in stage_logits])  # (K, R, C + extra columns)
+            results = {}
+            for m in modes:
                 kind, align, stage = parse_mode(m)
-                probs = stage_scores(stacked, groups, kind, align=align, tau=float(rcnn_test_cfg.get("tau", 1.0)), stage=stage)
-                det_bboxes, det_labels, inds = multiclass_nms(bboxes, probs, rcnn_test_cfg.score_thr, rcnn_test_cfg.nms,
-                                                              rcnn_test_cfg.max_per_img, box_dim=4, return_inds=True)
-                res = InstanceData()
-                res.bboxes, res.scores, res.labels = det_bboxes[:, :-1], det_bboxes[:, -1], det_labels
-                res.roi_inds = torch.div(inds, num_classes, rounding_mode="floor")
-                results[m].append(res)
-        self._mec_extra = {m: results[m] for m in extra}
-        return results[primary]
+                scores, weights = stage_scores(stacked, groups, kind, align=align, tau=tau, stage=stage,
+                                               activation=activation, return_weights=True)
+                num_classes = scores.shape[-1] - 1
+                det_bboxes, det_labels, inds = multiclass_nms(flat, scores, cfg.score_thr, cfg.nms, cfg.max_per_img,
+                                                              box_dim=4, return_inds=True)
+                roi_inds = torch.div(inds, num_classes, rounding_mode="floor")
+                inst = InstanceData(bboxes=det_bboxes[:, :-1], scores=det_bboxes[:, -1], labels=det_labels)
+                if weights is not None:
+                    inst.stage_weights = weights[:, roi_inds, det_labels].T  # (N, K)
+                results[m] = ModeResult(inst, roi_inds)
+            out.append(ImageResult(results, boxes))
+        return out
+
+    def predict_bbox(self, x: Tuple[Tensor], batch_img_metas: List[dict], rpn_results_list, rcnn_test_cfg,
+                     rescale: bool = False, **kwargs) -> List[InstanceData]:
+        """MMDetection's interface: the primary mode's detections of each image."""
+        primary, _ = self._requested_modes(rcnn_test_cfg)
+        images = self._detect_all_modes(x, batch_img_metas, rpn_results_list, [primary], rcnn_test_cfg, rescale, **kwargs)
+        return [img.modes[primary].instances for img in images]
 
     def _refine_all_stages(self, x, rois, batch_img_metas, num_per_img, **kwargs):
-        """Run every stage once; return last-stage rois, each stage's per-image logits, last bbox preds."""
+        """Run every stage once; return last-stage rois, each stage's per-image raw logits, last bbox preds."""
         ms_logits = []
         bbox_preds = None
         for stage in range(self.num_stages):
             out = self._bbox_forward(stage=stage, x=x, rois=rois, **kwargs)
             cls_score, bbox_pred = out["cls_score"], out["bbox_pred"]
             rois = rois.split(num_per_img, 0)
-            ms_logits.append(self._stage_logits(stage, cls_score).split(num_per_img, 0))
+            ms_logits.append(cls_score.split(num_per_img, 0))
             bbox_preds = bbox_pred.split(num_per_img, 0) if bbox_pred is not None else (None,) * len(batch_img_metas)
             if stage < self.num_stages - 1:
                 head = self.bbox_head[stage]
@@ -199,6 +210,7 @@ class MECHeadMixin:
                 rois = torch.cat(refined)
         return rois, ms_logits, bbox_preds
 
+    # ---- masks: one mask-head pass for every mode's detections ----------------------------------------------
     def _mask_stage_logits(self, x, mask_rois: Tensor) -> List[Tensor]:
         """Mask logits (N, C, M, M) of every stage for ``mask_rois`` (Cascade: each stage's own mask head)."""
         return [self._mask_forward(stage, x, mask_rois)["mask_preds"] for stage in range(self.num_stages)]
@@ -206,70 +218,78 @@ class MECHeadMixin:
     def _bbox_kwargs(self) -> dict:
         return {}
 
-    def _masks_for_modes(self, x, metas, per_mode: Dict[str, List[InstanceData]], rescale: bool) -> Dict[str, List[InstanceData]]:
-        """Masks for every mode from ONE mask-head pass over the RoIs their detections came from.
+    def _mask_pairs(self, img: ImageResult, names: Sequence[str], num_classes: int):
+        """The distinct (RoI, class) pairs of all modes' detections in one image, and the boxes the mask head runs on.
 
-        A mask head predicts every class's mask for a RoI, so the heads run once per distinct RoI; each
-        distinct (RoI, class) pair is then merged over stages and pasted once, and shared by all modes.
+        A detection's mask is predicted at its own box, as MMDetection does: the RoI's box under class-agnostic
+        regression (so one mask-head row serves every class of that RoI), the box of the detection's class under
+        class-specific regression (one row per pair).
+
+        Returns (unit boxes (U, 4), unit of each pair (P,), class of each pair (P,), box of each pair (P, 4),
+        per mode the pair of each detection).
         """
+        roi_inds = torch.cat([img.modes[m].roi_inds for m in names])
+        labels = torch.cat([img.modes[m].instances.labels for m in names])
+        pairs, inverse = torch.unique(roi_inds * num_classes + labels, return_inverse=True)
+        p_roi, p_label = torch.div(pairs, num_classes, rounding_mode="floor"), pairs % num_classes
+        if img.boxes.dim() == 2:  # class-agnostic: one unit per distinct RoI
+            units, p_unit = torch.unique(p_roi, return_inverse=True)
+            unit_boxes, pair_boxes = img.boxes[units], img.boxes[p_roi]
+        else:  # class-specific: every pair has its own box
+            p_unit = torch.arange(len(pairs), device=pairs.device)
+            unit_boxes = pair_boxes = img.boxes[p_roi, p_label]
+        return unit_boxes, p_unit, p_label, pair_boxes, inverse.split([len(img.modes[m].roi_inds) for m in names])
+
+    def _merged_pair_masks(self, x, metas, units: List[Tensor], pair_unit: List[Tensor], pair_label: List[Tensor]):
+        """Mask probabilities (P, 1, M, M) of each pair, merged over the stages as MMDetection merges them."""
         from mmdet.models.test_time_augs import merge_aug_masks
 
-        names = list(per_mode)
+        head = self.mask_head[-1] if isinstance(self.mask_head, torch.nn.ModuleList) else self.mask_head
+        counts = [len(u) for u in units]
+        if not sum(counts):
+            return [u.new_zeros(0, 1, head.roi_feat_size * 2, head.roi_feat_size * 2) for u in units]
+        stage_logits = self._mask_stage_logits(x, bbox2roi(units))
+        merged = []
+        for i, meta in enumerate(metas):
+            chans = pair_unit[i].new_zeros(len(pair_unit[i])) if head.class_agnostic else pair_label[i]
+            per_stage = [lg.split(counts, 0)[i][pair_unit[i], chans][:, None].sigmoid() for lg in stage_logits]
+            merged.append(merge_aug_masks(per_stage, meta))
+        return merged
+
+    def _masks_for_modes(self, x, metas, images: List[ImageResult], rescale: bool) -> Dict[str, List[InstanceData]]:
+        """Every mode's detections with masks, from ONE mask-head pass over the boxes they need.
+
+        Each distinct (RoI, class) pair is merged over stages and pasted once, and shared by all modes.
+        """
+        names = list(images[0].modes) if images else []
         head = self.mask_head[-1] if isinstance(self.mask_head, torch.nn.ModuleList) else self.mask_head
         num_classes = self.bbox_head[-1].num_classes
-        uroi_list, pair_pos, pair_label, inverse, pair_results = [], [], [], [], []
-        for i in range(len(metas)):
-            roi_inds = torch.cat([per_mode[m][i].roi_inds for m in names])
-            keys = roi_inds * num_classes + torch.cat([per_mode[m][i].labels for m in names])
-            pairs, inv = torch.unique(keys, return_inverse=True)
-            p_roi, p_label = torch.div(pairs, num_classes, rounding_mode="floor"), pairs % num_classes
-            uroi = torch.unique(p_roi)
-            boxes = self._mec_boxes[i]
-            if boxes.size(-1) != 4:  # class-specific regression: each pair has its class's box
-                boxes = boxes.view(boxes.size(0), -1, 4)
-            uroi_list.append(boxes[uroi] if boxes.dim() == 2 else boxes[uroi, 0])
-            pair_pos.append(torch.searchsorted(uroi, p_roi))
-            pair_label.append(p_label)
-            inverse.append(inv.split([len(per_mode[m][i]) for m in names]))
-            pbox = boxes[p_roi] if boxes.dim() == 2 else boxes[p_roi, p_label]
-            # labels are 0 here because each pair's mask channel is picked below (one channel per pair)
-            pair_results.append(InstanceData(bboxes=pbox, labels=p_label.new_zeros(len(pairs)), scores=pbox.new_ones(len(pairs))))
-        counts = [len(u) for u in uroi_list]
-        if sum(counts):
-            stage_logits = self._mask_stage_logits(x, bbox2roi(uroi_list))
-            merged = []
-            for i, meta in enumerate(metas):
-                chans = pair_pos[i].new_zeros(len(pair_pos[i])) if head.class_agnostic else pair_label[i]
-                per_stage = [lg.split(counts, 0)[i][pair_pos[i], chans][:, None].sigmoid() for lg in stage_logits]
-                merged.append(merge_aug_masks(per_stage, meta))
-        else:
-            merged = [r.bboxes.new_zeros(0, 1, head.roi_feat_size * 2, head.roi_feat_size * 2) for r in pair_results]
-        pasted = head.predict_by_feat(mask_preds=merged, results_list=pair_results, batch_img_metas=metas,
+        pairs = [self._mask_pairs(img, names, num_classes) for img in images]
+        merged = self._merged_pair_masks(x, metas, [p[0] for p in pairs], [p[1] for p in pairs], [p[2] for p in pairs])
+        # the pair's mask channel is already picked, hence label 0 for the paste
+        to_paste = [InstanceData(bboxes=p[3], labels=p[2].new_zeros(len(p[2])), scores=p[3].new_ones(len(p[2]))) for p in pairs]
+        pasted = head.predict_by_feat(mask_preds=merged, results_list=to_paste, batch_img_metas=metas,
                                       rcnn_test_cfg=self.test_cfg, rescale=rescale, activate_map=True)
         out: Dict[str, List[InstanceData]] = {m: [] for m in names}
-        for i in range(len(metas)):
-            for m, inv in zip(names, inverse[i]):
-                det = per_mode[m][i]
-                out[m].append(InstanceData(bboxes=pasted[i].bboxes[inv], scores=det.scores, labels=det.labels,
-                                           masks=pasted[i].masks[inv]))
+        for img, paste, (*_, inverse) in zip(images, pasted, pairs):
+            for m, inv in zip(names, inverse):
+                det = img.modes[m].instances
+                inst = InstanceData(bboxes=paste.bboxes[inv], scores=det.scores, labels=det.labels, masks=paste.masks[inv])
+                if "stage_weights" in det:
+                    inst.stage_weights = det.stage_weights
+                out[m].append(inst)
         return out
 
     def predict(self, x, rpn_results_list, batch_data_samples, rescale: bool = False):
+        """Every requested mode from one pass; each data sample gets ``mec_modes`` (primary first), the primary is returned."""
         metas = [ds.metainfo for ds in batch_data_samples]
-        self._mec_extra = {}
-        results_list = self.predict_bbox(x, metas, rpn_results_list, rcnn_test_cfg=self.test_cfg,
-                                         rescale=rescale if not self.with_mask else False, **self._bbox_kwargs())
-        primary = self._requested_modes(self.test_cfg)[0]
-        per_mode = {primary: results_list, **self._mec_extra}
-        self._mec_extra = {}
+        primary, extra = self._requested_modes(self.test_cfg)
+        images = self._detect_all_modes(x, metas, rpn_results_list, [primary, *extra], self.test_cfg,
+                                        rescale=rescale and not self.with_mask, **self._bbox_kwargs())
         if self.with_mask:
-            per_mode = self._masks_for_modes(x, metas, per_mode, rescale)
+            per_mode = self._masks_for_modes(x, metas, images, rescale)
         else:
-            for res_list in per_mode.values():
-                for r in res_list:
-                    r.pop("roi_inds")
-        self._mec_boxes = None
-        # Every data sample names its modes, the primary one (also returned as pred_instances) first.
+            per_mode = {m: [img.modes[m].instances for img in images] for m in [primary, *extra]}
         for i, ds in enumerate(batch_data_samples):
             ds.mec_modes = {m: per_mode[m][i] for m in per_mode}
         return per_mode[primary]

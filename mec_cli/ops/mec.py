@@ -4,33 +4,35 @@ Conventions shared by every function here:
 
 * ``groups`` is a 1-D long tensor of length C giving each *foreground* class its group index in
   0..N-1; group 0 is the rarest. Stage k (0 = lowest IoU threshold) is the expert of group k.
-* Logits may carry MMDetection's background logit as an extra last column (C+1 columns). The
-  background is outside every group. **Decision** (the paper is silent): group alignment leaves the
-  background logit unchanged, and every ensemble combines it like the plain average of logits, i.e.
-  the background logit of an ensemble is the mean of the stages' background logits
-  (``mean_prob_ensemble`` averages probabilities, background included, as Cascade R-CNN does).
+* Logits hold the C class logits first and may carry extra columns after them: MMDetection's
+  background logit (C+1 columns), or seesaw loss's two objectness logits (C+2 columns). Extra
+  columns are outside every group. **Decision** (the paper is silent): group alignment leaves them
+  unchanged, and every ensemble combines them like the plain average of logits, i.e. an extra column
+  of an ensemble is the mean of the stages' columns (``mean_prob_ensemble`` averages probabilities,
+  background included, as the paper's Section 3.1 writes Cascade R-CNN's ensemble). For seesaw this
+  means the MEC ensembles act on the C class logits and the objectness logits are averaged over the
+  stages; the head's own activation then turns the combined logits into scores (:func:`stage_scores`).
 * Device and dtype always come from the inputs; nothing here imports mmcv, mmdet or mmengine.
 """
 from __future__ import annotations
 
-from typing import Optional, Tuple
+from typing import Callable, Optional, Tuple
 
 import torch
 from torch import Tensor
 
-ENSEMBLES = ("mean_logits", "mean_probs", "sparse", "dynamic")
+from mec_cli.ops.modes import ENSEMBLES
+
 
 
 def _check_groups(groups: Tensor, width: int) -> Tuple[int, bool]:
-    """Return (C, has_background) for logits whose last dimension is ``width``."""
+    """Return (C, has_extra_columns) for logits whose last dimension is ``width`` (C class columns first)."""
     if groups.dim() != 1:
         raise ValueError(f"groups must be 1-D (C,), got shape {tuple(groups.shape)}")
     num_classes = groups.numel()
-    if width == num_classes:
-        return num_classes, False
-    if width == num_classes + 1:
-        return num_classes, True
-    raise ValueError(f"logits have {width} columns but groups describe {num_classes} classes (expected C or C+1)")
+    if width < num_classes:
+        raise ValueError(f"logits have {width} columns but groups describe {num_classes} classes (expected at least C)")
+    return num_classes, width > num_classes
 
 
 def _num_groups(groups: Tensor) -> int:
@@ -54,7 +56,7 @@ def multi_expert_loss(cls_score: Tensor, labels: Tensor, groups: Tensor, expert_
         -log p_hat_y, where p is the softmax over all C+1 logits and p_tilde the softmax over the
         logits of G's classes only. For y outside G (background included) p_hat_y = p_y.
     """
-    num_classes, has_bg = _check_groups(groups, cls_score.shape[-1])
+    num_classes, has_extra = _check_groups(groups, cls_score.shape[-1])
     # 1. Plain cross-entropy -log p_y for every row (fused, log space: finite for |logits| ~ 1e4).
     ce = torch.nn.functional.cross_entropy(cls_score, labels, reduction="none")
     members = torch.nonzero(groups == expert_group).squeeze(1)
@@ -67,8 +69,8 @@ def multi_expert_loss(cls_score: Tensor, labels: Tensor, groups: Tensor, expert_
         # 3. -log p_hat_y = lam (-log p_y) + (1 - lam)(-log p_tilde_y) inside G, -log p_y outside:
         #    ce + (1 - lam)(lse_g - o_y - ce) for labels in G.
         in_group = (groups == expert_group)
-        if has_bg:
-            in_group = torch.cat([in_group, groups.new_zeros(1, dtype=torch.bool)])
+        if has_extra:
+            in_group = torch.cat([in_group, groups.new_zeros(cls_score.shape[-1] - num_classes, dtype=torch.bool)])
         label_in_group = in_group[labels]
         loss = ce + torch.where(label_in_group, (1.0 - lam) * (lse_g - o_y - ce), ce.new_zeros(()))
     if reduction == "none":
@@ -84,41 +86,41 @@ def group_align(logits: Tensor, groups: Tensor) -> Tensor:
     """Group alignment (equation 3): o_hat_i = o_i - mean_{j in group(i)} o_j.
 
     Args:
-        logits: (..., C) or (..., C+1); a background column is returned unchanged.
+        logits: (..., C+E); extra columns (background) are returned unchanged.
         groups: (C,) long.
 
     Returns:
         Tensor of the same shape; aligned logits have zero mean within each group.
     """
-    num_classes, has_bg = _check_groups(groups, logits.shape[-1])
+    num_classes, has_extra = _check_groups(groups, logits.shape[-1])
     fg = logits[..., :num_classes]
     onehot = torch.nn.functional.one_hot(groups, _num_groups(groups)).to(fg.dtype)  # (C, N)
     means = (fg @ onehot) / onehot.sum(0).clamp(min=1)  # (..., N)
     aligned = fg - means @ onehot.T  # each class minus its group's mean (a matmul: gathers are slow to backprop)
-    return torch.cat([aligned, logits[..., num_classes:]], -1) if has_bg else aligned
+    return torch.cat([aligned, logits[..., num_classes:]], -1) if has_extra else aligned
 
 
-def _background_mean(stage_logits: Tensor, out_fg: Tensor, num_classes: int, has_bg: bool) -> Tensor:
-    return torch.cat([out_fg, stage_logits[..., num_classes:].mean(0)], -1) if has_bg else out_fg
+def _background_mean(stage_logits: Tensor, out_fg: Tensor, num_classes: int, has_extra: bool) -> Tensor:
+    return torch.cat([out_fg, stage_logits[..., num_classes:].mean(0)], -1) if has_extra else out_fg
 
 
 def sparse_ensemble(stage_logits: Tensor, groups: Tensor) -> Tensor:
     """Sparse ensemble (equation 4): class i takes its logit from stage g(i), its group's expert.
 
     Args:
-        stage_logits: (K, R, C) or (K, R, C+1) with K equal to the number of groups.
+        stage_logits: (K, R, C+E) with K equal to the number of groups and E >= 0 extra columns.
         groups: (C,) long.
 
     Returns:
-        (R, C) or (R, C+1); the background logit is the mean over stages.
+        (R, C+E); each extra column is the mean over stages.
     """
-    num_classes, has_bg = _check_groups(groups, stage_logits.shape[-1])
+    num_classes, has_extra = _check_groups(groups, stage_logits.shape[-1])
     if stage_logits.shape[0] < _num_groups(groups):
         raise ValueError(f"sparse ensemble needs one stage per group: {stage_logits.shape[0]} stages, {_num_groups(groups)} groups")
     fg = stage_logits[..., :num_classes]
     idx = groups.view(1, 1, -1).expand(1, fg.shape[1], num_classes)
     out = fg.gather(0, idx).squeeze(0)
-    return _background_mean(stage_logits, out, num_classes, has_bg)
+    return _background_mean(stage_logits, out, num_classes, has_extra)
 
 
 def dynamic_weights(stage_logits: Tensor, groups: Tensor, tau: float = 1.0) -> Tensor:
@@ -127,7 +129,7 @@ def dynamic_weights(stage_logits: Tensor, groups: Tensor, tau: float = 1.0) -> T
     w_i^k = softmax over stages k of LSE_{j in group(i)}(o_j^k / tau).
 
     Args:
-        stage_logits: (K, R, C) or (K, R, C+1).
+        stage_logits: (K, R, C+E), E >= 0 extra columns (background, objectness).
         groups: (C,) long.
 
     Returns:
@@ -150,22 +152,23 @@ def dynamic_weights(stage_logits: Tensor, groups: Tensor, tau: float = 1.0) -> T
     return w_group @ onehot.T  # (K, R, C): each class takes its group's weights
 
 
-def dynamic_ensemble(stage_logits: Tensor, groups: Tensor, tau: float = 1.0) -> Tensor:
+def dynamic_ensemble(stage_logits: Tensor, groups: Tensor, tau: float = 1.0, return_weights: bool = False):
     """Dynamic ensemble (equations 5-6): o_i = sum_k w_i^k o_i^k.
 
     Args:
-        stage_logits: (K, R, C) or (K, R, C+1).
+        stage_logits: (K, R, C+E), E >= 0 extra columns (background, objectness).
         groups: (C,) long.
         tau: temperature; tau -> inf tends to the mean of stages, tau -> 0 selects, per group,
             the stage whose group LSE is largest.
+        return_weights: also return the weights (K, R, C) of :func:`dynamic_weights`.
 
     Returns:
-        (R, C) or (R, C+1); the background logit is the mean over stages.
+        (R, C+E); each extra column is the mean over stages. With ``return_weights``, (logits, weights).
     """
-    num_classes, has_bg = _check_groups(groups, stage_logits.shape[-1])
+    num_classes, has_extra = _check_groups(groups, stage_logits.shape[-1])
     w = dynamic_weights(stage_logits, groups, tau)
-    out = (w * stage_logits[..., :num_classes]).sum(0)
-    return _background_mean(stage_logits, out, num_classes, has_bg)
+    out = _background_mean(stage_logits, (w * stage_logits[..., :num_classes]).sum(0), num_classes, has_extra)
+    return (out, w) if return_weights else out
 
 
 def mean_logit_ensemble(stage_logits: Tensor) -> Tensor:
@@ -181,36 +184,47 @@ def mean_prob_ensemble(stage_logits: Tensor) -> Tensor:
     return torch.softmax(stage_logits, dim=-1).mean(0)
 
 
+def _softmax(logits: Tensor) -> Tensor:
+    return torch.softmax(logits, dim=-1)
+
+
 def stage_scores(stage_logits: Tensor, groups: Optional[Tensor], mode: str = "dynamic", align: bool = False,
-                 tau: float = 1.0, stage: Optional[int] = None) -> Tensor:
-    """Class probabilities of one scoring mode from all stages' logits.
+                 tau: float = 1.0, stage: Optional[int] = None,
+                 activation: Optional[Callable[[Tensor], Tensor]] = None, return_weights: bool = False):
+    """Class scores of one scoring mode from all stages' logits.
 
     Args:
-        stage_logits: (K, R, C+1) logits of K stages, background last.
+        stage_logits: (K, R, D) logits of K stages: C class logits, then any extra columns (background).
         groups: (C,) long; needed by ``align``, 'sparse' and 'dynamic'.
         mode: one of ``ENSEMBLES``, or 'stage' to score with stage ``stage`` (0-based) alone.
         align: apply group alignment to every stage's logits first.
         tau: temperature of the dynamic ensemble.
+        activation: turns (R, D) logits into (R, C+1) scores, background last; softmax by default. A
+            head with a custom activation (seesaw: classes times objectness) passes its own.
+        return_weights: also return the dynamic ensemble's weights (K, R, C) (None for other modes).
 
     Returns:
-        (R, C+1) probabilities (softmax of the combined logits; for 'mean_probs' the mean of the
-        stages' probabilities).
+        (R, C+1) scores: the activation of the combined logits; for 'mean_probs' the mean of the
+        stages' activated scores. With ``return_weights``, a pair (scores, weights or None).
     """
     if (align or mode in ("sparse", "dynamic")) and groups is None:
         raise ValueError(f"mode {mode!r} with align={align} needs per-class groups")
+    act = activation or _softmax
     logits = group_align(stage_logits, groups) if align else stage_logits
+    weights = None
     if mode == "stage":
         if stage is None or not 0 <= stage < logits.shape[0]:
             raise ValueError(f"stage must be in 0..{logits.shape[0] - 1}, got {stage}")
-        return torch.softmax(logits[stage], -1)
-    if mode == "mean_probs":
-        return mean_prob_ensemble(logits)
-    if mode == "mean_logits":
-        combined = mean_logit_ensemble(logits)
+        scores = act(logits[stage])
+    elif mode == "mean_probs":
+        scores = mean_prob_ensemble(logits) if activation is None else torch.stack([act(s) for s in logits]).mean(0)
+    elif mode == "mean_logits":
+        scores = act(mean_logit_ensemble(logits))
     elif mode == "sparse":
-        combined = sparse_ensemble(logits, groups)
+        scores = act(sparse_ensemble(logits, groups))
     elif mode == "dynamic":
-        combined = dynamic_ensemble(logits, groups, tau)
+        combined, weights = dynamic_ensemble(logits, groups, tau, return_weights=True)
+        scores = act(combined)
     else:
         raise ValueError(f"unknown mode {mode!r}; expected 'stage' or one of {ENSEMBLES}")
-    return torch.softmax(combined, -1)
+    return (scores, weights) if return_weights else scores

@@ -202,21 +202,33 @@ def test_htc_mec_head_trains_and_predicts_every_mode():
     assert len(pred.mec_modes) == 11 and all("masks" in inst for inst in pred.mec_modes.values())
 
 
-@pytest.mark.parametrize("recipe", ["tiny_baseline", "htc_r50_baseline"])
+@pytest.mark.parametrize("recipe", ["tiny_baseline", "tiny_baseline:class_specific", "htc_r50_baseline",
+                                    "cascade_r50_seesaw_baseline", "cascade_r50_cos_baseline"])
 def test_mean_logits_mode_equals_mmdetection_own_head(recipe):
-    """Same weights, mean_logits: the MEC head (with all 11 modes requested) reproduces mmdet's predictions exactly."""
+    """Same weights, mean_logits: the MEC head (with all 11 modes requested) reproduces mmdet's predictions exactly.
+
+    Covers a custom activation (seesaw: MMDetection averages the raw C+2 scores, then applies seesaw's activation),
+    the cosine classifier, HTC's mask information flow and class-specific box regression (each mask from the box of
+    the detection's own class).
+    """
     from mec_cli.recipes import set_num_classes
 
+    recipe, _, variant = recipe.partition(":")
     cfg = load_config(resolve_recipe(recipe).file)
-    if recipe.startswith("htc"):
+    if not recipe.startswith("tiny"):
         set_num_classes(cfg, 6)
         cfg.model.backbone.update(depth=18, init_cfg=None)
         cfg.model.neck.in_channels = [64, 128, 256, 512]
+    if variant == "class_specific":
+        for head in cfg.model.roi_head.bbox_head:
+            head["reg_class_agnostic"] = False
     n = cfg.model.roi_head.bbox_head[0]["num_classes"]
     torch.manual_seed(0)
     plain = MODELS.build(cfg.model).eval()
+    if "seesaw" in recipe:
+        assert plain.roi_head.bbox_head[0].custom_activation
     mec_cfg = copy.deepcopy(cfg.model)
-    mec_cfg.roi_head.type = "MECCascadeRoIHead" if recipe.startswith("tiny") else "MECHTCRoIHead"
+    mec_cfg.roi_head.type = "MECHTCRoIHead" if recipe.startswith("htc") else "MECCascadeRoIHead"
     mec_cfg.roi_head.mec = dict(class_groups=[i % 3 for i in range(n)], loss=False)
     mec_cfg.test_cfg.rcnn.modes = all_modes(3)
     mec = MODELS.build(mec_cfg).eval()
