@@ -5,9 +5,11 @@ from pathlib import Path
 from typing import List, Optional
 
 import typer
+from rich.markup import escape
 
 from mec_cli.cli import app
 from mec_cli.cli._common import cli_errors, console, data_table, print_table, rel
+from mec_cli.ops import modes
 
 report_app = typer.Typer(help="The paper's tables and figures from saved metrics (mec eval --out).", no_args_is_help=True,
                          rich_markup_mode="rich")
@@ -17,7 +19,13 @@ RUNS = typer.Argument(..., help="Metrics JSON files, run directories or globs.",
 LABEL = typer.Option(None, "--label", "-l", help="Row label per run, in order (default: the recipe name).")
 FORMAT = typer.Option(None, "--format", "-f", help="Also write the table as md, latex (booktabs) or csv.")
 OUT = typer.Option(None, "--out", "-o", help="Output file (default: print the --format text on stdout).")
-REFERENCE = typer.Option(None, "--reference", help="'paper' adds the paper's published numbers for matching rows.")
+REFERENCE = typer.Option(None, "--reference", help="'paper' adds the paper's published numbers beside runs of the recipe "
+                         "and dataset they were measured with.")
+BASELINE_MODE = typer.Option(modes.BASELINE_MODE, "--baseline-mode", help="How baselines score their stages: mean_logits "
+                             "(MMDetection's Cascade/HTC, which made the paper's baseline numbers) or mean_probs (Section 3.1's formula).")
+MEC_MODE = typer.Option(modes.MEC_MODE, "--mec-mode", help="Scoring mode of the MEC runs (the paper: dynamic ensemble + group alignment).")
+GROUPING = typer.Option("auto", "--grouping", help="Group columns: lvis (APr/APc/APf, LVIS frequency by training images), "
+                        "groups (groups.json, by training instances), or auto (lvis when every run has it).")
 
 
 def _rich_table(t):
@@ -25,12 +33,13 @@ def _rich_table(t):
     from mec_cli.reporting.render import format_cell
 
     best = t.best_rows()
-    table = data_table(t.title, caption="\n".join(t.notes) or None)
+    table = data_table(escape(t.title), caption=escape("\n".join(t.notes)) or None)
     cols: List[str] = list(t.df.columns)
     for c in cols:  # numbers and run names are never wrapped; a narrow terminal wraps the other text
-        table.add_column(c, justify="right" if c in t.value_cols else "left", no_wrap=c in t.value_cols or c in ("mode", "run"))
+        table.add_column(escape(c), justify="right" if c in t.value_cols else "left", no_wrap=c in t.value_cols or c in ("mode", "run"))
     for i, row in enumerate(t.df.itertuples(index=False)):
-        table.add_row(*(f"[bold green]{format_cell(v)}[/]" if i in best.get(c, []) else format_cell(v) for c, v in zip(cols, row)))
+        table.add_row(*(f"[bold green]{escape(format_cell(v))}[/]" if i in best.get(c, []) else escape(format_cell(v))
+                        for c, v in zip(cols, row)))
     return table
 
 
@@ -75,40 +84,40 @@ def _emit_figure(fig, out: Path) -> None:
 @report_app.command("ablation", epilog="Example: [bold]mec report ablation runs/tiny_baseline runs/tiny --format md --out ablation.md[/]")
 @cli_errors
 def ablation(runs: List[str] = RUNS, label: Optional[List[str]] = LABEL, fmt: Optional[str] = FORMAT, out: Optional[Path] = OUT,
-             reference: Optional[str] = REFERENCE,
-             modes: str = typer.Option("mean_probs,mean_probs_ga,dynamic,sparse_ga,dynamic_ga", help="Modes to show per run.")) -> None:
+             reference: Optional[str] = REFERENCE, baseline_mode: str = BASELINE_MODE, grouping: str = GROUPING,
+             modes: Optional[str] = typer.Option(None, help="Modes to show per run (default: the baseline mode without and with "
+                                                           "GA, dynamic, sparse_ga, dynamic_ga).")) -> None:
     """Table 2(c): rows per run and mode, marked Exp./DI/SI/GA; mask AP by group and box mAP."""
     from mec_cli.reporting.runs import load_runs
     from mec_cli.reporting.tables import ablation_table
 
-    table = ablation_table(load_runs(runs, label), [m.strip() for m in modes.split(",")], _reference(reference))
+    chosen = [m.strip() for m in modes.split(",")] if modes else None
+    table = ablation_table(load_runs(runs, label), chosen, _reference(reference), baseline_mode, grouping)
     _emit_table(table, fmt, out)
 
 
 @report_app.command("compare", epilog="Example: [bold]mec report compare runs/cascade_r50_baseline runs/cascade_r50 --reference paper[/]")
 @cli_errors
 def compare(runs: List[str] = RUNS, label: Optional[List[str]] = LABEL, fmt: Optional[str] = FORMAT, out: Optional[Path] = OUT,
-            reference: Optional[str] = REFERENCE,
-            baseline_mode: str = typer.Option("mean_logits", help="Scoring mode of the baselines (MMDetection's default)."),
-            mec_mode: str = typer.Option("dynamic_ga", help="Scoring mode of the MEC runs.")) -> None:
+            reference: Optional[str] = REFERENCE, baseline_mode: str = BASELINE_MODE, mec_mode: str = MEC_MODE,
+            grouping: str = GROUPING) -> None:
     """Table 1: baseline and +MEC rows per model, with the deltas (runs in pairs BASELINE MEC ...)."""
     from mec_cli.reporting.runs import load_runs
     from mec_cli.reporting.tables import compare_table
 
-    _emit_table(compare_table(load_runs(runs, label), baseline_mode, mec_mode, _reference(reference)), fmt, out)
+    _emit_table(compare_table(load_runs(runs, label), baseline_mode, mec_mode, _reference(reference), grouping), fmt, out)
 
 
 @report_app.command("stage-count", epilog="Example: [bold]mec report stage-count runs/r50_* runs/r50_4stage* --reference paper[/]")
 @cli_errors
 def stage_count(runs: List[str] = RUNS, label: Optional[List[str]] = LABEL, fmt: Optional[str] = FORMAT,
-                out: Optional[Path] = OUT, reference: Optional[str] = REFERENCE,
-                baseline_mode: str = typer.Option("mean_logits", help="Scoring mode of the baselines."),
-                mec_mode: str = typer.Option("dynamic_ga", help="Scoring mode of the MEC runs.")) -> None:
+                out: Optional[Path] = OUT, reference: Optional[str] = REFERENCE, baseline_mode: str = BASELINE_MODE,
+                mec_mode: str = MEC_MODE, grouping: str = GROUPING) -> None:
     """Table 3: 3 against 4 stages, baseline and MEC."""
     from mec_cli.reporting.runs import load_runs
     from mec_cli.reporting.tables import stage_count_table
 
-    _emit_table(stage_count_table(load_runs(runs, label), baseline_mode, mec_mode, _reference(reference)), fmt, out)
+    _emit_table(stage_count_table(load_runs(runs, label), baseline_mode, mec_mode, _reference(reference), grouping), fmt, out)
 
 
 @report_app.command("stages", epilog="Examples:\n\n  [bold]mec report stages runs/tiny --out stages.png[/]\n\n"
@@ -117,32 +126,33 @@ def stage_count(runs: List[str] = RUNS, label: Optional[List[str]] = LABEL, fmt:
 def stages(run: str = typer.Argument(..., help="A metrics JSON or run directory from `mec eval --per-stage`."),
            baseline: Optional[str] = typer.Option(None, help="Baseline run: also draw Figure 1(b), baseline vs MEC per group."),
            iou_type: str = typer.Option("segm", help="segm (mask AP, as the paper) or bbox."),
-           mec_mode: str = typer.Option("dynamic_ga", help="MEC mode for Figure 1(b)."),
-           baseline_mode: str = typer.Option("mean_logits", help="Baseline mode for Figure 1(b)."),
+           mec_mode: str = MEC_MODE, baseline_mode: str = BASELINE_MODE, grouping: str = GROUPING,
            out: Path = typer.Option(Path("stages.png"), "--out", "-o", help="Figure path (.png writes a .svg beside it)."),
            csv: Optional[Path] = typer.Option(None, help="Also write the plotted numbers as CSV.")) -> None:
     """Figure 1(a): per-stage AP for each frequency group (and 1(b) with --baseline)."""
     from mec_cli.io import write_text_atomic
     from mec_cli.reporting.figures import compare_groups_figure, stages_figure
-    from mec_cli.reporting.runs import load_runs
+    from mec_cli.reporting.runs import grouping_axis, load_runs
     from mec_cli.reporting.tables import baseline_vs_mec, stages_frame
 
     mec = load_runs([run])[0]
-    frame = stages_frame(mec, iou_type)
+    base = load_runs([baseline])[0] if baseline is not None else None
+    frame = stages_frame(mec, iou_type, grouping)
+    axis = grouping_axis(mec, frame.attrs["grouping"])
     metric = "mask AP" if iou_type == "segm" else "box AP"
-    console.print(frame.to_string(float_format=lambda v: f"{v:.1f}"))
-    _emit_figure(stages_figure(frame, f"{mec.label}: per-stage {metric} by frequency group (Figure 1a)", metric), out)
+    console.print(f"{metric} x100 per stage; columns: {axis}", markup=False)
+    console.print(frame.to_string(float_format=lambda v: f"{v:.1f}"), markup=False)
+    _emit_figure(stages_figure(frame, f"{mec.label}: per-stage {metric} by frequency group (Figure 1a)", metric, axis), out)
     if csv is not None:
         write_text_atomic(csv, frame.to_csv())
-    if baseline is not None:
-        values = baseline_vs_mec(load_runs([baseline])[0], mec, baseline_mode, mec_mode, iou_type)
-        _emit_figure(compare_groups_figure(values, metric=metric), out.with_name(out.stem + "_vs_baseline" + out.suffix))
+    if base is not None:
+        values = baseline_vs_mec(base, mec, baseline_mode, mec_mode, iou_type, frame.attrs["grouping"])
+        _emit_figure(compare_groups_figure(values, metric=metric, xlabel=axis), out.with_name(out.stem + "_vs_baseline" + out.suffix))
 
 
 @report_app.command("lambda", epilog="Example: [bold]mec report lambda runs/lam_0.5 runs/lam_0.7 runs/lam_0.9 --out lambda.png[/]")
 @cli_errors
-def lambda_cmd(runs: List[str] = RUNS, label: Optional[List[str]] = LABEL,
-               mode: str = typer.Option("dynamic_ga", help="Scoring mode (the paper uses the dynamic ensemble)."),
+def lambda_cmd(runs: List[str] = RUNS, label: Optional[List[str]] = LABEL, mode: str = MEC_MODE, grouping: str = GROUPING,
                out: Path = typer.Option(Path("lambda.png"), "--out", "-o", help="Figure path."),
                csv: Optional[Path] = typer.Option(None, help="Also write the plotted numbers as CSV.")) -> None:
     """Figure 4: AP against the multi-expert loss's lambda."""
@@ -151,8 +161,8 @@ def lambda_cmd(runs: List[str] = RUNS, label: Optional[List[str]] = LABEL,
     from mec_cli.reporting.runs import load_runs
     from mec_cli.reporting.tables import lambda_frame
 
-    frame = lambda_frame(load_runs(runs, label), mode)
-    console.print(frame.to_string(index=False, float_format=lambda v: f"{v:.1f}"))
+    frame = lambda_frame(load_runs(runs, label), mode, grouping)
+    console.print(frame.to_string(index=False, float_format=lambda v: f"{v:.1f}"), markup=False)
     _emit_figure(lambda_figure(frame), out)
     if csv is not None:
         write_text_atomic(csv, frame.to_csv(index=False))
@@ -171,6 +181,6 @@ def distribution(items: List[str] = typer.Argument(..., help="Annotation files, 
 
     curves = distribution_curves(items)
     for name, counts in curves.items():
-        console.print(f"{name}: {len(counts)} categories, {sum(counts):,} instances, max {max(counts, default=0):,}, "
+        console.print(f"{escape(name)}: {len(counts)} categories, {sum(counts):,} instances, max {max(counts, default=0):,}, "
                       f"min {min(counts, default=0):,}")
     _emit_figure(distribution_figure(curves, parse_bins(bins)), out)

@@ -35,7 +35,7 @@ def _label_bars(ax, bars) -> None:
 
 
 def stages_figure(frame: pd.DataFrame, title: str = "Per-stage AP by frequency group (Figure 1a)",
-                  metric: str = "mask AP") -> Figure:
+                  metric: str = "mask AP", xlabel: str = "frequency group") -> Figure:
     """Grouped bars: x = frequency groups, one bar per cascade stage (stage 1 = lowest IoU threshold)."""
     fig = Figure(figsize=(7, 4.2), layout="constrained")
     ax = fig.add_subplot()
@@ -51,13 +51,13 @@ def stages_figure(frame: pd.DataFrame, title: str = "Per-stage AP by frequency g
     for tick, g in zip(ax.get_xticklabels(), groups):
         tick.set_color(group_colour(g))
         tick.set_fontweight("bold")
-    _style(ax, title, "frequency group (by training instances)", f"{metric} (%)")
+    _style(ax, title, xlabel, f"{metric} (%)")
     ax.legend(title="cascade stage", fontsize=FONT - 1, title_fontsize=FONT - 1)
     return fig
 
 
 def compare_groups_figure(values: Dict[str, Dict[str, Optional[float]]], title: str = "Baseline vs MEC by group (Figure 1b)",
-                          metric: str = "mask AP") -> Figure:
+                          metric: str = "mask AP", xlabel: str = "frequency group") -> Figure:
     """Bars per group for each run (e.g. baseline hatched, MEC solid), in the group colours."""
     fig = Figure(figsize=(7, 4.2), layout="constrained")
     ax = fig.add_subplot()
@@ -72,18 +72,19 @@ def compare_groups_figure(values: Dict[str, Dict[str, Optional[float]]], title: 
                       alpha=0.55 if k == 0 else 0.95, hatch=hatches[k % len(hatches)], edgecolor="black", linewidth=0.5)
         _label_bars(ax, bars)
     ax.set_xticks(x, groups)
-    _style(ax, title, "frequency group", f"{metric} (%)")
+    _style(ax, title, xlabel, f"{metric} (%)")
     ax.legend(fontsize=FONT - 1)
     return fig
 
 
 def lambda_figure(frame: pd.DataFrame, title: str = "AP against lambda (Figure 4)") -> Figure:
-    """Two panels (box, mask): AP and the group APs against the multi-expert loss's lambda."""
+    """Two panels (box, mask): AP and the group APs (``frame.attrs['groups']``) against the multi-expert loss's lambda."""
     fig = Figure(figsize=(10, 4), layout="constrained")
-    for i, (kind, cols) in enumerate((("box", ["AP", "APr", "APc", "APf"]), ("mask", ["mAP^m", "AP^m_r", "AP^m_c", "AP^m_f"]))):
+    groups = frame.attrs.get("groups", [])
+    for i, (kind, total) in enumerate((("box", "AP"), ("mask", "mAP^m"))):
         ax = fig.add_subplot(1, 2, i + 1)
-        for col, colour, name in zip(cols, ["black", GROUP_COLOURS["rare"], GROUP_COLOURS["common"], GROUP_COLOURS["frequent"]],
-                                     ["all", "rare", "common", "frequent"]):
+        series = [(total, "black", "all")] + [(cols[i], group_colour(name), name) for *cols, name in groups]
+        for col, colour, name in series:
             ax.plot(frame["lambda"], frame[col].astype(float), marker="o", color=colour, label=f"{col} ({name})")
         _style(ax, f"{kind} AP", "lambda", "AP (%)")
         ax.legend(fontsize=FONT - 2)

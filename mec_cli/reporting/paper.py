@@ -45,13 +45,40 @@ TABLE3 = {
 }
 
 
-def table1(recipe: Optional[str]) -> Optional[Dict[str, float]]:
-    return TABLE1.get(recipe or "")
+# Table 2(b), COCO-LT (Cascade R50 baseline and MEC): mask mAP, AP50, AP75, APr, APc, APf (mask) and box mAP
+_T2B_COLS = ("mAPm", "AP50m", "AP75m", "APrm", "APcm", "APfm", "AP")
+TABLE2B = {
+    "cascade_r50_baseline": dict(zip(_T2B_COLS, (14.0, 24.5, 14.3, 3.8, 17.7, 20.0, 16.7))),
+    "cascade_r50": dict(zip(_T2B_COLS, (14.5, 24.9, 14.5, 5.0, 18.0, 19.8, 17.1))),
+}
+
+SOURCES = {"1": "Table 1 of the MEC paper (LVIS v1 val)", "2b": "Table 2(b) of the MEC paper (COCO-LT)",
+           "2c": "Table 2(c) of the MEC paper (Cascade R50, LVIS v1 val)",
+           "3": "Table 3 of the MEC paper (Cascade R50 with 3 and 4 stages, LVIS v1 val)"}
+_T2C_RECIPES = {"cascade_r50_baseline": False, "cascade_r50": True}  # recipe -> its Exp. mark
+_T3_RECIPES = {"cascade_r50_baseline": (False, 3), "cascade_r50": (True, 3), "cascade_r50_4stage_baseline": (False, 4),
+               "cascade_r50_4stage": (True, 4)}
 
 
-def table2c(marks: Tuple[bool, bool, bool, bool]) -> Optional[Dict[str, float]]:
-    return TABLE2C.get(tuple(marks))
+def lookup(table: str, recipe: Optional[str], dataset: Optional[str] = "lvis_v1",
+           marks: Optional[Tuple[bool, bool, bool, bool]] = None) -> Optional[Dict[str, float]]:
+    """The paper's numbers for a run of ``recipe`` evaluated on ``dataset``, or None when the paper has none.
 
-
-def table3(mec: bool, stages: int) -> Optional[Dict[str, float]]:
-    return TABLE3.get((bool(mec), int(stages)))
+    Numbers are keyed by the recipe they were measured with (and the dataset: LVIS v1 for Tables 1, 2(c)
+    and 3; COCO-LT for Table 2(b)), never by ablation marks alone, so a tiny or custom run gets none.
+    ``table`` is '1' (Table 1, or 2(b) for a COCO-LT run), '2c' (needs ``marks``: Exp., DI, SI, GA) or '3'.
+    """
+    recipe, dataset = recipe or "", dataset or "lvis_v1"
+    if dataset == "coco_lt":
+        return TABLE2B.get(recipe) if table == "1" else None
+    if dataset != "lvis_v1":
+        return None
+    if table == "1":
+        return TABLE1.get(recipe)
+    if table == "2c":
+        if recipe not in _T2C_RECIPES or marks is None or bool(marks[0]) != _T2C_RECIPES[recipe]:
+            return None
+        return TABLE2C.get(tuple(bool(m) for m in marks))
+    if table == "3":
+        return TABLE3.get(_T3_RECIPES[recipe]) if recipe in _T3_RECIPES else None
+    raise ValueError(f"unknown table {table!r}")

@@ -8,7 +8,9 @@ from typing import Dict, List, Optional, Sequence
 
 from mec_cli.errors import MecError
 
-GROUP_KEYS = {"rare": "APr", "common": "APc", "frequent": "APf"}
+LVIS_GROUPS = ("rare", "common", "frequent")
+LVIS_KEYS = {"rare": "APr", "common": "APc", "frequent": "APf"}
+GROUPINGS = ("auto", "lvis", "groups")
 
 
 @dataclass
@@ -42,19 +44,74 @@ class Run:
     def modes(self) -> List[str]:
         return list(self.doc["modes"])
 
-    def group_names(self) -> List[str]:
-        return list((self.doc.get("groups") or {}).get("names") or ["rare", "common", "frequent"])
+    @property
+    def dataset(self) -> Optional[str]:
+        """The dataset the run was evaluated on, as its recipe recorded it (None for a results file)."""
+        return ((self.info.get("recipe_meta") or {}).get("dataset")) or None
+
+    def has_grouping(self, grouping: str) -> bool:
+        """Whether the run holds group APs of ``grouping``: 'lvis' (APr/APc/APf) or 'groups' (AP_<name> of groups.json)."""
+        keys = [LVIS_KEYS[g] for g in LVIS_GROUPS] if grouping == "lvis" else [f"AP_{g}" for g in self.groups_file_names()]
+        return bool(keys) and any(all(k in metrics for k in keys) for by_type in self.doc["modes"].values()
+                                  for metrics in by_type.values())
+
+    def groups_file_names(self) -> List[str]:
+        return list((self.doc.get("groups") or {}).get("names") or [])
+
+    def group_names(self, grouping: str = "groups") -> List[str]:
+        return list(LVIS_GROUPS) if grouping == "lvis" else self.groups_file_names()
 
     def metric(self, mode: str, iou_type: str, name: str) -> Optional[float]:
         """A metric as a fraction, or None when absent or unmeasurable (-1)."""
         value = self.doc["modes"].get(mode, {}).get(iou_type, {}).get(name)
         return None if value is None or value < 0 else float(value)
 
-    def group_ap(self, mode: str, iou_type: str, group: str) -> Optional[float]:
-        """AP of a frequency group: LVIS's APr/APc/APf for the 3-group split when present, else AP_<group>."""
-        if group in GROUP_KEYS and self.metric(mode, iou_type, GROUP_KEYS[group]) is not None and len(self.group_names()) == 3:
-            return self.metric(mode, iou_type, GROUP_KEYS[group])
-        return self.metric(mode, iou_type, f"AP_{group}")
+    def group_ap(self, mode: str, iou_type: str, group: str, grouping: str) -> Optional[float]:
+        """AP of one group of ``grouping``: LVIS's APr/APc/APf ('lvis') or AP_<group> of groups.json ('groups').
+
+        The two groupings differ (LVIS counts training images, groups.json by default instances), so one never
+        stands in for the other.
+        """
+        return self.metric(mode, iou_type, LVIS_KEYS[group] if grouping == "lvis" else f"AP_{group}")
+
+
+def resolve_grouping(runs: Sequence[Run], grouping: str = "auto") -> str:
+    """The grouping every row of a report uses: LVIS frequency ('lvis') or groups.json ('groups').
+
+    'auto' takes LVIS frequency when every run has it (LVIS annotations), else groups.json when every run has
+    that; a grouping some run lacks is an error naming the run.
+    """
+    if grouping not in GROUPINGS:
+        raise MecError(f"grouping must be one of {', '.join(GROUPINGS)}, got {grouping!r}")
+    if grouping == "auto":
+        for choice in ("lvis", "groups"):
+            if all(r.has_grouping(choice) for r in runs):
+                return choice
+        grouping = "lvis"
+    for r in runs:
+        if not r.has_grouping(grouping):
+            what = ("LVIS frequency groups (APr/APc/APf: its annotations have no 'frequency')" if grouping == "lvis"
+                    else "groups.json groups (evaluate it with --groups)")
+            raise MecError(f"run {r.label} has no {what}", r.path)
+    return grouping
+
+
+def grouping_note(runs: Sequence[Run], grouping: str) -> str:
+    """What the group columns of a report mean, in one sentence."""
+    if grouping == "lvis":
+        return "APr/APc/APf: LVIS frequency groups (rare/common/frequent: categories in 1-10, 11-100, >100 training images)"
+    info = runs[0].doc.get("groups") or {}
+    bins, unit = info.get("bins") or [], info.get("count_by", "instances")
+    edges = [0, *bins, None]
+    ranges = ", ".join(f"{n} [{lo},{'inf' if hi is None else hi})" for n, lo, hi in zip(runs[0].groups_file_names(), edges, edges[1:]))
+    return f"AP_<group>: the groups of groups.json, by training {unit}: {ranges}"
+
+
+def grouping_axis(run: Run, grouping: str) -> str:
+    """An axis label naming the grouping."""
+    if grouping == "lvis":
+        return "LVIS frequency group (by training images)"
+    return f"group of groups.json (by training {(run.doc.get('groups') or {}).get('count_by', 'instances')})"
 
 
 def find_metrics(spec: str) -> List[Path]:

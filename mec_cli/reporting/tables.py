@@ -1,4 +1,9 @@
-"""The paper's tables as pandas DataFrames (values are AP x100), plus which cell is best per column."""
+"""The paper's tables as pandas DataFrames (values are AP x100), plus which cell is best per column.
+
+Every table scores baselines with one mode (``baseline_mode``, :data:`mec_cli.ops.modes.BASELINE_MODE` unless
+the user picks another) and groups categories one way (``grouping``, see :func:`runs.resolve_grouping`); both
+are stated in the table's notes and the group columns are named after the grouping.
+"""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -7,10 +12,10 @@ from typing import Dict, List, Optional, Sequence
 import pandas as pd
 
 from mec_cli.errors import MecError
+from mec_cli.ops.modes import BASELINE_MODE, MEC_MODE
 from mec_cli.reporting import paper
-from mec_cli.reporting.runs import Run
+from mec_cli.reporting.runs import Run, grouping_note, resolve_grouping
 
-ABLATION_MODES = ("mean_probs", "mean_probs_ga", "dynamic", "sparse_ga", "dynamic_ga")
 CHECK = "✓"
 
 
@@ -38,44 +43,90 @@ def _pct(v: Optional[float]) -> Optional[float]:
     return None if v is None else round(100.0 * v, 1)
 
 
+def ablation_modes(baseline_mode: str = BASELINE_MODE) -> List[str]:
+    """Table 2(c)'s inference rows: the baseline ensemble without and with GA, then DI, SI+GA and DI+GA."""
+    return [baseline_mode, f"{baseline_mode}_ga", "dynamic", "sparse_ga", MEC_MODE]
+
+
+def baseline_note(baseline_mode: str) -> str:
+    what = {"mean_logits": "the mean of the stage logits, then softmax: MMDetection's Cascade/HTC heads, with which the "
+                           "paper's numbers were made",
+            "mean_probs": "the mean of the stage probabilities, as the paper's Section 3.1 writes it"}.get(baseline_mode, "")
+    return f"baseline = {baseline_mode}" + (f" ({what})" if what else "") + "; change it with --baseline-mode"
+
+
+def group_columns(runs: Sequence[Run], grouping: str) -> List[str]:
+    return ["r", "c", "f"] if grouping == "lvis" else runs[0].groups_file_names()
+
+
+def _box_col(g: str, grouping: str) -> str:
+    return f"AP{g}" if grouping == "lvis" else f"AP_{g}"
+
+
+def _mask_col(g: str, grouping: str) -> str:
+    return f"AP^m_{g}"
+
+
+def _group_of(col: str) -> str:
+    return {"r": "rare", "c": "common", "f": "frequent"}.get(col, col)
+
+
 def marks(run: Run, mode: str) -> Dict[str, str]:
     """Table 2(c) marks read from the recorded run and the mode name, never typed in."""
     return {"Exp.": CHECK if run.mec_loss else "", "DI": CHECK if mode.startswith("dynamic") else "",
             "SI": CHECK if mode.startswith("sparse") else "", "GA": CHECK if mode.endswith("_ga") else ""}
 
 
-def ablation_table(runs: Sequence[Run], modes: Sequence[str] = ABLATION_MODES, reference: bool = False) -> ReportTable:
-    """Table 2(c): a row per (run, mode); columns mAP^m, AP^m_r, AP^m_c, AP^m_f and box mAP."""
+def _paper_row(run: Optional[Run], table: str, **key) -> Optional[Dict[str, float]]:
+    """The paper's numbers for a run: only for the recipe and dataset a paper table reports (never for tiny runs)."""
+    if run is None:
+        return None
+    return paper.lookup(table, run.recipe, run.dataset, **key)
+
+
+def ablation_table(runs: Sequence[Run], modes: Optional[Sequence[str]] = None, reference: bool = False,
+                   baseline_mode: str = BASELINE_MODE, grouping: str = "auto") -> ReportTable:
+    """Table 2(c): a row per (run, mode); mask AP overall and per group, and box mAP."""
+    grouping = resolve_grouping(runs, grouping)
+    modes = list(modes or ablation_modes(baseline_mode))
+    cols = group_columns(runs, grouping)
     rows = []
     for run in runs:
         for mode in modes:
             if mode not in run.doc["modes"]:
                 continue
-            row = {"run": run.label, "mode": mode, **marks(run, mode),
-                   "mAP^m": _pct(run.metric(mode, "segm", "AP")), "AP^m_r": _pct(run.group_ap(mode, "segm", "rare")),
-                   "AP^m_c": _pct(run.group_ap(mode, "segm", "common")), "AP^m_f": _pct(run.group_ap(mode, "segm", "frequent")),
-                   "mAP": _pct(run.metric(mode, "bbox", "AP"))}
+            row = {"run": run.label, "mode": mode, **marks(run, mode), "mAP^m": _pct(run.metric(mode, "segm", "AP"))}
+            for c in cols:
+                row[_mask_col(c, grouping)] = _pct(run.group_ap(mode, "segm", _group_of(c), grouping))
+            row["mAP"] = _pct(run.metric(mode, "bbox", "AP"))
             if reference:
-                ref = paper.table2c(tuple(bool(row[k]) for k in ("Exp.", "DI", "SI", "GA")))
+                # rows without DI or SI are the paper's only when they use the baseline's ensemble
+                plain = not (row["DI"] or row["SI"])
+                ref = None if plain and mode not in (baseline_mode, f"{baseline_mode}_ga") else \
+                    _paper_row(run, "2c", marks=tuple(bool(row[k]) for k in ("Exp.", "DI", "SI", "GA")))
                 row["paper mAP^m"] = ref["mAPm"] if ref else None
                 row["paper mAP"] = ref["AP"] if ref else None
             rows.append(row)
     if not rows:
         raise MecError(f"none of the runs has any of the modes {', '.join(modes)}")
-    values = ["mAP^m", "AP^m_r", "AP^m_c", "AP^m_f", "mAP"] + (["paper mAP^m", "paper mAP"] if reference else [])
-    notes = ["paper columns: Table 2(c) of the MEC paper (Cascade R50, LVIS v1 val), for the row with the same marks"] if reference else []
+    values = ["mAP^m", *(_mask_col(c, grouping) for c in cols), "mAP"] + (["paper mAP^m", "paper mAP"] if reference else [])
+    notes = [baseline_note(baseline_mode), grouping_note(runs, grouping)]
+    if reference:
+        notes.append(f"paper columns: {paper.SOURCES['2c']}, only beside runs of that recipe and dataset")
     return ReportTable("Ablation (Table 2(c) style)", pd.DataFrame(rows), values, notes=notes)
 
 
-def _model_row(run: Run, mode: str) -> Dict:
-    return {"AP": _pct(run.metric(mode, "bbox", "AP")), "APr": _pct(run.group_ap(mode, "bbox", "rare")),
-            "APc": _pct(run.group_ap(mode, "bbox", "common")), "APf": _pct(run.group_ap(mode, "bbox", "frequent")),
-            "mAP^m": _pct(run.metric(mode, "segm", "AP")), "AP^m_r": _pct(run.group_ap(mode, "segm", "rare")),
-            "AP^m_c": _pct(run.group_ap(mode, "segm", "common")), "AP^m_f": _pct(run.group_ap(mode, "segm", "frequent"))}
+def model_columns(runs: Sequence[Run], grouping: str) -> List[str]:
+    cols = group_columns(runs, grouping)
+    return ["AP", *(_box_col(c, grouping) for c in cols), "mAP^m", *(_mask_col(c, grouping) for c in cols)]
 
 
-VALUE_COLS = ["AP", "APr", "APc", "APf", "mAP^m", "AP^m_r", "AP^m_c", "AP^m_f"]
-_PAPER_KEYS = dict(zip(VALUE_COLS, ("AP", "APr", "APc", "APf", "mAPm", "APrm", "APcm", "APfm")))
+def _model_row(run: Run, mode: str, grouping: str, cols: Sequence[str]) -> Dict:
+    row = {"AP": _pct(run.metric(mode, "bbox", "AP")), "mAP^m": _pct(run.metric(mode, "segm", "AP"))}
+    for c in cols:
+        row[_box_col(c, grouping)] = _pct(run.group_ap(mode, "bbox", _group_of(c), grouping))
+        row[_mask_col(c, grouping)] = _pct(run.group_ap(mode, "segm", _group_of(c), grouping))
+    return row
 
 
 def pick_mode(run: Run, preferred: str) -> str:
@@ -86,77 +137,98 @@ def pick_mode(run: Run, preferred: str) -> str:
     raise MecError(f"run {run.label} has no mode {preferred!r} (it has {', '.join(run.modes)})", run.path)
 
 
-def compare_table(runs: Sequence[Run], baseline_mode: str = "mean_logits", mec_mode: str = "dynamic_ga",
-                  reference: bool = False) -> ReportTable:
+def compare_table(runs: Sequence[Run], baseline_mode: str = BASELINE_MODE, mec_mode: str = MEC_MODE,
+                  reference: bool = False, grouping: str = "auto") -> ReportTable:
     """Table 1: baseline and +MEC rows per model, then the delta row."""
     if len(runs) < 2 or len(runs) % 2:
         raise MecError("compare takes runs in pairs: BASELINE MEC [BASELINE MEC ...]")
+    grouping = resolve_grouping(runs, grouping)
+    gcols = group_columns(runs, grouping)
+    value_cols = model_columns(runs, grouping)
     rows = []
     for base, mec in zip(runs[::2], runs[1::2]):
-        b = {"model": base.label, "MEC": "✗", "mode": pick_mode(base, baseline_mode), **_model_row(base, pick_mode(base, baseline_mode))}
-        m = {"model": mec.label, "MEC": CHECK, "mode": pick_mode(mec, mec_mode), **_model_row(mec, pick_mode(mec, mec_mode))}
+        bm, mm = pick_mode(base, baseline_mode), pick_mode(mec, mec_mode)
+        b = {"model": base.label, "MEC": "✗", "mode": bm, **_model_row(base, bm, grouping, gcols)}
+        m = {"model": mec.label, "MEC": CHECK, "mode": mm, **_model_row(mec, mm, grouping, gcols)}
         d = {"model": f"Δ {mec.label}", "MEC": "", "mode": ""}
-        for c in VALUE_COLS:
+        for c in value_cols:
             d[c] = None if b[c] is None or m[c] is None else round(m[c] - b[c], 1)
         for row, run in ((b, base), (m, mec), (d, None)):
             if reference:
-                ref = paper.table1(run.recipe) if run else None
-                for c in ("AP", "mAP^m"):
-                    row[f"paper {c}"] = ref[_PAPER_KEYS[c]] if ref else None
+                ref = _paper_row(run, "1")
+                row["paper AP"] = ref["AP"] if ref else None
+                row["paper mAP^m"] = ref["mAPm"] if ref else None
             rows.append(row)
-    cols = VALUE_COLS + (["paper AP", "paper mAP^m"] if reference else [])
-    table = ReportTable("Baseline vs MEC (Table 1 style)", pd.DataFrame(rows), cols, highlight_best=False)
+    cols = value_cols + (["paper AP", "paper mAP^m"] if reference else [])
+    table = ReportTable("Baseline vs MEC (Table 1 style)", pd.DataFrame(rows), cols, highlight_best=False,
+                        notes=[baseline_note(baseline_mode), grouping_note(runs, grouping)])
     if reference:
-        table.notes.append("paper columns: Table 1 of the MEC paper (LVIS v1 val) for the same recipe")
+        table.notes.append(f"paper columns: {paper.SOURCES['1']} (LVIS v1) or {paper.SOURCES['2b']} (COCO-LT), "
+                           "only beside runs of the same recipe and dataset")
     return table
 
 
-def stage_count_table(runs: Sequence[Run], baseline_mode: str = "mean_logits", mec_mode: str = "dynamic_ga",
-                      reference: bool = False) -> ReportTable:
+def stage_count_table(runs: Sequence[Run], baseline_mode: str = BASELINE_MODE, mec_mode: str = MEC_MODE,
+                      reference: bool = False, grouping: str = "auto") -> ReportTable:
     """Table 3: baseline and MEC with 3 and 4 stages."""
+    grouping = resolve_grouping(runs, grouping)
+    gcols = group_columns(runs, grouping)
     rows = []
     for run in sorted(runs, key=lambda r: (r.num_stages, r.mec_loss)):
         mode = pick_mode(run, mec_mode if run.mec_loss else baseline_mode)
         row = {"model": "MEC" if run.mec_loss else "Baseline", "run": run.label, "# of stages": run.num_stages,
-               **_model_row(run, mode)}
+               "mode": mode, **_model_row(run, mode, grouping, gcols)}
         if reference:
-            ref = paper.table3(run.mec_loss, run.num_stages)
+            ref = _paper_row(run, "3")
             row["paper AP"] = ref["AP"] if ref else None
             row["paper mAP^m"] = ref["mAPm"] if ref else None
         rows.append(row)
-    cols = VALUE_COLS + (["paper AP", "paper mAP^m"] if reference else [])
-    table = ReportTable("Number of stages (Table 3 style)", pd.DataFrame(rows), cols)
+    cols = model_columns(runs, grouping) + (["paper AP", "paper mAP^m"] if reference else [])
+    table = ReportTable("Number of stages (Table 3 style)", pd.DataFrame(rows), cols,
+                        notes=[baseline_note(baseline_mode), grouping_note(runs, grouping)])
     if reference:
-        table.notes.append("paper columns: Table 3 of the MEC paper (Cascade R50, LVIS v1 val)")
+        table.notes.append(f"paper columns: {paper.SOURCES['3']}, only beside runs of those recipes")
     return table
 
 
-def stages_frame(run: Run, iou_type: str = "segm") -> pd.DataFrame:
-    """Figure 1(a) data: AP x100 of each stage (rows) for each frequency group (columns)."""
+def stages_frame(run: Run, iou_type: str = "segm", grouping: str = "auto") -> pd.DataFrame:
+    """Figure 1(a) data: AP x100 of each stage (rows) for each group (columns) of the resolved grouping.
+
+    ``frame.attrs['grouping']`` records the grouping, so figures and CSVs can name it.
+    """
     stages = sorted((m for m in run.modes if m.startswith("stage")), key=lambda m: int(m[5:]))
     if not stages:
         raise MecError(f"run {run.label} has no per-stage modes (evaluate it with `mec eval --per-stage`)", run.path)
-    groups = run.group_names()
-    return pd.DataFrame([{g: _pct(run.group_ap(s, iou_type, g)) for g in groups} for s in stages],
-                        index=[f"stage {s[5:]}" for s in stages])
+    grouping = resolve_grouping([run], grouping)
+    groups = run.group_names(grouping)
+    frame = pd.DataFrame([{g: _pct(run.group_ap(s, iou_type, g, grouping)) for g in groups} for s in stages],
+                         index=[f"stage {s[5:]}" for s in stages])
+    frame.attrs["grouping"] = grouping
+    return frame
 
 
-def lambda_frame(runs: Sequence[Run], mode: str = "dynamic_ga") -> pd.DataFrame:
+def lambda_frame(runs: Sequence[Run], mode: str = MEC_MODE, grouping: str = "auto") -> pd.DataFrame:
     """Figure 4 data: a row per lambda with box and mask AP (all and per group)."""
+    grouping = resolve_grouping(runs, grouping)
+    gcols = group_columns(runs, grouping)
     rows = []
     for run in runs:
         if run.lam is None:
             raise MecError(f"run {run.label} records no lambda (is it an MEC run evaluated by `mec eval`?)", run.path)
         m = pick_mode(run, mode)
-        rows.append({"lambda": run.lam, "run": run.label, **_model_row(run, m)})
-    return pd.DataFrame(rows).sort_values("lambda").reset_index(drop=True)
+        rows.append({"lambda": run.lam, "run": run.label, **_model_row(run, m, grouping, gcols)})
+    frame = pd.DataFrame(rows).sort_values("lambda").reset_index(drop=True)
+    frame.attrs["grouping"] = grouping
+    frame.attrs["groups"] = [(_box_col(c, grouping), _mask_col(c, grouping), _group_of(c)) for c in gcols]
+    return frame
 
 
-def baseline_vs_mec(base: Run, mec: Run, baseline_mode: str = "mean_logits", mec_mode: str = "dynamic_ga",
-                    iou_type: str = "segm") -> Dict[str, Dict[str, Optional[float]]]:
+def baseline_vs_mec(base: Run, mec: Run, baseline_mode: str = BASELINE_MODE, mec_mode: str = MEC_MODE,
+                    iou_type: str = "segm", grouping: str = "auto") -> Dict[str, Dict[str, Optional[float]]]:
     """Figure 1(b) data: {run label (mode): {group: AP x100}} for a baseline and an MEC run."""
+    grouping = resolve_grouping([base, mec], grouping)
     out = {}
     for run, preferred in ((base, baseline_mode), (mec, mec_mode)):
         mode = pick_mode(run, preferred)
-        out[f"{run.label} ({mode})"] = {g: _pct(run.group_ap(mode, iou_type, g)) for g in run.group_names()}
+        out[f"{run.label} ({mode})"] = {g: _pct(run.group_ap(mode, iou_type, g, grouping)) for g in run.group_names(grouping)}
     return out
