@@ -221,6 +221,16 @@ def _last_error(res: subprocess.CompletedProcess) -> str:
     return f": {pick}" if pick else ""
 
 
+def _index_failure(res: subprocess.CompletedProcess) -> str:
+    """Why pip could not install from an index: unreachable (with pip's reason), or its last ERROR line."""
+    text = "\n".join(x for x in (res.stdout, res.stderr) if x)
+    m = re.search(r"Failed to establish a new connection: (?:\[Errno [-\d]+\] )?([^'\")]+)", text) or \
+        re.search(r"connection broken by '(\w+)", text)
+    if m:
+        return f"the index cannot be reached ({m.group(1).strip()})"
+    return _last_error(res)[2:] or f"pip exited with {res.returncode}"
+
+
 def install_torch_cpu(pip: Pip, version: str, index_url: str) -> str:
     """Install torch's CPU build; returns how: 'local', 'index' or 'pypi-fallback'.
 
@@ -238,9 +248,9 @@ def install_torch_cpu(pip: Pip, version: str, index_url: str) -> str:
                       capture=True, check=False)
     if res.returncode == 0:
         return "index"
-    say(f"WARNING: could not install {spec} from {index_url}{_last_error(res)}")
+    say(f"WARNING: could not install {spec} from {index_url}: {_index_failure(res)}")
     say(f"falling back to PyPI's torch {version}: the CUDA 13 build, about 4.7 GB installed instead of about "
-        f"0.7 GB; it runs on the CPU all the same. For the small CPU build, make {index_url} reachable or set "
+        f"0.75 GB; it runs on the CPU all the same. For the small CPU build, make {index_url} reachable or set "
         f"TORCH_CPU_INDEX to a mirror of {DEFAULT_CPU_INDEX}, then `make clean-venv setup`.")
     pip.install(f"torch==={version}")
     return "pypi-fallback"

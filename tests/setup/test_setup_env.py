@@ -79,8 +79,21 @@ def test_cpu_torch_falls_back_to_pypi_with_a_message_when_the_index_fails(stubs,
     args = [c["args"] for c in stubs.calls("pip")]
     assert "--extra-index-url" in args[1] and args[2][-1] == "torch===2.13.0" and len(args) == 3
     out = capsys.readouterr().out
-    assert f"could not install torch==2.13.0+cpu from {INDEX}: ERROR: No matching distribution" in out
+    assert f"could not install torch==2.13.0+cpu from {INDEX}: the index cannot be reached (ConnectTimeoutError)" in out
     assert "TORCH_CPU_INDEX" in out and "4.7 GB" in out
+
+
+def test_index_failure_names_the_reason():
+    def res(out):
+        return subprocess.CompletedProcess([], 1, out, "")
+
+    real = ("WARNING: Retrying (Retry(total=0)) after connection broken by 'NewConnectionError('<HTTPSConnection>: "
+            "Failed to establish a new connection: [Errno -2] Name or service not known')': /whl/cpu/torch/\n"
+            "ERROR: Cannot install torch==2.13.0+cpu because these package versions have conflicting dependencies.")
+    assert se._index_failure(res(real)) == "the index cannot be reached (Name or service not known)"
+    assert se._index_failure(res("ERROR: No matching distribution found for torch==2.13.0+cpu")) == \
+        "ERROR: No matching distribution found for torch==2.13.0+cpu"
+    assert se._index_failure(res("")) == "pip exited with 1"
 
 
 def test_cpu_torch_fails_clearly_when_pypi_fails_too(stubs, monkeypatch):
