@@ -95,6 +95,7 @@ _RLE_KEYS = [b"size", b"counts"]
 
 
 def _key_table(keys) -> Tuple[np.ndarray, np.ndarray]:
+    """The keys as a (K, 16) uint8 table padded with zeros, and their (K,) lengths."""
     table = np.zeros((len(keys), 16), dtype=np.uint8)
     for k, key in enumerate(keys):
         table[k, :len(key)] = np.frombuffer(key, dtype=np.uint8)
@@ -159,6 +160,14 @@ def _ws(buf, i, n):
         else:
             break
     return i
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _ws_hot(buf, i, n):
+    """``_ws`` with the common case (no whitespace at ``i``) decided in place, for the record loop."""
+    if i < n and buf[i] > 32:
+        return i
+    return _ws(buf, i, n)
 
 
 @njit(cache=True, nogil=True)
@@ -908,7 +917,7 @@ def _scan_core(buf, image_id, category_id, score, bbox, has_bbox, segm_kind, seg
     fb = np.empty((64, 5), dtype=np.int64)
     nfb = 0
     pend = np.zeros((6, 4), dtype=np.int64)  # per field: problem, pos, index, value start
-    i = _ws(buf, 0, n)
+    i = _ws_hot(buf, 0, n)
     if i >= n:
         err[0] = K_EMPTY
         return 0, fb, 0
@@ -916,9 +925,9 @@ def _scan_core(buf, image_id, category_id, score, bbox, has_bbox, segm_kind, seg
         err[0] = K_TOP
         err[3] = i
         return 0, fb, 0
-    i = _ws(buf, i + 1, n)
+    i = _ws_hot(buf, i + 1, n)
     if i < n and buf[i] == 93:
-        i = _ws(buf, i + 1, n)
+        i = _ws_hot(buf, i + 1, n)
         if i != n:
             _syntax(err, i, X_END)
         return 0, fb, 0
@@ -954,7 +963,7 @@ def _scan_core(buf, image_id, category_id, score, bbox, has_bbox, segm_kind, seg
         seen = 0  # bit f set once field f was met
         any_pending = False
         rec_fb0 = nfb
-        i = _ws(buf, i + 1, n)
+        i = _ws_hot(buf, i + 1, n)
         if i < n and buf[i] == 125:
             i += 1
         else:
@@ -965,11 +974,11 @@ def _scan_core(buf, image_id, category_id, score, bbox, has_bbox, segm_kind, seg
                 i, field = _read_key(buf, i, n, err, _REC_KEYS, _REC_KEY_LEN)
                 if i < 0:
                     return rec, fb, nfb
-                i = _ws(buf, i, n)
+                i = _ws_hot(buf, i, n)
                 if i >= n or buf[i] != 58:
                     _syntax(err, i, X_COLON)
                     return rec, fb, nfb
-                i = _ws(buf, i + 1, n)
+                i = _ws_hot(buf, i + 1, n)
                 vstart = i
                 if i >= n:
                     _syntax(err, i, X_VALUE)
@@ -1030,7 +1039,7 @@ def _scan_core(buf, image_id, category_id, score, bbox, has_bbox, segm_kind, seg
                         if buf[i] != 91:
                             problem = S_BBOX_SHAPE
                         else:
-                            j = _ws(buf, i + 1, n)
+                            j = _ws_hot(buf, i + 1, n)
                             if j < n and buf[j] == 93:
                                 i = j + 1  # [] counts as no box
                             else:
@@ -1055,10 +1064,10 @@ def _scan_core(buf, image_id, category_id, score, bbox, has_bbox, segm_kind, seg
                                                 ppos = j
                                                 pidx = k
                                     k += 1
-                                    j = _ws(buf, end, n)
+                                    j = _ws_hot(buf, end, n)
                                     c = buf[j] if j < n else 0
                                     if c == 44:
-                                        j = _ws(buf, j + 1, n)
+                                        j = _ws_hot(buf, j + 1, n)
                                     elif c == 93:
                                         j += 1
                                         break
@@ -1115,10 +1124,10 @@ def _scan_core(buf, image_id, category_id, score, bbox, has_bbox, segm_kind, seg
                         pend[field, 2] = pidx
                         pend[field, 3] = vstart
                         any_pending = True
-                i = _ws(buf, i, n)
+                i = _ws_hot(buf, i, n)
                 c = buf[i] if i < n else 0
                 if c == 44:
-                    i = _ws(buf, i + 1, n)
+                    i = _ws_hot(buf, i + 1, n)
                 elif c == 125:
                     i += 1
                     break
@@ -1149,12 +1158,12 @@ def _scan_core(buf, image_id, category_id, score, bbox, has_bbox, segm_kind, seg
                 err[4] = S_MISSING
                 return rec, fb, nfb
         rec += 1
-        i = _ws(buf, i, n)
+        i = _ws_hot(buf, i, n)
         c = buf[i] if i < n else 0
         if c == 44:
-            i = _ws(buf, i + 1, n)
+            i = _ws_hot(buf, i + 1, n)
         elif c == 93:
-            i = _ws(buf, i + 1, n)
+            i = _ws_hot(buf, i + 1, n)
             if i != n:
                 _syntax(err, i, X_END)
             return rec, fb, nfb
@@ -1455,7 +1464,8 @@ def scan_results(buf: BufferLike, source: str = "results") -> ResultsArrays:
                                     out["counts_span"], out["counts_escaped"], err)
         if err[0] != K_CAPACITY:
             break
-        cap = n + 1  # cannot happen for a valid file (see step 1); an invalid one is rescanned to name its error
+        # unreachable by step 1's bound (records before this one were valid); every record starts with '{'
+        cap = int(np.count_nonzero(arr == 123)) + 1
     # 2. numbers left to Python, then the first problem of all (malformed JSON first, as json.load fails first)
     fb_rec, fb_pos, fb_message = _apply_fallback(arr, fb[:nfb], out["score"], out["bbox"], out["has_bbox"])
     if err[0] != K_NONE or fb_rec >= 0:

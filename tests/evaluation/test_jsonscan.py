@@ -178,6 +178,9 @@ segmentation = st.one_of(
 )
 
 
+KNOWN = ("image_id", "category_id", "score", "bbox", "segmentation")
+
+
 @st.composite
 def records(draw):
     """A record as (pairs, key order, spelling) with known keys, unknown keys and duplicates."""
@@ -189,11 +192,11 @@ def records(draw):
     if draw(st.booleans()):
         pairs.append(("segmentation", draw(segmentation)))
     for _ in range(draw(st.integers(0, 2))):
-        pairs.append((draw(st.text(max_size=8)), draw(json_value)))
+        pairs.append((draw(st.text(max_size=8).filter(lambda k: k not in KNOWN)), draw(json_value)))
     pairs = draw(st.permutations(pairs))
     if draw(st.booleans()):
         # an earlier duplicate of a known key, even with a value that breaks the rules: the last one wins
-        key = draw(st.sampled_from(["image_id", "category_id", "score", "bbox", "segmentation"]))
+        key = draw(st.sampled_from(KNOWN))
         k = next((j for j, (name, _) in enumerate(pairs) if name == key), None)
         if k is not None:
             pairs.insert(k, (key, draw(st.one_of(json_value, st.just([1, 2, 3]), st.just(-5.5)))))
@@ -539,6 +542,89 @@ def test_random_bytes_never_crash(noise, at):
             scan_results(doc)
         except MecError as exc:
             assert "\n" not in str(exc)
+
+
+def _rules_reference(text: bytes):
+    """json.loads plus the results rules in plain Python: "syntax", "rule", or the list of records."""
+    def number(v):
+        return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+    def integer(v, low=-2 ** 63):
+        return isinstance(v, int) and not isinstance(v, bool) and low <= v < 2 ** 63
+
+    def finite(v):
+        try:
+            return math.isfinite(float(v))
+        except OverflowError:
+            return False
+
+    try:
+        obj = json.loads(text)
+    except (ValueError, RecursionError):
+        return "syntax"
+    if not isinstance(obj, list) or not all(isinstance(d, dict) for d in obj):
+        return "rule"
+    for d in obj:
+        if not (integer(d.get("image_id")) and integer(d.get("category_id")) and number(d.get("score"))
+                and finite(d["score"]) and float(d["score"]) >= 0):
+            return "rule"
+        box = d.get("bbox", [])
+        if box != [] and not (isinstance(box, list) and len(box) == 4 and all(number(v) and finite(v) for v in box)
+                              and float(box[2]) >= 0 and float(box[3]) >= 0):
+            return "rule"
+        seg = d.get("segmentation", [[0, 0, 0, 0, 0, 0]])
+        if isinstance(seg, dict):
+            size, counts = seg.get("size"), seg.get("counts")
+            if not (isinstance(size, list) and len(size) == 2 and all(integer(v, 0) for v in size)
+                    and (isinstance(counts, str)
+                         or isinstance(counts, list) and all(integer(v, 0) for v in counts))):
+                return "rule"
+        elif not (isinstance(seg, list) and seg and all(
+                isinstance(p, list) and len(p) >= 6 and len(p) % 2 == 0 and all(number(v) and finite(v) for v in p)
+                for p in seg)):
+            return "rule"
+    return obj
+
+
+MUTATION_BASE = json.dumps([
+    {"image_id": 1, "category_id": 2, "score": 0.25, "bbox": [1.5, 2, 30.0, 4],
+     "segmentation": {"size": [3, 4], "counts": "a\\b\"c"}},
+    {"image_id": 22, "category_id": 3, "score": 1, "segmentation": [[1, 2, 3, 4, 5, 6]],
+     "x": [-1.5e-3, None, True, {"y": "z"}]},
+    {"score": 0.10000000149011612, "bbox": [], "category_id": 7, "image_id": -5,
+     "segmentation": {"counts": [1, 2, 3], "size": [2, 3]}}], indent=1).encode()
+MUTATION_BYTES = b' \t\n[]{}",:0123456789.-+eEtrufalsnNIiy\\/u\x00\xc3\xa9'
+
+
+@settings(max_examples=400, **SETTINGS)
+@given(st.lists(st.tuples(st.sampled_from(["delete", "insert", "replace"]), st.integers(0, len(MUTATION_BASE)),
+                          st.sampled_from(list(MUTATION_BYTES))), min_size=1, max_size=4))
+def test_mutated_documents_agree_with_json_loads_and_the_rules(edits):
+    text = bytearray(MUTATION_BASE)
+    for op, at, byte in edits:
+        at = min(at, len(text) - 1)
+        if op == "delete":
+            del text[at]
+        elif op == "insert":
+            text[at:at] = bytes([byte])
+        else:
+            text[at] = byte
+    text = bytes(text)
+    expected = _rules_reference(text)
+    try:
+        res = scan_results(text)
+    except MecError as exc:
+        got = "syntax" if ("malformed JSON" in str(exc) or "empty" in str(exc)) else "rule"
+        assert got == expected, (text, str(exc))
+        return
+    assert not isinstance(expected, str), (text, expected)
+    assert len(res) == len(expected)
+    for i, d in enumerate(expected):
+        assert (res.image_id[i], res.category_id[i]) == (d["image_id"], d["category_id"])
+        assert _bits(res.score[i]) == _bits(float(d["score"]))
+        assert res.segmentation(text, i) == d.get("segmentation")
+        if d.get("bbox", []):
+            assert [_bits(v) for v in res.bbox[i].tolist()] == [_bits(float(v)) for v in d["bbox"]]
 
 
 def test_deep_nesting_in_an_unknown_key_is_skipped():
