@@ -19,6 +19,10 @@ Numbers are bit-identical to ``float(json.loads(token))``:
 
 **Decision** (integer tokens): a JSON integer becomes a Python ``int`` and then a float, so ``-0`` reads as
 ``0.0`` (``float("-0")`` would give ``-0.0``); ``-0.0`` stays ``-0.0``.
+
+Use: ``arrays, buf = read_results_file(path)`` (or ``scan_results(raw_bytes)``). Segmentations stay in the
+buffer as byte spans; ``arrays.rle_counts(buf, i)`` and ``arrays.segmentation(buf, i)`` turn one record's into
+what ``json.loads`` gives, so keep ``buf`` while you need them.
 """
 from __future__ import annotations
 
@@ -76,7 +80,6 @@ _P10 = np.array([10.0 ** k for k in range(23)], dtype=np.float64)  # exact doubl
 
 _U0 = np.uint64(0)
 _U1 = np.uint64(1)
-_U2 = np.uint64(2)
 _U3 = np.uint64(3)
 _U10 = np.uint64(10)
 _U32 = np.uint64(32)
@@ -113,7 +116,7 @@ _FIELD_NAMES = {F_IMAGE: "image_id", F_CATEGORY: "category_id", F_SCORE: "score"
 # err[0]: what stopped the scan.
 K_NONE, K_SYNTAX, K_SEMANTIC, K_CAPACITY, K_TOP, K_EMPTY = 0, 1, 2, 3, 4, 5
 # Syntax: what was expected (err[4]).
-X_VALUE, X_KEY, X_COLON, X_COMMA_BRACKET, X_COMMA_BRACE, X_OPEN_BRACKET, X_END = 1, 2, 3, 4, 5, 6, 7
+X_VALUE, X_KEY, X_COLON, X_COMMA_BRACKET, X_COMMA_BRACE, X_END = 1, 2, 3, 4, 5, 7
 X_STRING_END, X_ESCAPE, X_CONTROL, X_UTF8 = 8, 9, 10, 11
 # Semantic problems (err[4]); err[5] is an index where one applies.
 S_MISSING, S_NOT_INT, S_INT_RANGE, S_NOT_NUMBER, S_NAN, S_INF, S_NEGATIVE = 1, 2, 3, 4, 5, 6, 7
@@ -1247,7 +1250,7 @@ def _as_bytes_array(buf: BufferLike) -> np.ndarray:
 _NUMBER_RE = re.compile(rb"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][-+]?[0-9]+)?")
 _EXPECTED = {X_VALUE: "expected a value", X_KEY: "expected a key in double quotes", X_COLON: "expected ':'",
              X_COMMA_BRACKET: "expected ',' or ']'", X_COMMA_BRACE: "expected ',' or '}'",
-             X_OPEN_BRACKET: "expected '['", X_END: "extra data after the JSON value",
+             X_END: "extra data after the JSON value",
              X_STRING_END: "unterminated string", X_ESCAPE: "invalid escape in a string",
              X_CONTROL: "control character inside a string (write it as an escape)", X_UTF8: "invalid UTF-8"}
 
