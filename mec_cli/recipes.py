@@ -130,15 +130,37 @@ def apply_dataset(cfg, dataset: str) -> None:
     if rfs:  # keep repeat factor sampling around the new dataset
         cfg.train_dataloader.dataset = dict(type="ClassBalancedDataset", oversample_thr=1e-3, dataset=part.train_dataloader.dataset)
     meta = part.get("mec_dataset", {})
-    schedule = Config.fromfile(str(recipes_dir() / "_base_" / meta["schedule"])) if meta.get("schedule") else None
-    if schedule is not None:
-        for key in ("train_cfg", "param_scheduler", "optim_wrapper", "auto_scale_lr", "default_hooks", "log_processor"):
-            if key in schedule:
-                cfg[key] = schedule[key]
+    if meta.get("schedule"):
+        apply_schedule(cfg, Path(meta["schedule"]).stem)
     if meta.get("num_classes"):
         set_num_classes(cfg, int(meta["num_classes"]))
+    if meta.get("test_cfg"):  # the dataset's protocol decides how many detections the model keeps
+        for stage, values in meta["test_cfg"].items():
+            cfg.model.test_cfg[stage].update(values)
+    cfg.mec_dataset = dict(meta)
     if "mec_recipe" in cfg:
         cfg.mec_recipe.dataset = dataset
+
+
+SCHEDULE_KEYS = ("train_cfg", "param_scheduler", "optim_wrapper", "auto_scale_lr", "default_hooks", "log_processor")
+
+
+def schedule_parts() -> Dict[str, Path]:
+    return {p.stem: p for p in sorted((recipes_dir() / "_base_" / "schedules").glob("*.py"))}
+
+
+def apply_schedule(cfg, schedule: str) -> None:
+    """Replace the training schedule of ``cfg`` (loop, LR steps, optimiser, hooks) with a part of ``_base_/schedules``."""
+    from mmengine.config import Config
+
+    parts = schedule_parts()
+    if schedule not in parts:
+        raise MecError(f"unknown schedule {schedule!r}; choose one of {', '.join(parts)}")
+    part = Config.fromfile(str(parts[schedule]))
+    for key in SCHEDULE_KEYS:
+        if key in part:
+            cfg[key] = part[key]
+    cfg.mec_schedule = schedule
 
 
 def inner_dataset(dataset_cfg):

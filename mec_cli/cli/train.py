@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import List, Optional
 
 import typer
+from rich.markup import escape
 
 from mec_cli.cli import app
 from mec_cli.cli._common import cli_errors, console, data_table, print_json, print_table, rel
@@ -43,13 +44,16 @@ def recipes_list(ctx: typer.Context, as_json: bool = typer.Option(False, "--json
 def recipes_show(
     name: str = typer.Argument(..., help="Short name, unique prefix or file name."),
     dataset: Optional[str] = typer.Option(None, help="Swap the dataset part: lvis_v1, coco_lt or synth."),
+    schedule: Optional[str] = typer.Option(None, help="Swap the schedule part (see `mec train --help`)."),
 ) -> None:
     """Print the fully resolved MMDetection config of a recipe."""
-    from mec_cli.recipes import load_config, resolve_recipe
+    from mec_cli.recipes import apply_schedule, load_config, resolve_recipe
 
     info = resolve_recipe(name)
     cfg = load_config(info.file, dataset=dataset)
-    console.print(f"# {info.name}: {rel(info.file)}", markup=False)
+    if schedule:
+        apply_schedule(cfg, schedule)
+    console.print(f"# {escape(info.name)}: {rel(info.file)}")
     console.print(cfg.pretty_text, markup=False, soft_wrap=True)
 
 
@@ -64,6 +68,8 @@ def train(
     recipe: Optional[str] = typer.Option(None, "--recipe", "-r", help="Recipe short name (see `mec recipes`)."),
     config: Optional[Path] = typer.Option(None, help="An MMDetection config file instead of a recipe."),
     dataset: Optional[str] = typer.Option(None, help="Dataset part: lvis_v1 (recipes' default), coco_lt or synth."),
+    schedule: Optional[str] = typer.Option(None, help="Schedule part of recipes/_base_/schedules, e.g. "
+                                           "lvis_8xb2-20e_steps-12-16 (Appendix A.2's LR steps; the default is A.1's 16/18)."),
     gpus: int = typer.Option(1, help="GPUs per node; >1 launches torchrun; 0 trains on the CPU."),
     procs: int = typer.Option(1, help="CPU processes (gloo) when --gpus 0."),
     nodes: int = typer.Option(1, help="Number of nodes."),
@@ -105,18 +111,25 @@ def train(
         job_name=job_name, cpus_per_task=cpus_per_task, time=time_limit, qos=qos, work_dir=str(work_dir) if work_dir else None,
         resume=resume, groups=str(groups) if groups else None, data_root=data_root, pretrained=str(pretrained) if pretrained else None,
         no_pretrained=no_pretrained, amp=amp, auto_scale_lr=auto_scale_lr, cfg_options=launch.parse_cfg_options(cfg_options or []),
-        dry_run=dry_run, max_iters=max_iters, seed=seed)
+        dry_run=dry_run, max_iters=max_iters, seed=seed, schedule=schedule)
     run = launch.prepare_training(opts)
     for note in run.notes:
-        console.print(f"[yellow]{note}[/]")
+        console.print(f"[yellow]{escape(note)}[/]")
     if dry_run:
         console.print("# command", markup=False)
         console.print(shlex.join(run.command), markup=False, soft_wrap=True)
-        console.print(f"# resolved config ({rel(run.work_dir / 'config.py')})", markup=False)
+        console.print(f"# resolved config ({rel(run.work_dir / 'config.py')})")
         console.print(run.cfg.pretty_text, markup=False, soft_wrap=True)
         return
-    console.print(f"[bold]training[/] {run.recipe_name} -> {rel(run.work_dir)}\n  {shlex.join(run.command)}", soft_wrap=True)
-    summary = launch.train(run)
+    console.print(f"[bold]training[/] {escape(run.recipe_name)} -> {rel(run.work_dir)}\n  {escape(shlex.join(run.command))}",
+                  soft_wrap=True)
+    from mec_cli.hooks import TrainingStopped
+
+    try:
+        summary = launch.train(run)
+    except TrainingStopped as stop:
+        console.print(f"[yellow]{escape(str(stop))}[/]", soft_wrap=True)
+        raise typer.Exit(stop.exit_code) from None
     table = Table(title="training finished", show_header=False)
     table.add_row("work dir", rel(Path(summary["work_dir"])))
     table.add_row("last checkpoint", rel(Path(summary["last_checkpoint"])) if summary["last_checkpoint"] else "-")

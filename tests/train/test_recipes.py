@@ -34,7 +34,7 @@ def _registered():
 
     import mec_cli.evaluation.metric  # noqa: F401
     import mec_cli.models  # noqa: F401
-    import mec_cli.progress  # noqa: F401
+    import mec_cli.hooks  # noqa: F401
 
     names = set()
     for mod in (mr, er):
@@ -145,3 +145,85 @@ def test_missing_weights_and_checkpoints_are_one_line_errors(tmp_path):
     assert res.exit_code == 2 and "r18.pth" in res.output and "not found" in res.output
     res = runner.invoke(app, ["train", "--recipe", "tiny", "--gpus", "0", "--resume", str(tmp_path / "x.pth"), "--dry-run"])
     assert res.exit_code == 2 and "x.pth" in res.output
+
+
+def test_each_dataset_part_sets_its_protocol_and_metadata():
+    # COCO-LT is evaluated with the COCO protocol, so the model keeps MMDetection's COCO test settings.
+    cfg = load_config(resolve_recipe("cascade_r50").file, dataset="coco_lt")
+    assert cfg.model.test_cfg.rcnn.max_per_img == 100 and cfg.model.test_cfg.rcnn.score_thr == 0.05
+    assert cfg.mec_dataset.name == "coco_lt" and cfg.mec_dataset.protocol == "coco" and cfg.mec_recipe.dataset == "coco_lt"
+    res = CliRunner().invoke(app, ["recipes", "show", "cascade_r50", "--dataset", "coco_lt"])
+    assert res.exit_code == 0
+    text = res.output.replace(" ", "")
+    assert "max_per_img=100" in text and "score_thr=0.05" in text and "name='lvis_v1'" not in text
+    # every recipe, as written, keeps the detections its own dataset part's protocol asks for
+    from mec_cli.recipes import dataset_parts
+
+    parts = {name: load_config(path).mec_dataset for name, path in dataset_parts().items()}
+    for info in RECIPES:
+        cfg = load_config(info.file)
+        part = parts[cfg.mec_dataset.name]
+        assert cfg.mec_dataset.name == info.dataset, info.name
+        for key, value in part.test_cfg.rcnn.items():
+            assert cfg.model.test_cfg.rcnn[key] == value, (info.name, key)
+        back = load_config(info.file, dataset="lvis_v1")
+        assert back.model.test_cfg.rcnn.max_per_img == 300 and back.mec_dataset.name == "lvis_v1"
+
+
+def test_max_iters_moves_the_lr_steps_with_the_recipes_own_length():
+    from mec_cli.launch import set_max_iters
+
+    cfg = load_config(resolve_recipe("tiny").file)
+    assert cfg.train_cfg.max_iters == 300 and cfg.param_scheduler[1].milestones == [240, 280]
+    set_max_iters(cfg, 160)
+    assert cfg.param_scheduler[1].milestones == [128, 149] and cfg.param_scheduler[1].end == 160
+    cfg.train_cfg.max_iters, cfg.param_scheduler[1].milestones = 1000, [800, 900]  # a recipe of another length
+    set_max_iters(cfg, 100)
+    assert cfg.param_scheduler[1].milestones == [80, 90]
+
+
+def test_appendix_a2_schedule_is_offered(tmp_path):
+    from mec_cli.recipes import apply_schedule
+
+    cfg = load_config(resolve_recipe("cascade_r50").file)
+    assert cfg.param_scheduler[1].milestones == [16, 18]  # A.1, the default
+    apply_schedule(cfg, "lvis_8xb2-20e_steps-12-16")
+    assert cfg.param_scheduler[1].milestones == [12, 16] and cfg.train_cfg.max_epochs == 20
+    res = CliRunner().invoke(app, ["train", "--recipe", "cascade_r50", "--schedule", "lvis_8xb2-20e_steps-12-16", "--gpus", "8",
+                                   "--groups", str(_groups_file(tmp_path, [10, 100])), "--dry-run"])
+    assert res.exit_code == 0 and "milestones=[12,16" in "".join(res.output.split())
+    bad = CliRunner().invoke(app, ["train", "--recipe", "cascade_r50", "--schedule", "nope", "--dry-run"])
+    assert bad.exit_code == 2 and "unknown schedule" in bad.output
+
+
+def _groups_file(tmp_path, bins, count_by="instances"):
+    import json
+
+    from mec_cli.data.groups import build_groups
+
+    doc = build_groups({c: (c * 7) % 1000 for c in range(1, 1204)}, bins, count_by)
+    path = tmp_path / f"groups_{'_'.join(map(str, bins))}_{count_by}.json"
+    path.write_text(json.dumps(doc))
+    return path
+
+
+def test_groups_with_other_bins_and_a_batch_unlike_the_papers_are_announced(tmp_path):
+    runner = CliRunner()
+    same = runner.invoke(app, ["train", "--recipe", "cascade_r50", "--gpus", "8", "--groups", str(_groups_file(tmp_path, [10, 100])),
+                               "--dry-run"])
+    assert same.exit_code == 0 and "warning" not in same.output and "total batch" not in same.output
+    other = runner.invoke(app, ["train", "--recipe", "cascade_r50", "--gpus", "8", "--groups", str(_groups_file(tmp_path, [5, 50])),
+                                "--dry-run"])
+    text = " ".join(other.output.split())
+    assert other.exit_code == 0 and "bins [5, 50]" in text and "bins [10, 100]" in text
+    images = runner.invoke(app, ["train", "--recipe", "cascade_r50", "--gpus", "8", "--dry-run",
+                                 "--groups", str(_groups_file(tmp_path, [10, 100], "images"))])
+    assert images.exit_code == 0 and "by images" in " ".join(images.output.split())
+    one = runner.invoke(app, ["train", "--recipe", "cascade_r50", "--gpus", "1", "--groups", str(_groups_file(tmp_path, [10, 100])),
+                              "--dry-run"])
+    text = " ".join(one.output.split())  # notes wrap at the terminal width
+    assert one.exit_code == 0 and "total batch 2 (1 x 2) differs from the recipe's 16" in text
+    assert "--auto-scale-lr scales it linearly to 0.0025" in text
+    scaled = runner.invoke(app, ["train", "--recipe", "cascade_r50", "--gpus", "1", "--auto-scale-lr", "--dry-run",
+                                 "--groups", str(_groups_file(tmp_path, [10, 100]))])
+    assert scaled.exit_code == 0 and "0.02 -> 0.0025" in " ".join(scaled.output.split())
