@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Dict, List, Optional
 
-from mec_cli.errors import MecError
+from mec_cli.errors import SEED_MAX, MecError, check_number
 
 STEP_NAMES = ["synth", "groups", "train tiny_baseline", "train tiny", "eval tiny_baseline", "eval tiny", "reports"]
 
@@ -28,6 +28,12 @@ class DemoOptions:
     seed: int = 0
     force: bool = False
 
+    def validate(self) -> None:
+        check_number("iters", self.iters, 1, integer=True)
+        check_number("train_images", self.train_images, 1, integer=True)
+        check_number("val_images", self.val_images, 1, integer=True)
+        check_number("seed", self.seed, 0, SEED_MAX, integer=True)
+
 
 def _done(path: Path, force: bool) -> bool:
     return path.exists() and not force
@@ -35,6 +41,7 @@ def _done(path: Path, force: bool) -> bool:
 
 def run_demo(opts: DemoOptions, on_step: Optional[Callable[[str, str], None]] = None) -> Dict:
     """Run every step; ``on_step(name, status)`` reports 'start', 'skip' or 'done'. Returns the output summary."""
+    opts.validate()
     from mec_cli import launch
     from mec_cli.data.groups import compute_groups
     from mec_cli.data.synth import SynthConfig, make_synthetic_dataset

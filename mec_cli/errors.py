@@ -1,6 +1,7 @@
-"""The one exception type the CLI turns into a clean one-line error with exit code 2."""
+"""The one exception type the CLI turns into a clean one-line error with exit code 2, and the checks that raise it."""
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Optional, Union
 
@@ -8,9 +9,30 @@ from typing import Optional, Union
 class MecError(Exception):
     """A user-facing error: bad input, a missing file, an impossible request.
 
-    The CLI prints ``str(err)`` on one line and exits with code 2; it never shows a traceback for it.
+    The message speaks the library's terms; ``path`` names the file at fault and ``option`` the parameter (a
+    library name such as ``max_iters``), which the CLI shows as its flag (``--max-iters``). The CLI prints one
+    line and exits with code 2; it never shows a traceback for it.
     """
 
-    def __init__(self, message: str, path: Optional[Union[str, Path]] = None):
+    def __init__(self, message: str, path: Optional[Union[str, Path]] = None, option: Optional[str] = None):
         self.path = None if path is None else str(path)
+        self.option = option
+        self.message = message
         super().__init__(f"{self.path}: {message}" if self.path else message)
+
+
+def check_number(option: str, value, minimum=None, maximum=None, integer: bool = False, above: bool = False) -> None:
+    """Refuse a number outside [minimum, maximum] (or not > minimum with ``above``), NaN and infinity, or a non-integer."""
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or (integer and not isinstance(value, int)):
+        raise MecError(f"must be {'an integer' if integer else 'a number'}, got {value!r}", option=option)
+    if not math.isfinite(value):
+        raise MecError(f"must be a finite number, got {value}", option=option)
+    if minimum is not None and (value <= minimum if above else value < minimum):
+        raise MecError(f"must be {'>' if above else '>='} {minimum}, got {value}", option=option)
+    if maximum is not None and value > maximum:
+        raise MecError(f"must be <= {maximum}, got {value}", option=option)
+
+
+SEED_MAX = 2**32 - 1  # numpy and torch take seeds in [0, 2**32)

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional
 
-from mec_cli.errors import MecError
+from mec_cli.errors import SEED_MAX, MecError, check_number
 
 OFFLINE_WEIGHTS = ("torchvision://", "open-mmlab://", "http://", "https://", "mmcls://")
 
@@ -49,6 +49,20 @@ class TrainOptions:
     dry_run: bool = False
     max_iters: Optional[int] = None
     seed: Optional[int] = None
+    schedule: Optional[str] = None
+
+    def validate(self) -> None:
+        """Refuse impossible options before any work starts (one MecError naming the option)."""
+        check_number("gpus", self.gpus, 0, integer=True)
+        check_number("procs", self.procs, 1, integer=True)
+        check_number("nodes", self.nodes, 1, integer=True)
+        check_number("node_rank", self.node_rank, 0, self.nodes - 1, integer=True)
+        check_number("master_port", self.master_port, 1, 65535, integer=True)
+        check_number("cpus_per_task", self.cpus_per_task, 1, integer=True)
+        check_number("max_iters", self.max_iters, 1, integer=True)
+        check_number("seed", self.seed, 0, SEED_MAX, integer=True)
+        if self.no_pretrained and self.pretrained:
+            raise MecError("give either pretrained weights or no_pretrained, not both", option="no_pretrained")
 
     @property
     def world_size(self) -> int:
@@ -68,6 +82,18 @@ class PreparedRun:
     notes: List[str]
     groups_doc: Optional[Dict] = None
     command: List[str] = field(default_factory=list)
+
+
+def check_devices(gpus: int) -> None:
+    """Refuse more GPUs than CUDA sees (none on a CPU machine) before anything starts."""
+    if gpus <= 0:
+        return
+    import torch
+
+    seen = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if gpus > seen:
+        where = f"CUDA sees {seen}" if seen else "no CUDA device is visible (0 runs on the CPU)"
+        raise MecError(f"asks for {gpus} GPUs, but {where}", option="gpus")
 
 
 def parse_cfg_options(items: List[str]) -> Dict:
@@ -92,9 +118,12 @@ def _apply_pretrained(cfg, opts: TrainOptions, notes: List[str]) -> None:
         backbone.init_cfg = None
         return
     if opts.pretrained:
+        from mec_cli.compat import check_checkpoint
+
         path = Path(opts.pretrained)
         if not path.is_file():
             raise MecError("pretrained backbone weights not found", path)
+        check_checkpoint(path)
         backbone.init_cfg = dict(type="Pretrained", checkpoint=str(path.resolve()))
         return
     init = backbone.get("init_cfg") or {}
@@ -122,6 +151,10 @@ def _apply_groups(cfg, opts: TrainOptions, ann: Optional[Dict], notes: List[str]
         doc = spec.doc
         if spec.num_groups != cfg.model.roi_head.num_stages:
             raise MecError(f"has {spec.num_groups} groups but the recipe has {cfg.model.roi_head.num_stages} stages", opts.groups)
+        bins = list(recipes.mec_bins(cfg))
+        if spec.bins != bins or spec.count_by != "instances":
+            notes.append(f"warning: {opts.groups} groups categories by {spec.count_by} with bins {spec.bins}; the recipe's "
+                         f"groups are by instances with bins {bins}. Training uses the file's groups.")
     elif ann is not None:
         doc = build_groups(category_counts(ann), parse_bins(recipes.mec_bins(cfg)), "instances", str(ann_path), sha256_file(ann_path))
     elif opts.dry_run:
@@ -161,6 +194,7 @@ def _match_classes(cfg, ann: Optional[Dict], notes: List[str]) -> None:
 
 def prepare_training(opts: TrainOptions) -> PreparedRun:
     """Resolve the recipe into the exact config that will run (nothing is written or started)."""
+    opts.validate()
     import torch
 
     from mec_cli import recipes
@@ -181,17 +215,13 @@ def prepare_training(opts: TrainOptions) -> PreparedRun:
     _match_classes(cfg, ann, notes)
     _apply_pretrained(cfg, opts, notes)
     groups_doc = _apply_groups(cfg, opts, ann, notes) if recipes.is_mec(cfg) else None
+    if opts.schedule:
+        recipes.apply_schedule(cfg, opts.schedule)
     if opts.max_iters is not None:
-        if cfg.train_cfg.get("type") != "IterBasedTrainLoop":
-            raise MecError("--max-iters applies to iteration-based recipes (the tiny ones); use --cfg-options train_cfg.max_epochs=N")
-        cfg.train_cfg.max_iters = opts.max_iters
-        for sched in cfg.param_scheduler:
-            if sched.get("type") == "MultiStepLR":
-                sched.end = opts.max_iters
-                sched.milestones = [int(opts.max_iters * m / 300) if m < 300 else m for m in sched.milestones]
+        set_max_iters(cfg, opts.max_iters)
     cuda = torch.cuda.is_available()
-    if opts.gpus > 0 and not cuda and not opts.dry_run and not opts.slurm:
-        raise MecError(f"--gpus {opts.gpus} asked for, but no CUDA device is visible; use --gpus 0 (CPU), with --procs N for N CPU processes")
+    if not opts.dry_run and not opts.slurm and opts.nodes == 1:  # other nodes' GPUs cannot be counted from here
+        check_devices(opts.gpus)
     if opts.amp:
         if not cuda and not opts.dry_run:
             raise MecError("--amp needs a CUDA device")
@@ -199,6 +229,9 @@ def prepare_training(opts: TrainOptions) -> PreparedRun:
         cfg.optim_wrapper.loss_scale = "dynamic"
     if opts.auto_scale_lr:
         cfg.auto_scale_lr.enable = True
+    note = batch_note(cfg, opts.world_size)
+    if note:
+        notes.append(note)
     on_cpu = opts.gpus == 0 or (not cuda and not opts.dry_run)
     if on_cpu:
         cfg.env_cfg.dist_cfg = dict(backend="gloo")
@@ -209,14 +242,43 @@ def prepare_training(opts: TrainOptions) -> PreparedRun:
     cfg.work_dir = str(work_dir)
     if opts.resume:
         if opts.resume == "auto":
-            cfg.resume, cfg.load_from = True, None
+            found = resume_point(work_dir, notes)
+            cfg.resume, cfg.load_from = found is not None, (str(found) if found else None)
         else:
-            if not Path(opts.resume).is_file():
-                raise MecError("checkpoint to resume from not found", opts.resume)
+            from mec_cli.compat import check_checkpoint
+
+            check_checkpoint(opts.resume)
             cfg.resume, cfg.load_from = True, str(opts.resume)
     run = PreparedRun(cfg=cfg, work_dir=work_dir, recipe_name=name, notes=notes, groups_doc=groups_doc)
     run.command = launch_command(opts, work_dir / "config.py")
     return run
+
+
+def set_max_iters(cfg, max_iters: int) -> None:
+    """Shorten or lengthen an iteration-based schedule, moving its LR steps with it (in proportion to the
+    recipe's own length)."""
+    if cfg.train_cfg.get("type") != "IterBasedTrainLoop":
+        raise MecError("--max-iters applies to iteration-based recipes (the tiny ones); use --cfg-options train_cfg.max_epochs=N")
+    length = int(cfg.train_cfg.max_iters)
+    cfg.train_cfg.max_iters = max_iters
+    for sched in cfg.param_scheduler:
+        if sched.get("type") == "MultiStepLR" and not sched.get("by_epoch", True):
+            sched.end = max_iters
+            sched.milestones = [int(max_iters * m / length) for m in sched.milestones]
+
+
+def batch_note(cfg, world_size: int) -> Optional[str]:
+    """A note when the total batch differs from the one the recipe's learning rate was set for (16 in the paper)."""
+    per_gpu = int(cfg.train_dataloader.get("batch_size", 1))
+    total, base = per_gpu * world_size, int(cfg.get("auto_scale_lr", {}).get("base_batch_size", 0) or 0)
+    if not base or total == base:
+        return None
+    lr = cfg.optim_wrapper.optimizer.get("lr")
+    if cfg.auto_scale_lr.get("enable"):
+        return (f"note: total batch {total} ({world_size} x {per_gpu}) differs from the recipe's {base}; --auto-scale-lr "
+                f"scales the learning rate linearly, {lr} -> {lr * total / base:g}")
+    return (f"note: total batch {total} ({world_size} x {per_gpu}) differs from the recipe's {base} (the paper's 16 for the LVIS "
+            f"and COCO-LT recipes); the learning rate stays {lr}. --auto-scale-lr scales it linearly to {lr * total / base:g}")
 
 
 def launch_command(opts: TrainOptions, config_file: Path, task: str = "train", extra: Optional[List[str]] = None) -> List[str]:
@@ -257,6 +319,44 @@ def write_run_files(run: PreparedRun) -> Path:
     return config_file
 
 
+def _checkpoint_step(path: Path) -> int:
+    stem = path.stem.split("_")[-1]
+    return int(stem) if stem.isdigit() else -1
+
+
+def resume_point(work_dir: Path, notes: List[str]) -> Optional[Path]:
+    """The checkpoint `--resume` continues from: the one ``last_checkpoint`` names when it is complete, else the
+    newest complete ``iter_N.pth``/``epoch_N.pth`` (each damaged file skipped is named in ``notes``).
+
+    Returns None, with a note, when the work dir holds no checkpoint at all; raises MecError when it holds
+    checkpoints but none is complete, so that a preempted run never silently starts over.
+    """
+    from mec_cli.compat import check_checkpoint
+
+    work_dir = Path(work_dir)
+    files = sorted((p for p in work_dir.glob("*.pth") if _checkpoint_step(p) >= 0 and not p.name.startswith(".")),
+                   key=_checkpoint_step, reverse=True)
+    marker = work_dir / "last_checkpoint"
+    named = Path(marker.read_text().strip()) if marker.is_file() else None
+    if named is not None and not named.is_absolute() and not named.exists():
+        named = work_dir / named.name
+    candidates = ([named] if named is not None else []) + [p for p in files if named is None or p.resolve() != named.resolve()]
+    damaged = []
+    for path in candidates:
+        try:
+            check_checkpoint(path)
+        except MecError as e:
+            damaged.append(str(e))
+            continue
+        for d in damaged:
+            notes.append(f"note: skipping a damaged checkpoint: {d}")
+        return path
+    if damaged:
+        raise MecError(f"nothing complete to resume from: {'; '.join(damaged)}. Remove the damaged files to start over", work_dir)
+    notes.append(f"note: {work_dir} holds no checkpoint yet; --resume starts from iteration 0")
+    return None
+
+
 def last_checkpoint(work_dir: Path) -> Optional[Path]:
     marker = Path(work_dir) / "last_checkpoint"
     if marker.is_file():
@@ -268,7 +368,8 @@ def last_checkpoint(work_dir: Path) -> Optional[Path]:
 def train(run: PreparedRun, env: Optional[Dict[str, str]] = None) -> Dict:
     """Run the prepared training (in this process, or through the launcher); return the summary."""
     import os
-    import subprocess
+
+    from mec_cli.signals import run_child
 
     config_file = write_run_files(run)
     start = time.time()
@@ -277,8 +378,8 @@ def train(run: PreparedRun, env: Optional[Dict[str, str]] = None) -> Dict:
 
         run_train(str(config_file), launcher="none")
     else:
-        proc = subprocess.run(run.command, env={**os.environ, **(env or {})})
-        if proc.returncode != 0:
-            raise MecError(f"training exited with code {proc.returncode}: {shlex.join(run.command)}")
+        code = run_child(run.command, env={**os.environ, **(env or {})})
+        if code != 0:
+            raise MecError(f"training exited with code {code}: {shlex.join(run.command)}")
     return {"work_dir": str(run.work_dir), "config": str(config_file), "last_checkpoint": str(last_checkpoint(run.work_dir) or ""),
             "wall_time_s": round(time.time() - start, 1), "recipe": run.recipe_name}

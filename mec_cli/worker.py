@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 import uuid
 import warnings
 from typing import Optional
@@ -15,7 +16,7 @@ def _runner(config: str, launcher: str, cfg_options: Optional[dict] = None):
     from mmengine.config import Config
     from mmengine.runner import Runner
 
-    import mec_cli.progress  # noqa: F401  (registers MECProgressHook, added below)
+    import mec_cli.hooks  # noqa: F401  (registers the MEC hooks, added below)
     from mec_cli.compat import allow_mmengine_checkpoints
 
     allow_mmengine_checkpoints()
@@ -41,13 +42,22 @@ def _runner(config: str, launcher: str, cfg_options: Optional[dict] = None):
             # mmengine's init_dist calls torch.cuda.set_device unconditionally; on the CPU the process
             # group is made here (gloo), and the Runner then finds it already initialised.
             torch.distributed.init_process_group(backend="gloo")
-    if "MECProgressHook" not in {h.get("type") for h in cfg.get("custom_hooks", [])}:
-        cfg.custom_hooks = list(cfg.get("custom_hooks", [])) + [dict(type="MECProgressHook")]
+    present = {h.get("type") for h in cfg.get("custom_hooks", [])}
+    cfg.custom_hooks = list(cfg.get("custom_hooks", [])) + [dict(type=t) for t in ("MECProgressHook", "MECStopHook")
+                                                             if t not in present]
+    checkpoint = (cfg.get("default_hooks") or {}).get("checkpoint")
+    if checkpoint is not None and checkpoint.get("type") in ("CheckpointHook", "mmengine.CheckpointHook"):
+        checkpoint.type = "MECCheckpointHook"  # atomic saves (mec_cli.hooks)
     return Runner.from_cfg(cfg)
 
 
 def run_train(config: str, launcher: str = "none") -> None:
-    _runner(config, launcher).train()
+    """Train; a SIGTERM or SIGINT stops after the current iteration with a checkpoint (raises TrainingStopped)."""
+    from mec_cli.signals import graceful
+
+    with graceful():
+        runner = _runner(config, launcher)
+        runner.train()
 
 
 def run_test(config: str, launcher: str = "none", checkpoint: Optional[str] = None) -> Optional[dict]:
@@ -81,7 +91,17 @@ def main(argv=None) -> None:
     parser.add_argument("--out", help="test: where rank 0 writes the per-mode metrics (JSON)")
     args = parser.parse_args(argv)
     if args.task == "train":
-        run_train(args.config, args.launcher)
+        from mec_cli.hooks import TrainingStopped
+
+        try:
+            run_train(args.config, args.launcher)
+        except TrainingStopped as stop:
+            from mmengine.dist import is_main_process
+
+            if is_main_process():
+                print(f"mec: {stop}", file=sys.stderr, flush=True)
+            _close_process_group()
+            sys.exit(stop.exit_code)
     else:
         results = run_test(args.config, args.launcher, args.checkpoint)
         from mmengine.dist import is_main_process

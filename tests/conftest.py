@@ -26,3 +26,45 @@ def write_json(tmp_path):
         return p
 
     return _write
+
+
+class MecRun:
+    """What one `mec ...` run through the real entry point (``mec_cli.cli.main``) printed and returned."""
+
+    def __init__(self, code: int, out: str, err: str):
+        self.code, self.out, self.err = code, out, err
+
+    @property
+    def lines(self):
+        return [ln for ln in (self.out + self.err).splitlines() if ln.strip()]
+
+    def one_error_line(self, code: int = 2) -> str:
+        """Assert the run failed with ``code``, one line, no traceback; return that line."""
+        text = self.out + self.err
+        assert self.code == code, (self.code, text[-2000:])
+        assert "Traceback" not in text and "Error:" not in text.replace("error:", ""), text[-2000:]
+        assert len(self.lines) == 1, text[-2000:]
+        return self.lines[0]
+
+
+@pytest.fixture()
+def run_mec(monkeypatch):
+    """Run `mec ARGS` in this process through ``main()`` (as the console script does), capturing its output."""
+    import contextlib
+    import io
+    import sys
+
+    from mec_cli.cli import main
+
+    def _run(*args) -> MecRun:
+        out, err = io.StringIO(), io.StringIO()
+        monkeypatch.setattr(sys, "argv", ["mec", *map(str, args)])
+        code = 0
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                main()
+            except SystemExit as e:
+                code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+        return MecRun(code, out.getvalue(), err.getvalue())
+
+    return _run

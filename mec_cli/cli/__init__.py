@@ -62,6 +62,28 @@ def _expand_optional_values(argv: list) -> list:
 
 
 def main() -> None:
+    """The ``mec`` console entry point: usage errors and signals end in one line, never a traceback.
+
+    Exit codes: 0 success, 2 bad input (a MecError or a usage error), 130 SIGINT, 143 SIGTERM; ``mec doctor``
+    exits 1 when the install is broken.
+    """
     import sys
 
-    app(args=_expand_optional_values(sys.argv[1:]), prog_name="mec")
+    from mec_cli.cli._common import err_console, error_line
+    from mec_cli.signals import EXIT_SIGINT, EXIT_SIGTERM, Terminated, install
+
+    install()
+    try:
+        code = app(args=_expand_optional_values(sys.argv[1:]), prog_name="mec", standalone_mode=False)
+    except typer.TyperException as e:  # typer's click: usage errors, bad parameters
+        ctx = getattr(e, "ctx", None)
+        if type(e).__name__ == "NoArgsIsHelpError":  # `mec report` alone: typer has shown its help
+            sys.exit(0)
+        where = f" (see `{ctx.command_path} --help`)" if ctx is not None else ""
+        error_line(f"{e.format_message()}{where}")
+        sys.exit(e.exit_code)
+    except (typer.Abort, KeyboardInterrupt) as e:
+        terminated = isinstance(e, Terminated) or isinstance(e.__cause__, Terminated)
+        err_console.print("[yellow]terminated (SIGTERM)[/]" if terminated else "[yellow]interrupted[/]")
+        sys.exit(EXIT_SIGTERM if terminated else EXIT_SIGINT)
+    sys.exit(code if isinstance(code, int) else 0)

@@ -12,6 +12,7 @@ from typing import Any, Callable, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from mec_cli.errors import MecError
 
@@ -20,19 +21,31 @@ err_console = Console(stderr=True, highlight=False)
 F = TypeVar("F", bound=Callable[..., Any])
 
 
+def error_line(message: str) -> None:
+    """One red ``error:`` line on stderr; the message is printed as text, brackets and all."""
+    err_console.print(f"[bold red]error:[/] {escape(message)}", soft_wrap=True)
+
+
 def cli_errors(fn: F) -> F:
-    """Turn a :class:`MecError` into one red line on stderr and exit code 2 (never a traceback)."""
+    """Turn a :class:`MecError` into one red line on stderr and exit code 2 (never a traceback); SIGINT and
+    SIGTERM into one line and exit 130 or 143 (temporary files are gone by then: every write is atomic)."""
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from mec_cli.signals import EXIT_SIGINT, EXIT_SIGTERM, Terminated
+
         try:
             return fn(*args, **kwargs)
         except MecError as e:
-            err_console.print(f"[bold red]error:[/] {e}", markup=True, soft_wrap=True)
+            flag = f"--{e.option.replace('_', '-')}" if e.option else ""
+            error_line(f"{flag} {e}" if flag and flag not in str(e) else str(e))
             raise typer.Exit(2) from None
+        except Terminated:
+            err_console.print("[yellow]terminated (SIGTERM): stopped; outputs that were not complete were not written[/]")
+            raise typer.Exit(EXIT_SIGTERM) from None
         except KeyboardInterrupt:
-            err_console.print("[yellow]interrupted[/]")
-            raise typer.Exit(130) from None
+            err_console.print("[yellow]interrupted: stopped; outputs that were not complete were not written[/]")
+            raise typer.Exit(EXIT_SIGINT) from None
 
     return wrapper  # type: ignore[return-value]
 
@@ -69,7 +82,9 @@ def progress_bar(transient: bool = False):
 
 
 def rel(p: Path) -> str:
+    """A path as the user would type it (relative to the working directory when inside it), escaped for Rich markup."""
     try:
-        return str(Path(p).resolve().relative_to(Path.cwd()))
+        text = str(Path(p).resolve().relative_to(Path.cwd()))
     except ValueError:
-        return str(p)
+        text = str(p)
+    return escape(text)

@@ -50,6 +50,9 @@ def groups(
 
     if (ann is None) == (profile is None):
         raise MecError("give either an annotation file or --profile NAME")
+    from mec_cli.io import check_outputs
+
+    check_outputs({"--out": out}, {"ANN": ann})
     doc = compute_groups(profile or ann, count, bins)
     write_json_atomic(out, doc)
     unit = "instances" if count == "instances" else "images"

@@ -43,27 +43,33 @@ def _rich_table(t):
     return table
 
 
-def _emit_table(table, fmt: Optional[str], out: Optional[Path]) -> None:
+def _table_format(fmt: Optional[str], out: Optional[Path], runs: List[str]) -> Optional[str]:
+    """The text format to write (from --format or the --out suffix), checked with the output path before any work."""
     from mec_cli.errors import MecError
-    from mec_cli.io import write_text_atomic
-    from mec_cli.reporting.render import FORMATS, render
+    from mec_cli.reporting.render import FORMATS
+
+    _check_outputs([out], runs)
+    if fmt is None and out is not None:
+        fmt = {".md": "md", ".tex": "latex", ".csv": "csv"}.get(out.suffix)
+        if fmt is None:
+            raise MecError("give --format md|latex|csv (or an --out ending in .md, .tex or .csv)", out)
+    if fmt is not None and fmt not in FORMATS:
+        raise MecError(f"--format must be one of {', '.join(FORMATS)}, got {fmt!r}")
+    return fmt
+
+
+def _emit_table(table, fmt: Optional[str], out: Optional[Path]) -> None:
+    from mec_cli.io import text_writer
+    from mec_cli.reporting.render import render
 
     print_table(_rich_table(table))
     if fmt is None:
-        if out is not None:
-            fmt = {".md": "md", ".tex": "latex", ".csv": "csv"}.get(out.suffix)
-            if fmt is None:
-                raise MecError("give --format md|latex|csv (or an --out ending in .md, .tex or .csv)", out)
-        else:
-            return
-    if fmt not in FORMATS:
-        raise MecError(f"--format must be one of {', '.join(FORMATS)}, got {fmt!r}")
+        return
     text = render(table, fmt)
     if out is None:
         typer.echo(text)
     else:
-        write_text_atomic(out, text)
-        console.print(f"wrote [bold]{rel(out)}[/]")
+        _commit({out: text_writer(text)})
 
 
 def _reference(value: Optional[str]) -> bool:
@@ -74,11 +80,25 @@ def _reference(value: Optional[str]) -> bool:
     return value == "paper"
 
 
-def _emit_figure(fig, out: Path) -> None:
-    from mec_cli.reporting.figures import save_figure
+def _commit(outputs) -> None:
+    """Write a command's outputs together (all or none), then say where they went."""
+    from mec_cli.io import write_outputs
 
-    for path in save_figure(fig, str(out)):
-        console.print(f"wrote [bold]{rel(Path(path))}[/]")
+    for path in write_outputs(outputs):
+        console.print(f"wrote [bold]{rel(path)}[/]")
+
+
+def _figure(fig, out: Path):
+    from mec_cli.reporting.figures import figure_writers
+
+    return figure_writers(fig, str(out))
+
+
+def _check_outputs(outputs, runs) -> None:
+    """No output may overwrite an input run (or another output), checked before any work."""
+    from mec_cli.io import check_outputs
+
+    check_outputs({f"output {p}": p for p in outputs if p is not None}, {f"run {r}": r for r in runs})
 
 
 @report_app.command("ablation", epilog="Example: [bold]mec report ablation runs/tiny_baseline runs/tiny --format md --out ablation.md[/]")
@@ -91,6 +111,7 @@ def ablation(runs: List[str] = RUNS, label: Optional[List[str]] = LABEL, fmt: Op
     from mec_cli.reporting.runs import load_runs
     from mec_cli.reporting.tables import ablation_table
 
+    fmt = _table_format(fmt, out, runs)
     chosen = [m.strip() for m in modes.split(",")] if modes else None
     table = ablation_table(load_runs(runs, label), chosen, _reference(reference), baseline_mode, grouping)
     _emit_table(table, fmt, out)
@@ -105,6 +126,7 @@ def compare(runs: List[str] = RUNS, label: Optional[List[str]] = LABEL, fmt: Opt
     from mec_cli.reporting.runs import load_runs
     from mec_cli.reporting.tables import compare_table
 
+    fmt = _table_format(fmt, out, runs)
     _emit_table(compare_table(load_runs(runs, label), baseline_mode, mec_mode, _reference(reference), grouping), fmt, out)
 
 
@@ -117,6 +139,7 @@ def stage_count(runs: List[str] = RUNS, label: Optional[List[str]] = LABEL, fmt:
     from mec_cli.reporting.runs import load_runs
     from mec_cli.reporting.tables import stage_count_table
 
+    fmt = _table_format(fmt, out, runs)
     _emit_table(stage_count_table(load_runs(runs, label), baseline_mode, mec_mode, _reference(reference), grouping), fmt, out)
 
 
@@ -130,11 +153,13 @@ def stages(run: str = typer.Argument(..., help="A metrics JSON or run directory 
            out: Path = typer.Option(Path("stages.png"), "--out", "-o", help="Figure path (.png writes a .svg beside it)."),
            csv: Optional[Path] = typer.Option(None, help="Also write the plotted numbers as CSV.")) -> None:
     """Figure 1(a): per-stage AP for each frequency group (and 1(b) with --baseline)."""
-    from mec_cli.io import write_text_atomic
+    from mec_cli.io import text_writer
     from mec_cli.reporting.figures import compare_groups_figure, stages_figure
     from mec_cli.reporting.runs import grouping_axis, load_runs
     from mec_cli.reporting.tables import baseline_vs_mec, stages_frame
 
+    vs_out = out.with_name(out.stem + "_vs_baseline" + out.suffix)
+    _check_outputs([out, csv, vs_out if baseline else None], [run] + ([baseline] if baseline else []))
     mec = load_runs([run])[0]
     base = load_runs([baseline])[0] if baseline is not None else None
     frame = stages_frame(mec, iou_type, grouping)
@@ -142,12 +167,13 @@ def stages(run: str = typer.Argument(..., help="A metrics JSON or run directory 
     metric = "mask AP" if iou_type == "segm" else "box AP"
     console.print(f"{metric} x100 per stage; columns: {axis}", markup=False)
     console.print(frame.to_string(float_format=lambda v: f"{v:.1f}"), markup=False)
-    _emit_figure(stages_figure(frame, f"{mec.label}: per-stage {metric} by frequency group (Figure 1a)", metric, axis), out)
+    outputs = _figure(stages_figure(frame, f"{mec.label}: per-stage {metric} by frequency group (Figure 1a)", metric, axis), out)
     if csv is not None:
-        write_text_atomic(csv, frame.to_csv())
+        outputs[csv] = text_writer(frame.to_csv())
     if base is not None:
         values = baseline_vs_mec(base, mec, baseline_mode, mec_mode, iou_type, frame.attrs["grouping"])
-        _emit_figure(compare_groups_figure(values, metric=metric, xlabel=axis), out.with_name(out.stem + "_vs_baseline" + out.suffix))
+        outputs.update(_figure(compare_groups_figure(values, metric=metric, xlabel=axis), vs_out))
+    _commit(outputs)
 
 
 @report_app.command("lambda", epilog="Example: [bold]mec report lambda runs/lam_0.5 runs/lam_0.7 runs/lam_0.9 --out lambda.png[/]")
@@ -156,16 +182,18 @@ def lambda_cmd(runs: List[str] = RUNS, label: Optional[List[str]] = LABEL, mode:
                out: Path = typer.Option(Path("lambda.png"), "--out", "-o", help="Figure path."),
                csv: Optional[Path] = typer.Option(None, help="Also write the plotted numbers as CSV.")) -> None:
     """Figure 4: AP against the multi-expert loss's lambda."""
-    from mec_cli.io import write_text_atomic
+    from mec_cli.io import text_writer
     from mec_cli.reporting.figures import lambda_figure
     from mec_cli.reporting.runs import load_runs
     from mec_cli.reporting.tables import lambda_frame
 
+    _check_outputs([out, csv], runs)
     frame = lambda_frame(load_runs(runs, label), mode, grouping)
     console.print(frame.to_string(index=False, float_format=lambda v: f"{v:.1f}"), markup=False)
-    _emit_figure(lambda_figure(frame), out)
+    outputs = _figure(lambda_figure(frame), out)
     if csv is not None:
-        write_text_atomic(csv, frame.to_csv(index=False))
+        outputs[csv] = text_writer(frame.to_csv(index=False))
+    _commit(outputs)
 
 
 @report_app.command("distribution", epilog="Examples:\n\n  [bold]mec report distribution coco2017 coco_lt_train.manifest.json lvis_v1[/]\n\n"
@@ -179,8 +207,10 @@ def distribution(items: List[str] = typer.Argument(..., help="Annotation files, 
     from mec_cli.reporting.distribution import distribution_curves
     from mec_cli.reporting.figures import distribution_figure
 
+    edges = parse_bins(bins)
+    _check_outputs([out], [i for i in items if Path(i).exists()])
     curves = distribution_curves(items)
     for name, counts in curves.items():
         console.print(f"{escape(name)}: {len(counts)} categories, {sum(counts):,} instances, max {max(counts, default=0):,}, "
                       f"min {min(counts, default=0):,}")
-    _emit_figure(distribution_figure(curves, parse_bins(bins)), out)
+    _commit(_figure(distribution_figure(curves, edges), out))

@@ -39,7 +39,7 @@ from typing import Callable, Dict, List, Optional, Tuple, Union
 
 import numpy as np
 
-from mec_cli.errors import MecError
+from mec_cli.errors import SEED_MAX, MecError, check_number
 
 ALIGNMENTS = ("rank", "synset")
 MANIFEST_SCHEMA = "mec.coco_lt_manifest/2"  # /2 adds top_mode and the totals of the unconstrained categories
@@ -310,11 +310,12 @@ def build_coco_lt(coco: Dict, lvis_categories: List[Dict], align: str = "rank", 
     ``fill_top`` fills the ``keep_top`` unconstrained categories toward their targets (step 4); without
     it they keep only what the images of the constrained categories bring.
     """
+    check_number("seed", seed, 0, SEED_MAX, integer=True)
     cats = coco["categories"]
     cat_ids = [c["id"] for c in cats]
     col_of = {c: i for i, c in enumerate(cat_ids)}
     if not 0 <= keep_top <= len(cat_ids):
-        raise MecError(f"--keep-top must be between 0 and {len(cat_ids)}, got {keep_top}")
+        raise MecError(f"must be between 0 and {len(cat_ids)} (the number of categories), got {keep_top}", option="keep_top")
     images = coco["images"]
     row_of = {img["id"]: i for i, img in enumerate(images)}
     ann_rows = np.fromiter((row_of[a["image_id"]] for a in coco["annotations"]), dtype=np.int64, count=len(coco["annotations"]))
@@ -385,8 +386,11 @@ def build_coco_lt_files(coco_ann: Union[str, Path], out: Union[str, Path], lvis_
     """Read, build and atomically write COCO-LT and its manifest. Returns (result, out path, manifest path)."""
     from mec_cli.data.annotations import category_counts, load_annotations
     from mec_cli.data.profiles import load_profile
-    from mec_cli.io import sha256_file, write_json_atomic
+    from mec_cli.io import check_outputs, json_text, sha256_file, text_writer, write_outputs
 
+    out = Path(out)
+    manifest_path = Path(manifest_path) if manifest_path else out.with_name(out.stem + ".manifest.json")
+    check_outputs({"the dataset": out, "the manifest": manifest_path}, {"COCO annotations": coco_ann, "LVIS annotations": lvis_ann})
     coco = load_annotations(coco_ann)
     provenance = {"input": str(coco_ann), "input_sha256": sha256_file(coco_ann)}
     if lvis_ann is not None:
@@ -398,8 +402,6 @@ def build_coco_lt_files(coco_ann: Union[str, Path], out: Union[str, Path], lvis_
         lvis_cats = load_profile(profile)["categories"]
         provenance.update(profile=profile)
     result = build_coco_lt(coco, lvis_cats, align, keep_top, seed, progress, provenance, fill_top=fill_top)
-    out = Path(out)
-    manifest_path = Path(manifest_path) if manifest_path else out.with_name(out.stem + ".manifest.json")
-    write_json_atomic(out, result.dataset, indent=None)
-    write_json_atomic(manifest_path, result.manifest)
+    # the dataset and the manifest that describes it are committed together or not at all
+    write_outputs({out: text_writer(json_text(result.dataset, indent=None)), manifest_path: text_writer(json_text(result.manifest))})
     return result, out, manifest_path

@@ -33,17 +33,17 @@ def parse_bins(bins: Union[str, Sequence[int]]) -> List[int]:
         try:
             values = [int(p) for p in parts]
         except ValueError:
-            raise MecError(f"--bins must be comma-separated integers, got {bins!r}") from None
+            raise MecError(f"must be comma-separated integers, got {bins!r}", option="bins") from None
     else:
-        values = [int(b) for b in bins]
-        if any(float(b) != int(b) for b in bins):
-            raise MecError(f"bins must be integers, got {list(bins)}")
+        if not isinstance(bins, (list, tuple)) or not all(type(b) is int for b in bins):
+            raise MecError(f"must be a list of integers, got {bins!r}", option="bins")
+        values = list(bins)
     if not values:
-        raise MecError("--bins needs at least one edge, e.g. 10,100")
+        raise MecError("needs at least one edge, e.g. 10,100", option="bins")
     if any(v <= 0 for v in values):
-        raise MecError(f"bins must be positive integers, got {values}")
+        raise MecError(f"must be positive integers, got {values}", option="bins")
     if any(b <= a for a, b in zip(values, values[1:])):
-        raise MecError(f"bins must be strictly increasing, got {values}")
+        raise MecError(f"must be strictly increasing, got {values}", option="bins")
     return values
 
 
@@ -125,12 +125,34 @@ class GroupSpec:
 
 
 def load_groups(path: Union[str, Path]) -> GroupSpec:
+    """Read and check a groups.json: its schema, bins, one named group per bin range, and an integer group
+    index in range for every category id. Every problem is one MecError naming the file."""
     doc = read_json(path)
     if not isinstance(doc, dict) or doc.get("schema") != SCHEMA:
         raise MecError(f"not a groups file of schema {SCHEMA} (write one with `mec groups`)", path)
     try:
-        cg = {int(k): int(v) for k, v in doc["category_group"].items()}
+        if not isinstance(doc.get("bins"), list):
+            raise MecError(f"must be a list of integers, got {doc.get('bins')!r}")
         bins = parse_bins(doc["bins"])
-    except (KeyError, ValueError, TypeError) as e:
-        raise MecError(f"malformed groups file ({e})", path) from None
-    return GroupSpec(cg, bins, [g["name"] for g in doc["groups"]], doc.get("count_by", "instances"), doc)
+    except (MecError, TypeError, ValueError) as e:
+        raise MecError(f"malformed bins: {getattr(e, 'message', e)}", path) from None
+    groups, raw = doc.get("groups"), doc.get("category_group")
+    if not (isinstance(groups, list) and len(groups) == len(bins) + 1 and all(isinstance(g, dict) and isinstance(g.get("name"), str)
+                                                                             for g in groups)):
+        raise MecError(f"'groups' must list {len(bins) + 1} groups with a name each (one per bin range)", path)
+    names = [g["name"] for g in groups]
+    if len(set(names)) != len(names):
+        raise MecError(f"group names repeat: {names}", path)
+    if not isinstance(raw, dict) or not raw:
+        raise MecError("'category_group' must map category ids to group indices", path)
+    cg: Dict[int, int] = {}
+    for key, value in raw.items():
+        if not (isinstance(key, str) and key.lstrip("-").isdigit() and len(key) < 19):
+            raise MecError(f"category_group has a key that is not a category id: {key!r}", path)
+        if type(value) is not int or not 0 <= value <= len(bins):
+            raise MecError(f"category {key} has group {value!r}, not an index in 0..{len(bins)}", path)
+        cg[int(key)] = value
+    count_by = doc.get("count_by", "instances")
+    if count_by not in ("instances", "images"):
+        raise MecError(f"count_by must be 'instances' or 'images', got {count_by!r}", path)
+    return GroupSpec(cg, bins, names, count_by, doc)

@@ -23,7 +23,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from mec_cli.errors import MecError
+from mec_cli.errors import SEED_MAX, MecError, check_number
 from mec_cli.io import write_bytes_atomic, write_json_atomic
 
 SHAPES = ("circle", "square", "triangle", "diamond", "pentagon", "hexagon", "star", "cross")
@@ -51,6 +51,7 @@ class SynthConfig:
     min_count: int = 3
 
     def validate(self) -> None:
+        check_number("seed", self.seed, 0, SEED_MAX, integer=True)
         if not 2 <= self.num_classes <= MAX_CLASSES:
             raise MecError(f"--num-classes must be between 2 and {MAX_CLASSES} (shape x colour pairs), got {self.num_classes}")
         if self.train_images < 1 or self.val_images < 1:

@@ -21,7 +21,11 @@ def distribution_curves(items: Sequence[str]) -> Dict[str, List[int]]:
         path = Path(item)
         doc = read_json(path)
         if isinstance(doc, dict) and str(doc.get("schema", "")).startswith("mec.coco_lt_manifest/"):
-            cats = doc["categories"]
+            cats = doc.get("categories")
+            fields = ("achieved", "target", "coco_count")
+            if not (isinstance(cats, list) and cats and all(isinstance(c, dict) and all(type(c.get(f)) is int and c[f] >= 0
+                                                                                       for f in fields) for c in cats)):
+                raise MecError(f"malformed COCO-LT manifest: every category needs integer {', '.join(fields)}", path)
             curves[f"{path.stem} (COCO-LT)"] = [c["achieved"] for c in cats]
             curves[f"{path.stem} (targets)"] = [c["target"] for c in cats]
             curves[f"{path.stem} (source COCO)"] = [c["coco_count"] for c in cats]

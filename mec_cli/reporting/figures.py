@@ -1,7 +1,7 @@
 """The paper's figures as matplotlib Figure objects (no pyplot state). Group colours are the same everywhere."""
 from __future__ import annotations
 
-from typing import Dict, List, Optional, Sequence
+from typing import Callable, Dict, List, Optional, Sequence
 
 import numpy as np
 import pandas as pd
@@ -118,15 +118,18 @@ def distribution_figure(curves: Dict[str, Sequence[int]], bins: Sequence[int] = 
     return fig
 
 
-def save_figure(fig: Figure, out: str) -> List[str]:
-    """Write ``out`` (.png) and a vector twin (.svg beside it, or the .pdf/.svg asked for) atomically."""
+def figure_writers(fig: Figure, out: str) -> Dict[str, Callable]:
+    """Writers of ``out`` (.png) and its vector twin (.svg beside it, or the .pdf/.svg asked for), for
+    :func:`mec_cli.io.write_outputs`, so a figure's files are committed together with whatever goes with them."""
     from pathlib import Path
-
-    from mec_cli.io import atomic_path
 
     out_path = Path(out)
     targets = [out_path] if out_path.suffix in (".pdf", ".svg") else [out_path.with_suffix(".png"), out_path.with_suffix(".svg")]
-    for t in targets:
-        with atomic_path(t) as tmp:
-            fig.savefig(tmp, format=t.suffix[1:], dpi=150)
-    return [str(t) for t in targets]
+    return {str(t): (lambda tmp, fmt=t.suffix[1:]: fig.savefig(tmp, format=fmt, dpi=150)) for t in targets}
+
+
+def save_figure(fig: Figure, out: str) -> List[str]:
+    """Write ``out`` (.png) and its vector twin together, atomically."""
+    from mec_cli.io import write_outputs
+
+    return [str(p) for p in write_outputs(figure_writers(fig, out))]
