@@ -5,6 +5,7 @@ from pathlib import Path
 from typing import Dict, Optional
 
 import typer
+from rich.markup import escape
 
 from mec_cli.cli import app
 from mec_cli.cli._common import cli_errors, console, data_table, print_table, rel
@@ -18,19 +19,25 @@ def print_metrics(doc: Dict) -> None:
     iou_types = sorted({t for m in modes.values() for t in m}, key=lambda t: t != "bbox")
     for iou_type in iou_types:
         sample = next(m[iou_type] for m in modes.values() if iou_type in m)
-        cols = [c for c in SHOWN if c in sample] + [k for k in sample if k.startswith("AP_")]
+        cols = [c for c in SHOWN if c in sample] + [k for k in sample if k.startswith("AP_") and k != "AP_per_iou"
+                                                    and not k.endswith("_fixed")] + (["AP_fixed"] if "AP_fixed" in sample else [])
         # with no vertical rules every column, group names included, fits an 80-column terminal
-        table = data_table(f"{iou_type} AP x100 ({doc['protocol']} protocol; group columns from groups.json)")
+        table = data_table(f"{iou_type} AP x100 ({doc['protocol']} protocol; APr/APc/APf: LVIS frequency; other group "
+                           "columns: groups.json)")
         table.add_column("mode", no_wrap=True)
         for c in cols:
-            name = c[3:] if c.startswith("AP_") else c
-            table.add_column(name, justify="right", min_width=len(name), no_wrap=True)
+            name = "AP fixed" if c == "AP_fixed" else (c[3:] if c.startswith("AP_") else c)
+            table.add_column(escape(name), justify="right", min_width=len(name), no_wrap=True)
         for mode, by_type in modes.items():
             m = by_type.get(iou_type)
             if m is None:
                 continue
             table.add_row(mode, *("-" if m[c] < 0 else f"{100 * m[c]:.1f}" for c in cols))
         print_table(table)
+    if "detection_cap" in doc:
+        from mec_cli.evaluation.api import describe_cap
+
+        console.print(describe_cap(doc["protocol"], doc["detection_cap"]), markup=False)
 
 
 @app.command("eval", epilog="Examples:\n\n"
@@ -49,7 +56,8 @@ def eval_cmd(
     group_align: str = typer.Option("both", help="Group alignment before the ensemble: on, off or both."),
     tau: Optional[float] = typer.Option(None, help="Temperature of the dynamic ensemble (default: the recipe's)."),
     groups: Optional[Path] = typer.Option(None, help="groups.json (default: beside the checkpoint, else computed)."),
-    iou_type: str = typer.Option("bbox,segm", help="bbox, segm or both (comma-separated)."),
+    iou_type: Optional[str] = typer.Option(None, help="bbox, segm or both (comma-separated); default: what the results hold "
+                                           "(--results), bbox,segm for a checkpoint."),
     protocol: Optional[str] = typer.Option(None, help="lvis or coco (default: from the annotation format)."),
     dataset: Optional[str] = typer.Option(None, help="Dataset part of the recipe: lvis_v1, coco_lt or synth."),
     data_root: Optional[str] = typer.Option(None, help="Dataset root folder."),
@@ -58,21 +66,31 @@ def eval_cmd(
     master_port: int = typer.Option(29510, help="torchrun port for --gpus/--procs > 1."),
     max_images: Optional[int] = typer.Option(None, help="Evaluate only the first N val images (quick checks)."),
     dump_dir: Optional[Path] = typer.Option(None, help="Also write each mode's detections as an LVIS/COCO results JSON here."),
+    fixed_ap: bool = typer.Option(False, "--fixed-ap", help="Also compute Fixed AP (Dave et al.): the top --dets-per-class "
+                                  "detections of each category over the dataset, no per-image cap; beside the standard metrics."),
+    dets_per_class: int = typer.Option(10000, help="Detections kept per category for --fixed-ap."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Write the metrics JSON here."),
 ) -> None:
     """Per-stage and per-group AP of every scoring mode from one inference pass, or of a results file."""
-    from mec_cli.errors import MecError
-    from mec_cli.io import write_json_atomic
+    from mec_cli.errors import MecError, check_number
+    from mec_cli.io import check_outputs, write_json_atomic
 
-    iou_types = [t.strip() for t in iou_type.split(",") if t.strip()]
-    if any(t not in ("bbox", "segm") for t in iou_types) or not iou_types:
+    check_outputs({"--out": out}, {"--results": results, "--ann": ann, "--checkpoint": checkpoint, "--groups": groups,
+                                   "--config": config})
+    if dump_dir is not None and dump_dir.exists() and not dump_dir.is_dir():
+        raise MecError("--dump-dir is a file, not a folder", dump_dir)
+
+    iou_types = [t.strip() for t in (iou_type or "").split(",") if t.strip()]
+    if iou_type is not None and (any(t not in ("bbox", "segm") for t in iou_types) or not iou_types):
         raise MecError(f"--iou-type must be bbox, segm or bbox,segm, got {iou_type!r}")
     if results is not None:
         if checkpoint is not None or ann is None:
             raise MecError("--results needs --ann and no --checkpoint")
         from mec_cli.evaluation.api import evaluate_results_file
 
-        doc = evaluate_results_file(results, ann, iou_types, protocol, str(groups) if groups else None)
+        check_number("dets_per_class", dets_per_class, 1, integer=True)
+        doc = evaluate_results_file(results, ann, iou_types, protocol, str(groups) if groups else None,
+                                    dets_per_class if fixed_ap else None)
     else:
         if checkpoint is None:
             raise MecError("give --checkpoint (with --recipe or --config) or --results with --ann")
@@ -80,9 +98,10 @@ def eval_cmd(
 
         opts = EvalOptions(checkpoint=str(checkpoint), recipe=recipe, config=str(config) if config else None, dataset=dataset,
                            data_root=data_root, per_stage=per_stage, modes=[m.strip() for m in modes.split(",") if m.strip()],
-                           group_align=group_align, tau=tau, groups=str(groups) if groups else None, iou_types=iou_types,
+                           group_align=group_align, tau=tau, groups=str(groups) if groups else None,
+                           iou_types=iou_types or ["bbox", "segm"],
                            protocol=protocol, gpus=gpus, procs=procs, master_port=master_port, max_images=max_images,
-                           dump_dir=str(dump_dir) if dump_dir else None)
+                           dump_dir=str(dump_dir) if dump_dir else None, dets_per_class=dets_per_class if fixed_ap else None)
         doc = evaluate_checkpoint(opts)
     print_metrics(doc)
     if out is not None:

@@ -1,18 +1,27 @@
 """Evaluation entry points and the metrics JSON that `mec eval` writes and `mec report` reads.
 
-Metrics JSON, schema ``mec.metrics/1``::
+Metrics JSON, schema ``mec.metrics/2``::
 
-    {"schema": "mec.metrics/1", "created": "...", "protocol": "lvis", "ann_file": "...",
+    {"schema": "mec.metrics/2", "created": "...", "protocol": "lvis", "ann_file": "...",
+     "detection_cap": {"evaluator_max_dets": 300, "evaluator_per": "image", "model_max_per_img": 300,
+                       "model_score_thr": 0.0001, "fixed_ap_dets_per_class": 10000},
+     "iou_thresholds": [0.5, 0.55, ..., 0.95],
      "checkpoint": "...", "recipe": "tiny", "config": "...", "results_file": null,
-     "run": {"mec_loss": true, "lam": 0.7, "num_stages": 3, "tau": 1.0, "recipe_meta": {...}},
+     "run": {"mec_loss": true, "lam": 0.7, "num_stages": 3, "tau": 1.0, "recipe_meta": {...}, "dataset": {...},
+             "test_cfg": {"score_thr": ..., "max_per_img": ...}, "stage_weights": {...}},
      "groups": {"file": "...", "names": ["rare", "common", "frequent"], "bins": [10, 100], "category_group": {...}},
      "versions": {"mec": "...", "torch": "...", ...},
-     "modes": {"<mode>": {"bbox": {"AP": 0.31, ..., "AP_rare": 0.12, "per_category": {"<id>": 0.5}},
+     "modes": {"<mode>": {"bbox": {"AP": 0.31, "AP50": ..., "APr": ..., "AP_rare": 0.12,
+                                   "AP_per_iou": {"AP": [10 values], "APr": [...], "AP_rare": [...], ...},
+                                   "AP_fixed": ..., "APr_fixed": ..., "AP_rare_fixed": ...,
+                                   "per_category": {"<id>": 0.5}},
                           "segm": {...}}}}
 
 Mode names: ``results`` for a results-file evaluation, ``stage1``..``stageK`` for single stages, and
 ``mean_logits``, ``mean_probs``, ``sparse``, ``dynamic``, each optionally suffixed ``_ga`` (group
-alignment). Metric values are fractions in [0, 1]; -1 means "no ground truth to measure".
+alignment). Metric values are fractions in [0, 1]; -1 means "no ground truth to measure". ``AP_per_iou``
+(new in /2) holds AP at each IoU threshold for AP and every group metric; the ``*_fixed`` keys appear with
+``--fixed-ap``. Schema /1 files (without ``AP_per_iou``) are still read.
 """
 from __future__ import annotations
 
@@ -24,7 +33,8 @@ import numpy as np
 
 from mec_cli.errors import MecError
 
-SCHEMA = "mec.metrics/1"
+SCHEMA = "mec.metrics/2"
+READABLE_SCHEMAS = ("mec.metrics/1", "mec.metrics/2")
 
 
 def detect_protocol(data: Dict) -> str:
@@ -58,19 +68,23 @@ def _group_info(groups_file: Optional[Union[str, Path]]):
     return spec.category_group, spec.names, info
 
 
-def _summaries(gt, dets, iou_types: Sequence[str], groups, names, source: str) -> Dict:
+def _summaries(gt, dets, iou_types: Sequence[str], groups, names, source: str, dets_per_class: Optional[int] = None) -> Dict:
+    """Metrics per iou type; with ``dets_per_class`` also Fixed AP (``AP_fixed`` and every group's), beside them."""
     from mec_cli.evaluation.engine import evaluate
-    from mec_cli.evaluation.summary import summarize
+    from mec_cli.evaluation.summary import fixed_metrics, summarize
 
     out = {}
     for iou_type in iou_types:
         res = evaluate(gt, dets, iou_type, source=source)
         out[iou_type] = summarize(res, gt.frequency, groups, names)
+        if dets_per_class:
+            fixed = evaluate(gt, dets, iou_type, source=source, max_dets_per_class=dets_per_class)
+            out[iou_type].update(fixed_metrics(fixed, gt.frequency, groups, names))
     return out
 
 
 def evaluate_mode_arrays(records: List[Dict], ann_file: str, iou_types: Sequence[str], protocol: Optional[str] = None,
-                         groups_file: Optional[str] = None) -> Dict:
+                         groups_file: Optional[str] = None, dets_per_class: Optional[int] = None) -> Dict:
     """Evaluate detections collected per mode (dicts of arrays from :class:`MECMetric`): mode -> iou type -> metrics."""
     from mec_cli.evaluation.engine import Detections
 
@@ -85,7 +99,7 @@ def evaluate_mode_arrays(records: List[Dict], ann_file: str, iou_types: Sequence
         dets = Detections(np.concatenate([r["image_id"] for r in recs]), np.concatenate([r["category_id"] for r in recs]),
                           np.concatenate([r["score"] for r in recs]), np.concatenate([r["bbox"] for r in recs]), segm, True)
         types = [t for t in iou_types if t == "bbox" or segm is not None]
-        out[mode] = _summaries(gt, dets, types, groups, names, mode)
+        out[mode] = _summaries(gt, dets, types, groups, names, mode, dets_per_class)
     return out
 
 
@@ -120,36 +134,122 @@ def tool_versions() -> Dict[str, str]:
     return out
 
 
-def metrics_document(modes: Dict, protocol: str, ann_file: str, groups_file: Optional[str] = None, **fields) -> Dict:
+def detection_cap(protocol: str, test_cfg: Optional[Dict] = None) -> Dict:
+    """What limited the detections: the evaluator's cap of the protocol and, for a model, its own test settings."""
+    from mec_cli.evaluation.engine import PROTOCOLS
+
+    cap = {"evaluator_max_dets": PROTOCOLS[protocol], "evaluator_per": "image" if protocol == "lvis" else "image and category"}
+    if test_cfg:
+        cap.update(model_max_per_img=int(test_cfg["max_per_img"]), model_score_thr=float(test_cfg["score_thr"]))
+    return cap
+
+
+def describe_cap(protocol: str, cap: Dict) -> str:
+    """One line for the terminal: which protocol and which detection caps made the numbers."""
+    text = f"{protocol.upper()} protocol: the evaluator keeps the {cap['evaluator_max_dets']} highest-scoring detections per {cap['evaluator_per']}"
+    if "model_max_per_img" in cap:
+        text += f"; the model kept at most {cap['model_max_per_img']} per image at score >= {cap['model_score_thr']:g}"
+    return text + "."
+
+
+def metrics_document(modes: Dict, protocol: str, ann_file: str, groups_file: Optional[str] = None,
+                     dets_per_class: Optional[int] = None, **fields) -> Dict:
+    from mec_cli.evaluation.engine import IOU_THRS
+
     _, _, ginfo = _group_info(groups_file)
+    test_cfg = (fields.get("run") or {}).get("test_cfg")
+    cap = detection_cap(protocol, test_cfg)
+    if dets_per_class:
+        cap["fixed_ap_dets_per_class"] = int(dets_per_class)
     return {"schema": SCHEMA, "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-            "protocol": protocol, "ann_file": str(ann_file), **fields, "groups": ginfo, "versions": tool_versions(),
-            "modes": modes}
+            "protocol": protocol, "detection_cap": cap, "iou_thresholds": [round(float(t), 2) for t in IOU_THRS],
+            "ann_file": str(ann_file), **fields, "groups": ginfo, "versions": tool_versions(), "modes": modes}
 
 
-def evaluate_results_file(results: Union[str, Path], ann: Union[str, Path], iou_types: Sequence[str] = ("bbox",),
-                          protocol: Optional[str] = None, groups_file: Optional[str] = None) -> Dict:
-    """Evaluate an LVIS/COCO results JSON (e.g. from MMDetection's tools/test.py); mode name ``results``."""
+def evaluate_results_file(results: Union[str, Path], ann: Union[str, Path], iou_types: Optional[Sequence[str]] = None,
+                          protocol: Optional[str] = None, groups_file: Optional[str] = None,
+                          dets_per_class: Optional[int] = None) -> Dict:
+    """Evaluate an LVIS/COCO results JSON (MMDetection, detectron2, pycocotools...); mode name ``results``.
+
+    ``iou_types`` defaults to what the results hold: bbox when the records carry boxes, segm when they carry
+    segmentations, both when they carry both. Inputs are checked in the order groups, annotations, results,
+    before any evaluation.
+    """
     from mec_cli.evaluation.engine import Detections
-    from mec_cli.io import read_json
+    from mec_cli.evaluation.jsonscan import read_results_file
 
-    gt = _load_gt(ann, protocol)
-    dets = Detections.from_records(read_json(results), str(results))
     groups, names, _ = _group_info(groups_file)
-    modes = {"results": _summaries(gt, dets, iou_types, groups, names, str(results))}
+    gt = _load_gt(ann, protocol)
+    arrays, buf = read_results_file(results)
+    dets = Detections.from_scan(arrays, buf, str(results), gt.image_size)
+    if not iou_types:
+        iou_types = dets.iou_types()
+    missing = [t for t in iou_types if t not in dets.scorable_by()]
+    if missing:
+        what = "boxes" if missing[0] == "bbox" else "segmentations"
+        raise MecError(f"evaluation by {missing[0]} asked for, but the results hold no {what}", results)
+    modes = {"results": _summaries(gt, dets, iou_types, groups, names, str(results), dets_per_class)}
     return metrics_document(modes, gt.protocol, str(ann), groups_file, results_file=str(results), checkpoint=None,
-                            recipe=None, config=None, run=None)
+                            recipe=None, config=None, run=None, dets_per_class=dets_per_class)
 
 
 def load_metrics(path: Union[str, Path]) -> Dict:
-    """Read a metrics JSON and check its schema version."""
+    """Read a metrics JSON and check it: schema version, and the shapes ``mec report`` reads (one MecError naming
+    the file and the field otherwise)."""
     from mec_cli.io import read_json
 
     doc = read_json(path)
     if not isinstance(doc, dict) or "schema" not in doc:
         raise MecError("not a mec metrics file (no 'schema')", path)
-    if doc["schema"] != SCHEMA:
-        raise MecError(f"metrics schema {doc['schema']!r} is not supported (expected {SCHEMA})", path)
-    if not isinstance(doc.get("modes"), dict) or not doc["modes"]:
-        raise MecError("metrics file has no modes", path)
+    if doc["schema"] not in READABLE_SCHEMAS:
+        raise MecError(f"metrics schema {doc['schema']!r} is not supported (expected one of {', '.join(READABLE_SCHEMAS)})", path)
+    check_metrics_document(doc, path)
     return doc
+
+
+def _number_or_none(v) -> bool:
+    return v is None or (type(v) in (int, float) and v == v)
+
+
+def check_metrics_document(doc: Dict, path) -> None:
+    """The structure every reader relies on: modes -> iou type -> metric name -> number (or a per-category or
+    per-threshold table), plus optional run, groups and recipe fields of the right types."""
+    modes = doc.get("modes")
+    if not isinstance(modes, dict) or not modes:
+        raise MecError("metrics file has no modes", path)
+    for mode, by_type in modes.items():
+        if not isinstance(by_type, dict) or not by_type:
+            raise MecError(f"mode {mode!r} holds no iou types", path)
+        for iou_type, metrics in by_type.items():
+            if not isinstance(metrics, dict):
+                raise MecError(f"modes.{mode}.{iou_type} is not an object of metrics", path)
+            for name, value in metrics.items():
+                if isinstance(value, dict):
+                    bad = next((k for k, v in value.items() if not _number_or_none(v) and not isinstance(v, (dict, list))), None)
+                elif isinstance(value, list):
+                    bad = None if all(_number_or_none(v) or isinstance(v, list) for v in value) else name
+                else:
+                    bad = None if _number_or_none(value) else name
+                if bad is not None:
+                    raise MecError(f"modes.{mode}.{iou_type}.{name} is not a number", path)
+    run = doc.get("run")
+    if run is not None:
+        if not isinstance(run, dict):
+            raise MecError("'run' is not an object", path)
+        if "num_stages" in run and run["num_stages"] is not None and type(run["num_stages"]) is not int:
+            raise MecError(f"run.num_stages is not an integer: {run['num_stages']!r}", path)
+        if "lam" in run and not _number_or_none(run["lam"]):
+            raise MecError(f"run.lam is not a number: {run['lam']!r}", path)
+        if "recipe_meta" in run and not isinstance(run["recipe_meta"], (dict, type(None))):
+            raise MecError("run.recipe_meta is not an object", path)
+    groups = doc.get("groups")
+    if groups is not None:
+        names = groups.get("names") if isinstance(groups, dict) else None
+        if not (isinstance(names, list) and all(isinstance(n, str) for n in names)):
+            raise MecError("groups.names is not a list of group names", path)
+        bins = groups.get("bins", [])
+        if not (isinstance(bins, list) and all(type(b) is int for b in bins)):
+            raise MecError("groups.bins is not a list of integers", path)
+    for key in ("recipe", "protocol"):
+        if doc.get(key) is not None and not isinstance(doc[key], str):
+            raise MecError(f"'{key}' is not a string", path)

@@ -13,9 +13,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
-from mec_cli.errors import MecError
+from mec_cli.errors import MecError, check_number
 
 HEAD_FOR = {"CascadeRoIHead": "MECCascadeRoIHead", "HybridTaskCascadeRoIHead": "MECHTCRoIHead"}
+FIXED_AP_MAX_PER_IMG = 1000  # detections per image the model keeps when Fixed AP is asked for
 
 
 @dataclass
@@ -37,21 +38,35 @@ class EvalOptions:
     master_port: int = 29510
     max_images: Optional[int] = None
     dump_dir: Optional[str] = None
+    dets_per_class: Optional[int] = None  # Fixed AP's per-category cap; None: standard metrics only
     cfg_options: Dict = field(default_factory=dict)
+
+    def validate(self) -> None:
+        """Refuse impossible options before any work starts (one MecError naming the option)."""
+        check_number("tau", self.tau, 0, above=True)
+        check_number("gpus", self.gpus, 0, integer=True)
+        check_number("procs", self.procs, 1, integer=True)
+        check_number("master_port", self.master_port, 1, 65535, integer=True)
+        check_number("max_images", self.max_images, 1, integer=True)
+        check_number("dets_per_class", self.dets_per_class, 1, integer=True)
+        if self.protocol not in (None, "lvis", "coco"):
+            raise MecError(f"must be lvis or coco, got {self.protocol!r}", option="protocol")
+        if not self.modes:
+            raise MecError("names no ensemble", option="modes")
+        requested_modes(1, self.per_stage, self.modes, self.group_align)  # names checked before the model is built
+        from mec_cli.launch import check_devices
+
+        check_devices(self.gpus)
 
 
 def requested_modes(num_stages: int, per_stage: bool, ensembles: Sequence[str], group_align: str) -> List[str]:
-    """Mode names in report order: stages first, then each ensemble without and with alignment."""
-    from mec_cli.ops import ENSEMBLES
+    """Mode names in report order (see :func:`mec_cli.ops.modes.requested_modes`); bad names are a MecError."""
+    from mec_cli.ops import modes
 
-    bad = [e for e in ensembles if e not in ENSEMBLES]
-    if bad:
-        raise MecError(f"unknown ensemble {bad[0]!r}; choose from {', '.join(ENSEMBLES)}")
-    if group_align not in ("on", "off", "both"):
-        raise MecError(f"--group-align must be on, off or both, got {group_align!r}")
-    aligns = {"off": [False], "on": [True], "both": [False, True]}[group_align]
-    modes = [f"stage{k + 1}" for k in range(num_stages)] if per_stage else []
-    return modes + [f"{e}_ga" if a else e for e in ensembles for a in aligns]
+    try:
+        return modes.requested_modes(num_stages, per_stage, ensembles, group_align)
+    except ValueError as e:
+        raise MecError(str(e)) from None
 
 
 def _find_groups(opts: EvalOptions) -> Optional[str]:
@@ -63,13 +78,15 @@ def _find_groups(opts: EvalOptions) -> Optional[str]:
 
 def prepare_eval_config(opts: EvalOptions, workdir: Path):
     """The test config: MEC head with every requested mode, MECMetric on the val annotations."""
+    opts.validate()
     from mec_cli import recipes
     from mec_cli.data.annotations import category_counts, load_annotations
     from mec_cli.data.groups import build_groups, load_groups
     from mec_cli.io import sha256_file, write_json_atomic
 
-    if not Path(opts.checkpoint).is_file():
-        raise MecError("checkpoint not found", opts.checkpoint)
+    from mec_cli.compat import check_checkpoint
+
+    check_checkpoint(opts.checkpoint)
     path = recipes.config_path(opts.recipe, opts.config)
     cfg = recipes.load_config(path, dataset=opts.dataset)
     if opts.data_root:
@@ -115,9 +132,17 @@ def prepare_eval_config(opts: EvalOptions, workdir: Path):
     rcnn.ensemble, rcnn.group_align, rcnn.stage = "mean_logits", False, None
     if opts.tau is not None:
         rcnn.tau = float(opts.tau)
-    protocol = opts.protocol or ("lvis" if "neg_category_ids" in (val["images"][0] if val["images"] else {}) else "coco")
+    if opts.dets_per_class:
+        # Fixed AP needs more than the protocol's 300 per image: the model keeps up to FIXED_AP_MAX_PER_IMG per image
+        # (at its usual score threshold); the standard metrics still see the top 300 per image, which this cannot
+        # change, because every class's NMS output is the same and the cap takes the highest scores.
+        rcnn.max_per_img = max(int(rcnn.max_per_img), FIXED_AP_MAX_PER_IMG)
+    from mec_cli.evaluation.api import detect_protocol
+
+    protocol = opts.protocol or detect_protocol(val)
     cfg.test_evaluator = dict(type="MECMetric", ann_file=str(val_ann), metric=list(opts.iou_types), protocol=protocol,
-                              groups_file=groups_file, cat_ids=list(cat_ids), results_dir=str(Path(opts.dump_dir).resolve()) if opts.dump_dir else None)
+                              groups_file=groups_file, cat_ids=list(cat_ids), dets_per_class=opts.dets_per_class,
+                              results_dir=str(Path(opts.dump_dir).resolve()) if opts.dump_dir else None)
     if opts.max_images:
         cfg.test_dataloader.dataset.indices = int(opts.max_images)
     cfg.work_dir = str(workdir)
@@ -130,7 +155,8 @@ def prepare_eval_config(opts: EvalOptions, workdir: Path):
         cfg.env_cfg.dist_cfg = dict(backend="gloo")
         cfg.model_wrapper_cfg = dict(type="MECDistributedDataParallel", broadcast_buffers=False, find_unused_parameters=False)
     run = {"mec_loss": mec_loss, "lam": lam, "num_stages": num_stages, "tau": float(rcnn.get("tau", 1.0)),
-           "recipe_meta": dict(cfg.get("mec_recipe", {})), "modes": modes}
+           "recipe_meta": dict(cfg.get("mec_recipe", {})), "dataset": dict(cfg.get("mec_dataset", {})), "modes": modes,
+           "test_cfg": {"score_thr": float(rcnn.score_thr), "max_per_img": int(rcnn.max_per_img)}}
     return cfg, str(path), groups_file, protocol, str(val_ann), run
 
 
@@ -159,5 +185,5 @@ def evaluate_checkpoint(opts: EvalOptions) -> Dict:
 
             modes = run_test(str(config_file), "none")
         modes = {m: modes[m] for m in run["modes"] if m in modes}
-        return metrics_document(modes, protocol, val_ann, groups_file, checkpoint=str(opts.checkpoint),
+        return metrics_document(modes, protocol, val_ann, groups_file, dets_per_class=opts.dets_per_class, checkpoint=str(opts.checkpoint),
                                 recipe=run["recipe_meta"].get("name"), config=config_path, results_file=None, run=run)

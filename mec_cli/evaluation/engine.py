@@ -18,12 +18,13 @@ Precision is an array (T=10 IoU thresholds, R=101 recall thresholds, K categorie
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
 from mec_cli.errors import MecError
+from mec_cli.evaluation import kernels
 
 IOU_THRS = np.linspace(0.5, 0.95, int(np.round((0.95 - 0.5) / 0.05)) + 1, endpoint=True)
 REC_THRS = np.linspace(0.0, 1.00, int(np.round((1.00 - 0.0) / 0.01)) + 1, endpoint=True)
@@ -32,18 +33,65 @@ AREA_LABELS = ("all", "small", "medium", "large")
 PROTOCOLS = {"lvis": 300, "coco": 100}
 
 
+class Segmentations:
+    """Each detection's mask as the compressed RLE pycocotools reads, made on demand (never 1.5 M objects at once).
+
+    Compressed RLEs (string or bytes counts) pass through; uncompressed RLEs (list counts) are compressed with their
+    own size; polygons are rasterised at their image's size, as pycocotools' and lvis-api's ``annToRLE`` do.
+    """
+
+    def __init__(self, raw, kinds: np.ndarray, image_ids: np.ndarray, image_size: Optional[Dict] = None):
+        self._raw, self.kinds, self._image_ids, self.image_size = raw, kinds, image_ids, image_size or {}
+
+    def __len__(self) -> int:
+        return int(self.kinds.shape[0])
+
+    def __getitem__(self, i: int):
+        seg = self._raw(i)
+        kind = int(self.kinds[i])
+        if kind == KIND_RLE:
+            return seg
+        import pycocotools.mask as mask_utils
+
+        if kind == KIND_RLE_LIST:
+            return mask_utils.frPyObjects(seg, *seg["size"])
+        h, w = self.image_size.get(int(self._image_ids[i]), (None, None))
+        if not (h and w):
+            raise MecError(f"record {i}: a polygon segmentation needs its image's height and width in the annotation file")
+        return mask_utils.merge(mask_utils.frPyObjects(seg, h, w))
+
+    def take(self, indices) -> List:
+        return [self[int(i)] for i in indices]
+
+
+KIND_NONE, KIND_RLE, KIND_RLE_LIST, KIND_POLYGONS = 0, 1, 2, 3
+
+
+def _kind(seg) -> int:
+    if seg is None:
+        return KIND_NONE
+    if isinstance(seg, dict):
+        return KIND_RLE_LIST if isinstance(seg.get("counts"), list) else KIND_RLE
+    return KIND_POLYGONS
+
+
 @dataclass
 class Detections:
-    """Detections as arrays. ``bbox`` is (N, 4) xywh; ``segm`` is a list of compressed RLEs or None.
+    """Detections as arrays. ``bbox`` is (N, 4) xywh; ``segm`` a :class:`Segmentations` (or a list of RLEs) or None.
 
-    ``area_from_box`` mirrors the reference tools: results that carry boxes get area w*h.
+    How the reference tools read a results file (both decide by its first record), mirrored here:
+
+    * the first record has a (non-empty) ``bbox``: every record must have one, and every detection's area is
+      ``w * h``, for segm evaluation too (``area_from_box``);
+    * otherwise the records carry segmentations: the area is the mask's, and a record without a box gets the
+      mask's bounding box.
     """
 
     image_id: np.ndarray
     category_id: np.ndarray
     score: np.ndarray
     bbox: Optional[np.ndarray] = None
-    segm: Optional[List[Dict]] = None
+    segm: Optional[Sequence] = None
     area_from_box: bool = True
 
     def __post_init__(self) -> None:
@@ -56,92 +104,197 @@ class Detections:
     def __len__(self) -> int:
         return len(self.score)
 
+    def iou_types(self) -> list:
+        """What the records hold: 'bbox' when they carry boxes, 'segm' when segmentations (segm-only results can
+        still be scored by box: the mask's bounding box, as pycocotools does, when asked for)."""
+        return [t for t, present in (("bbox", self.bbox is not None and self.area_from_box), ("segm", self.segm is not None))
+                if present]
+
+    def scorable_by(self) -> list:
+        """Every iou type these detections can be evaluated by."""
+        return [t for t, present in (("bbox", self.bbox is not None), ("segm", self.segm is not None)) if present]
+
+    def mask_area(self, indices: np.ndarray) -> np.ndarray:
+        """Mask areas of the detections at ``indices``."""
+        import pycocotools.mask as mask_utils
+
+        if not len(indices):
+            return np.zeros(0)
+        return np.asarray(mask_utils.area(self._rles(indices)), np.float64).reshape(-1)
+
+    def _rles(self, indices) -> List:
+        return self.segm.take(indices) if isinstance(self.segm, Segmentations) else [self.segm[int(i)] for i in indices]
+
     @classmethod
-    def from_records(cls, records: Sequence[Dict], source: str = "results") -> "Detections":
-        """From LVIS/COCO results records ({image_id, category_id, score, bbox and/or segmentation})."""
+    def from_records(cls, records: Sequence[Dict], source: str = "results", image_size: Optional[Dict] = None) -> "Detections":
+        """From LVIS/COCO results records already in memory ({image_id, category_id, score, bbox and/or segmentation})."""
         if not isinstance(records, list):
             raise MecError("results must be a JSON list of detections", source)
         if not records:
-            return cls(np.zeros(0), np.zeros(0), np.zeros(0), np.zeros((0, 4)), [], True)
-        has_box = "bbox" in records[0]
-        has_segm = "segmentation" in records[0]
-        if not has_box and not has_segm:
-            raise MecError("the first detection has neither 'bbox' nor 'segmentation'", source)
+            return cls(np.zeros(0), np.zeros(0), np.zeros(0), np.zeros((0, 4)), None, True)
         try:
             img = np.fromiter((r["image_id"] for r in records), np.int64, len(records))
             cat = np.fromiter((r["category_id"] for r in records), np.int64, len(records))
             score = np.fromiter((r["score"] for r in records), np.float64, len(records))
-            box = np.array([r["bbox"] for r in records], dtype=np.float64).reshape(-1, 4) if has_box else None
-            segm = [r["segmentation"] for r in records] if has_segm else None
-        except (KeyError, TypeError, ValueError) as e:
+            has_box = np.fromiter((bool(r.get("bbox")) for r in records), np.bool_, len(records))
+            box = np.array([r["bbox"] if r.get("bbox") else [np.nan] * 4 for r in records], dtype=np.float64).reshape(-1, 4)
+            kinds = np.fromiter((_kind(r.get("segmentation")) for r in records), np.int8, len(records))
+        except (KeyError, TypeError, ValueError, AttributeError) as e:
             raise MecError(f"a detection is malformed ({type(e).__name__}: {e})", source) from None
-        return cls(img, cat, score, box, segm, has_box)
+        return cls.assemble(img, cat, score, box, has_box, kinds, lambda i: records[i]["segmentation"], source, image_size)
+
+    @classmethod
+    def from_scan(cls, arrays, buf, source: str = "results", image_size: Optional[Dict] = None) -> "Detections":
+        """From :func:`mec_cli.evaluation.jsonscan.read_results_file`'s arrays (segmentations stay in ``buf``)."""
+        def raw(i: int):
+            if arrays.segm_kind[i] == KIND_RLE:
+                return {"size": arrays.rle_size[i].tolist(), "counts": arrays.rle_counts(buf, i)}
+            return arrays.segmentation(buf, i)
+
+        return cls.assemble(arrays.image_id, arrays.category_id, arrays.score, arrays.bbox, arrays.has_bbox, arrays.segm_kind,
+                            raw, source, image_size)
+
+    @classmethod
+    def assemble(cls, img, cat, score, box, has_box, kinds, raw, source: str, image_size: Optional[Dict]) -> "Detections":
+        """Apply the reference tools' reading rules (see the class docstring) to validated columns."""
+        n = len(score)
+        if n == 0:
+            return cls(img, cat, score, np.zeros((0, 4)), None, True)
+        has_segm = kinds != KIND_NONE
+        if has_box[0]:
+            if not has_box.all():
+                raise MecError(f"record {int(np.argmin(has_box))} has no 'bbox' although the first record has one (pycocotools and "
+                               "lvis-api then read every record's box)", source)
+            segm = Segmentations(raw, kinds, img, image_size) if has_segm.all() else None
+            return cls(img, cat, score, box, segm, True)
+        if not has_segm[0]:
+            raise MecError("the first detection has neither 'bbox' nor 'segmentation'", source)
+        if not has_segm.all():
+            raise MecError(f"record {int(np.argmin(has_segm))} has no 'segmentation' although the first record has one "
+                           "and no box", source)
+        segm = Segmentations(raw, kinds, img, image_size)
+        dets = cls(img, cat, score, np.where(has_box[:, None], box, np.nan), segm, False)
+        missing = np.flatnonzero(~has_box)
+        if missing.size:  # pycocotools gives such records the mask's bounding box
+            import pycocotools.mask as mask_utils
+
+            dets.bbox[missing] = np.asarray(mask_utils.toBbox(dets._rles(missing)), np.float64).reshape(-1, 4)
+        return dets
+
+
+class IdIndex:
+    """Ids (sorted, unique) -> their positions; a dense table when the ids are compact, binary search otherwise."""
+
+    def __init__(self, ids: np.ndarray):
+        self.ids = np.asarray(ids, np.int64)
+        self.table = None
+        if self.ids.size and self.ids[0] >= 0 and self.ids[-1] < 4 * self.ids.size + (1 << 22):
+            self.table = np.full(int(self.ids[-1]) + 1, -1, np.int64)
+            self.table[self.ids] = np.arange(self.ids.size)
+
+    def __len__(self) -> int:
+        return int(self.ids.size)
+
+    def lookup(self, values: np.ndarray) -> np.ndarray:
+        """Positions of ``values`` (-1 for an id that is not here)."""
+        values = np.asarray(values, np.int64)
+        if self.table is not None:
+            inside = (values >= 0) & (values < self.table.size)
+            out = np.full(values.shape, -1, np.int64)
+            out[inside] = self.table[values[inside]]
+            return out
+        pos = np.searchsorted(self.ids, values)
+        ok = pos < self.ids.size
+        ok[ok] = self.ids[pos[ok]] == values[ok]
+        return np.where(ok, pos, -1)
 
 
 @dataclass
 class GroundTruth:
-    """A ground-truth annotation dict indexed for evaluation (built once, reused for every mode)."""
+    """A ground-truth annotation dict indexed for evaluation (built once, reused for every mode).
+
+    Ground truths are held sorted by (image, category, file order); ``img_ptr``/``img_cat`` list, image by image,
+    the categories that matter in it (annotated, and for LVIS also negative or not exhaustive), sorted, each a
+    "pair row" with its first ground truth, their count, whether the federated rule lets detections of it count
+    (``pair_allowed``) and whether it is not exhaustively annotated (``pair_nel``).
+    """
 
     data: Dict
     protocol: str = "lvis"
-    img_ids: np.ndarray = field(init=False)
-    cat_ids: np.ndarray = field(init=False)
 
     def __post_init__(self) -> None:
         if self.protocol not in PROTOCOLS:
             raise MecError(f"--protocol must be one of {', '.join(PROTOCOLS)}, got {self.protocol!r}")
         data = self.data
-        self.img_ids = np.array(sorted({int(i["id"]) for i in data["images"]}), dtype=np.int64)
-        self.cat_ids = np.array(sorted({int(c["id"]) for c in data["categories"]}), dtype=np.int64)
-        self.num_cats = len(self.cat_ids)
+        self.images = IdIndex(np.unique(np.fromiter((int(i["id"]) for i in data["images"]), np.int64, len(data["images"]))))
+        self.cats = IdIndex(np.unique(np.fromiter((int(c["id"]) for c in data["categories"]), np.int64, len(data["categories"]))))
+        self.img_ids, self.cat_ids = self.images.ids, self.cats.ids
+        self.num_cats = K = len(self.cats)
         anns = data["annotations"]
-        self.gt_img = np.searchsorted(self.img_ids, np.fromiter((a["image_id"] for a in anns), np.int64, len(anns)))
-        self.gt_cat = np.searchsorted(self.cat_ids, np.fromiter((a["category_id"] for a in anns), np.int64, len(anns)))
-        self.gt_box = np.array([a["bbox"] for a in anns], dtype=np.float64).reshape(-1, 4)
-        self.gt_area = np.fromiter((a.get("area", a["bbox"][2] * a["bbox"][3]) for a in anns), np.float64, len(anns))
-        self.gt_id = np.fromiter((a["id"] for a in anns), np.int64, len(anns))
-        crowd = np.fromiter((bool(a.get("iscrowd", 0)) for a in anns), np.bool_, len(anns))
-        if self.protocol == "coco":
-            # pycocotools overwrites any 'ignore' field with iscrowd
-            self.gt_crowd = crowd
-            self.gt_ignore = crowd.copy()
+        n = len(anns)
+        img = self.images.lookup(np.fromiter((a["image_id"] for a in anns), np.int64, n))
+        cat = self.cats.lookup(np.fromiter((a["category_id"] for a in anns), np.int64, n))
+        box = np.array([a["bbox"] for a in anns], dtype=np.float64).reshape(-1, 4)
+        area = np.fromiter((a.get("area", a["bbox"][2] * a["bbox"][3]) for a in anns), np.float64, n)
+        ann_id = np.fromiter((a["id"] for a in anns), np.int64, n)
+        crowd = np.fromiter((bool(a.get("iscrowd", 0)) for a in anns), np.bool_, n)
+        if self.protocol == "coco":  # pycocotools overwrites any 'ignore' field with iscrowd
+            ignore = crowd.copy()
         else:
-            self.gt_crowd = np.zeros(len(anns), np.bool_)
-            self.gt_ignore = np.fromiter((bool(a.get("ignore", 0)) for a in anns), np.bool_, len(anns))
-        self.gt_keys = np.unique(self.gt_img * self.num_cats + self.gt_cat)
+            crowd = np.zeros(n, np.bool_)
+            ignore = np.fromiter((bool(a.get("ignore", 0)) for a in anns), np.bool_, n)
+        # 1. ground truths sorted by (image, category, file order); gt_file maps back to the annotation list
+        self.gt_file = np.lexsort((np.arange(n), cat, img))
+        self.gt_img, self.gt_cat = img[self.gt_file], cat[self.gt_file]
+        self.gt_box, self.gt_area, self.gt_id = box[self.gt_file], area[self.gt_file], ann_id[self.gt_file]
+        self.gt_crowd, self.gt_ignore = crowd[self.gt_file], ignore[self.gt_file]
+        # 2. pair rows: annotated pairs, plus LVIS's negative and not-exhaustive ones
+        gt_keys = self.gt_img * K + self.gt_cat
+        keys = [np.unique(gt_keys)]
+        neg_keys = nel_keys = np.zeros(0, np.int64)
         if self.protocol == "lvis":
             neg, nel = [], []
             for im in data["images"]:
-                i = int(np.searchsorted(self.img_ids, im["id"]))
-                neg += [i * self.num_cats + c for c in self._cat_index(im.get("neg_category_ids", []))]
-                nel += [i * self.num_cats + c for c in self._cat_index(im.get("not_exhaustive_category_ids", []))]
-            self.allowed_keys = np.union1d(self.gt_keys, np.array(neg, np.int64))
-            self.nel_keys = np.unique(np.array(nel, np.int64))
-        # pairs' gt ranges: gts sorted by (cat, img), file order kept within a pair
-        self.gt_order = np.lexsort((np.arange(len(anns)), self.gt_img, self.gt_cat))
+                i = int(self.images.lookup(np.array([im["id"]]))[0])
+                neg += [i * K + c for c in self._cat_index(im.get("neg_category_ids", []))]
+                nel += [i * K + c for c in self._cat_index(im.get("not_exhaustive_category_ids", []))]
+            neg_keys, nel_keys = np.unique(np.array(neg, np.int64)), np.unique(np.array(nel, np.int64))
+            keys += [neg_keys, nel_keys]
+        rows = np.unique(np.concatenate(keys))
+        self.img_ptr = np.searchsorted(rows, np.arange(len(self.images) + 1) * K).astype(np.int64)
+        self.img_cat = (rows % K).astype(np.int64)
+        self.pair_gt_start = np.searchsorted(gt_keys, rows, "left").astype(np.int64)
+        self.pair_gt_count = np.searchsorted(gt_keys, rows, "right").astype(np.int64) - self.pair_gt_start
+        self.pair_allowed = (self.pair_gt_count > 0) | np.isin(rows, neg_keys)
+        self.pair_nel = np.isin(rows, nel_keys)
+        # 3. non-ignored ground truths per category and area range (the recall denominators)
+        self.gt_npig = np.zeros((K, len(AREA_RNG)), np.int64)
+        for a, (lo, hi) in enumerate(AREA_RNG):
+            counted = ~self.gt_ignore & (self.gt_area >= lo) & (self.gt_area <= hi)
+            self.gt_npig[:, a] = np.bincount(self.gt_cat[counted], minlength=K)
         self._gt_rles: Optional[List] = None
         self.frequency = {int(c["id"]): c.get("frequency") for c in data["categories"]}
+        self.image_size = {int(i["id"]): (i.get("height"), i.get("width")) for i in data["images"]}
 
     def _cat_index(self, ids: Sequence[int]) -> List[int]:
-        ids = np.asarray(list(ids), dtype=np.int64)
-        if ids.size == 0:
-            return []
-        idx = np.searchsorted(self.cat_ids, ids)
-        ok = (idx < self.num_cats) & (self.cat_ids[np.minimum(idx, self.num_cats - 1)] == ids)
-        return idx[ok].tolist()
+        idx = self.cats.lookup(np.asarray(list(ids), dtype=np.int64))
+        return idx[idx >= 0].tolist()
 
     def gt_rles(self) -> List:
-        """Ground-truth masks as RLEs (polygons rasterised at the image size), made once."""
+        """Ground-truth masks as RLEs in ``gt_*`` order (polygons rasterised at the image size), made once."""
         if self._gt_rles is None:
             import pycocotools.mask as mask_utils
 
-            size = {int(i["id"]): (i.get("height"), i.get("width")) for i in self.data["images"]}
+            anns = self.data["annotations"]
             rles = []
-            for a in self.data["annotations"]:
-                h, w = size[int(a["image_id"])]
+            for f in self.gt_file.tolist():
+                a = anns[f]
+                h, w = self.image_size[int(a["image_id"])]
                 seg = a.get("segmentation")
                 if seg is None:
                     raise MecError(f"annotation id {a['id']} has no segmentation for segm evaluation")
+                if (isinstance(seg, list) or isinstance(seg.get("counts"), list)) and not (h and w):
+                    raise MecError(f"image id {a['image_id']} needs height and width to rasterise annotation id {a['id']}")
                 if isinstance(seg, list):
                     rle = mask_utils.merge(mask_utils.frPyObjects(seg, h, w))
                 elif isinstance(seg.get("counts"), list):
@@ -161,113 +314,91 @@ class EvalResult:
     protocol: str
     iou_type: str
     num_detections: int
+    order: Optional[np.ndarray] = None  # (M,) indices of the detections that counted, in accumulation order
+    det_tp: Optional[np.ndarray] = None  # (M,) uint64 bit t * A + a: matched at IoU threshold t, area range a
+    det_ig: Optional[np.ndarray] = None  # (M,) uint64: ignored
 
 
-def _limit(dets: Detections, img_idx: np.ndarray, cat_idx: np.ndarray, protocol: str) -> np.ndarray:
-    """Indices of the detections each protocol keeps (LVIS: top 300 per image; COCO: top 100 per image and class)."""
-    n = len(dets)
-    orig = np.arange(n)
-    if protocol == "lvis":
-        order = np.lexsort((orig, -dets.score, img_idx))
-        group = img_idx[order]
-    else:
-        order = np.lexsort((orig, -dets.score, cat_idx, img_idx))
-        group = img_idx[order] * (cat_idx.max(initial=0) + 1) + cat_idx[order]
-    starts = np.r_[0, np.flatnonzero(np.diff(group)) + 1] if n else np.zeros(0, np.int64)
-    rank = orig - np.repeat(starts, np.diff(np.r_[starts, n]))
-    keep = order[rank < PROTOCOLS[protocol]]
-    return np.sort(keep)
-
-
-def _segm_ious(gt: GroundTruth, dt_rles: List, det_start, det_count, gt_start, gt_count, iou_offset, gt_sorted, det_sorted, out) -> None:
+def _segm_ious(gt: GroundTruth, dets: Detections, order: np.ndarray, img_idx: np.ndarray, cat_idx: np.ndarray):
+    """IoUs of every counted detection with its pair's ground truths (pycocotools' maskUtils.iou, crowd rule
+    included), laid out for :func:`kernels.match_and_accumulate`: (flat table, offset per ``order`` position)."""
     import pycocotools.mask as mask_utils
 
     gt_rles = gt.gt_rles()
-    for p in range(len(det_start)):
-        nd, ng = int(det_count[p]), int(gt_count[p])
-        if nd == 0 or ng == 0:
-            continue
-        d = [dt_rles[i] for i in det_sorted[det_start[p]:det_start[p] + nd]]
-        g = [gt_rles[i] for i in gt_sorted[gt_start[p]:gt_start[p] + ng]]
-        crowd = [int(x) for x in gt.gt_crowd[gt_sorted[gt_start[p]:gt_start[p] + ng]]]
-        out[iou_offset[p]:iou_offset[p] + nd * ng] = np.asarray(mask_utils.iou(d, g, crowd), dtype=np.float64).reshape(-1)
+    K = gt.num_cats
+    rows = kernels.pair_rows(gt.img_ptr, gt.img_cat, img_idx[order], cat_idx[order])
+    ng = np.where(rows >= 0, gt.pair_gt_count[np.maximum(rows, 0)], 0)
+    offset = np.zeros(len(order), np.int64)
+    offset[1:] = np.cumsum(ng)[:-1]
+    table = np.zeros(int(ng.sum()), np.float64)
+    has = np.flatnonzero(ng > 0)
+    # group the counted detections by pair (their order within a pair is the matching order)
+    pair_key = img_idx[order[has]] * K + cat_idx[order[has]]
+    grouped = has[np.argsort(pair_key, kind="stable")]
+    bounds = np.flatnonzero(np.diff(np.r_[-1, pair_key[np.argsort(pair_key, kind="stable")], -1]))
+    for b0, b1 in zip(bounds[:-1], bounds[1:]):
+        ps = grouped[b0:b1]
+        r = rows[ps[0]]
+        gs, n_g = int(gt.pair_gt_start[r]), int(gt.pair_gt_count[r])
+        d = [dets.segm[int(i)] for i in order[ps]]
+        g = gt_rles[gs:gs + n_g]
+        iou = np.asarray(mask_utils.iou(d, g, [int(x) for x in gt.gt_crowd[gs:gs + n_g]]), np.float64).reshape(len(ps), n_g)
+        for j, p in enumerate(ps):
+            table[offset[p]:offset[p] + n_g] = iou[j]
+    return table, offset
 
 
-def evaluate(gt: GroundTruth, dets: Detections, iou_type: str = "bbox", source: str = "results") -> EvalResult:
-    """Evaluate one detection set; see the module docstring for the protocol."""
-    from mec_cli.evaluation import kernels
+def _index(gt: GroundTruth, dets: Detections, source: str):
+    """Image and category index of every detection; an id the annotations lack is a MecError naming it."""
+    img_idx = gt.images.lookup(dets.image_id)
+    if (img_idx < 0).any():
+        raise MecError(f"detection of image id {int(dets.image_id[np.argmax(img_idx < 0)])}, which the annotation file does not have",
+                       source)
+    cat_idx = gt.cats.lookup(dets.category_id)
+    if (cat_idx < 0).any():
+        bad = int(dets.category_id[np.argmax(cat_idx < 0)])
+        raise MecError(f"detection of category id {bad}, which the annotation file does not have", source)
+    return img_idx, cat_idx
 
+
+def evaluate(gt: GroundTruth, dets: Detections, iou_type: str = "bbox", source: str = "results",
+             max_dets_per_class: Optional[int] = None) -> EvalResult:
+    """Evaluate one detection set; see the module docstring for the protocol.
+
+    ``max_dets_per_class`` evaluates Fixed AP instead (Dave et al.): at most that many detections per category
+    over the whole dataset (highest scores, ties in file order), and no per-image cap.
+    """
     if iou_type not in ("bbox", "segm"):
         raise MecError(f"--iou-type must be bbox or segm, got {iou_type!r}")
     if iou_type == "bbox" and dets.bbox is None and len(dets):
         raise MecError("bbox evaluation needs 'bbox' in the detections", source)
     if iou_type == "segm" and dets.segm is None and len(dets):
         raise MecError("segm evaluation needs 'segmentation' in the detections", source)
-    K = gt.num_cats
-    img_idx = np.searchsorted(gt.img_ids, dets.image_id)
-    bad = (img_idx >= len(gt.img_ids)) | (gt.img_ids[np.minimum(img_idx, len(gt.img_ids) - 1)] != dets.image_id) if len(dets) else np.zeros(0, bool)
-    if bad.any():
-        raise MecError(f"detection of image id {int(dets.image_id[np.argmax(bad)])}, which the annotation file does not have", source)
-    cat_idx = np.searchsorted(gt.cat_ids, dets.category_id)
-    bad = (cat_idx >= K) | (gt.cat_ids[np.minimum(cat_idx, K - 1)] != dets.category_id) if len(dets) else np.zeros(0, bool)
-    if bad.any():
-        raise MecError(f"detection of category id {int(dets.category_id[np.argmax(bad)])}, which the annotation file does not have", source)
-
-    keep = _limit(dets, img_idx, cat_idx, gt.protocol) if len(dets) else np.zeros(0, np.int64)
-    keys = img_idx[keep] * K + cat_idx[keep]
-    det_nel = np.zeros(len(keep), np.bool_)
-    if gt.protocol == "lvis":
-        allowed = np.isin(keys, gt.allowed_keys, assume_unique=False)
-        keep, keys = keep[allowed], keys[allowed]
-        det_nel = np.isin(keys, gt.nel_keys)
-    d_img, d_cat, d_score = img_idx[keep], cat_idx[keep], dets.score[keep]
-    if iou_type == "bbox" or dets.area_from_box:
-        d_box = dets.bbox[keep] if dets.bbox is not None else np.zeros((len(keep), 4))
-        d_area = d_box[:, 2] * d_box[:, 3]
+    K, A, T = gt.num_cats, len(AREA_RNG), len(IOU_THRS)
+    img_idx, cat_idx = _index(gt, dets, source)
+    if max_dets_per_class is not None:
+        cap_kind, cap = kernels.CAP_CATEGORY, int(max_dets_per_class)
     else:
-        import pycocotools.mask as mask_utils
-
-        d_box = np.zeros((len(keep), 4))
-        d_area = np.asarray(mask_utils.area([dets.segm[i] for i in keep]), dtype=np.float64).reshape(-1) if len(keep) else np.zeros(0)
-    n = len(keep)
-    # detections sorted into pairs: (cat, img), then score (stable on the original order)
-    d_order = np.lexsort((keep, -d_score, d_img, d_cat))
-    d_keys = (d_cat * len(gt.img_ids) + d_img)[d_order]
-    g_order = gt.gt_order
-    g_keys = (gt.gt_cat * len(gt.img_ids) + gt.gt_img)[g_order]
-    pair_keys = np.union1d(d_keys, g_keys)
-    det_start = np.searchsorted(d_keys, pair_keys, "left")
-    det_count = np.searchsorted(d_keys, pair_keys, "right") - det_start
-    gt_start = np.searchsorted(g_keys, pair_keys, "left")
-    gt_count = np.searchsorted(g_keys, pair_keys, "right") - gt_start
-    sizes = det_count * gt_count
-    iou_offset = np.r_[0, np.cumsum(sizes)[:-1]].astype(np.int64) if len(sizes) else np.zeros(0, np.int64)
-    ious = np.zeros(int(sizes.sum()), np.float64)
-
-    sd = d_order  # positions into the kept arrays
+        cap_kind, cap = (kernels.CAP_IMAGE if gt.protocol == "lvis" else kernels.CAP_PAIR), PROTOCOLS[gt.protocol]
+    order, cat_ptr = kernels.order_detections(img_idx, cat_idx, dets.score, len(gt.images), K, cap_kind, cap,
+                                              gt.protocol == "lvis", gt.img_ptr, gt.img_cat, gt.pair_allowed)
+    box = dets.bbox if dets.bbox is not None else np.zeros((len(dets), 4))
+    if dets.area_from_box:
+        area = box[:, 2] * box[:, 3]
+    else:  # results without boxes: the mask's area, as the reference tools set it (needed only where it counts)
+        area = np.zeros(len(dets))
+        area[order] = dets.mask_area(order)
     if iou_type == "bbox":
-        kernels.box_iou_pairs(d_box[sd], gt.gt_box[g_order], gt.gt_crowd[g_order], det_start, det_count, gt_start, gt_count, iou_offset, ious)
+        table, offset = np.zeros(1), np.full(1, -1, np.int64)  # box IoU is computed on the fly
     else:
-        _segm_ious(gt, dets.segm, det_start, det_count, gt_start, gt_count, iou_offset, g_order, keep[sd], ious)
-
-    T, A = len(IOU_THRS), len(AREA_RNG)
-    det_tp = np.zeros((T, A, n), np.bool_)
-    det_ig = np.zeros((T, A, n), np.bool_)
-    npig_pair = np.zeros((len(pair_keys), A), np.int64)
-    g_sorted = g_order
-    kernels.match_pairs(ious, iou_offset, det_start, det_count, d_area[sd], gt_start, gt_count, gt.gt_area[g_sorted],
-                        gt.gt_ignore[g_sorted], gt.gt_crowd[g_sorted], gt.gt_id[g_sorted] != 0, det_nel[sd],
-                        IOU_THRS, AREA_RNG, det_tp, det_ig, npig_pair)
-    pair_cat = pair_keys // len(gt.img_ids)
-    npig = np.zeros((K, A), np.int64)
-    np.add.at(npig, pair_cat, npig_pair)
-    # per category, highest score first; ties in image order, then original order (a stable sort of
-    # the pair-ordered list, as the reference tools' mergesort of per-image lists gives)
-    s_cat, s_score = d_cat[sd], d_score[sd]
-    acc_order = np.lexsort((-s_score, s_cat))
-    cat_start = np.searchsorted(s_cat[acc_order], np.arange(K), "left")
-    cat_count = np.searchsorted(s_cat[acc_order], np.arange(K), "right") - cat_start
+        table, offset = _segm_ious(gt, dets, order, img_idx, cat_idx)
+        table = table if table.size else np.zeros(1)
+        offset = offset if offset.size else np.zeros(1, np.int64)
     precision = -np.ones((T, len(REC_THRS), K, A))
     recall = -np.ones((T, K, A))
-    kernels.accumulate(cat_start, cat_count, acc_order, det_tp, det_ig, npig, REC_THRS, precision, recall)
-    return EvalResult(precision, recall, gt.cat_ids, gt.protocol, iou_type, n)
+    det_tp = np.zeros(len(order), np.uint64)
+    det_ig = np.zeros(len(order), np.uint64)
+    kernels.match_and_accumulate(order, cat_ptr, img_idx, box, area, table, offset, gt.img_ptr, gt.img_cat, gt.pair_gt_start,
+                                 gt.pair_gt_count, gt.pair_nel, gt.gt_box, gt.gt_area, gt.gt_ignore, gt.gt_crowd, gt.gt_id != 0,
+                                 gt.gt_npig, IOU_THRS, AREA_RNG, REC_THRS, precision, recall, det_tp, det_ig)
+    return EvalResult(precision, recall, gt.cat_ids, gt.protocol, iou_type, len(order), order, det_tp, det_ig)

@@ -20,7 +20,7 @@ class MECMetric(BaseMetric):
 
     def __init__(self, ann_file: str, metric: Sequence[str] = ("bbox", "segm"), protocol: str = "lvis",
                  groups_file: Optional[str] = None, default_mode: str = "mean_logits", results_dir: Optional[str] = None,
-                 cat_ids: Optional[Sequence[int]] = None, collect_device: str = "cpu",
+                 cat_ids: Optional[Sequence[int]] = None, dets_per_class: Optional[int] = None, collect_device: str = "cpu",
                  prefix: Optional[str] = None, **kwargs):
         super().__init__(collect_device=collect_device, prefix=prefix)
         self.ann_file = ann_file
@@ -29,6 +29,7 @@ class MECMetric(BaseMetric):
         self.groups_file = groups_file
         self.default_mode = default_mode
         self.results_dir = results_dir
+        self.dets_per_class = dets_per_class
         self.last_results: Dict = {}
         # category id of each label, in the dataset's label order (read from ann_file when not given)
         self._cat_ids: Optional[List[int]] = [int(c) for c in cat_ids] if cat_ids is not None else None
@@ -71,7 +72,8 @@ class MECMetric(BaseMetric):
         records = [rec for per_image in results for rec in per_image]
         if self.results_dir:
             dump_results(records, self.results_dir)
-        self.last_results = evaluate_mode_arrays(records, self.ann_file, self.iou_types, self.protocol, self.groups_file)
+        self.last_results = evaluate_mode_arrays(records, self.ann_file, self.iou_types, self.protocol, self.groups_file,
+                                                 self.dets_per_class)
         flat = {}
         for mode, by_type in self.last_results.items():
             for iou_type, metrics in by_type.items():

@@ -18,13 +18,31 @@ def _mean_valid(s: np.ndarray) -> float:
     return float(np.mean(valid)) if valid.size else -1.0
 
 
+def category_sets(cat_ids: Sequence[int], frequency: Optional[Dict[int, str]] = None, groups: Optional[Dict[int, int]] = None,
+                  group_names: Optional[Sequence[str]] = None) -> Dict[str, List[int]]:
+    """The category positions each group metric averages over: ``APr``/``APc``/``APf`` (LVIS frequency, when every
+    category has one) and ``AP_<name>`` (groups.json)."""
+    cat_ids = [int(c) for c in cat_ids]
+    sets: Dict[str, List[int]] = {}
+    if frequency and all(frequency.get(c) in ("r", "c", "f") for c in cat_ids):
+        for f in ("r", "c", "f"):
+            sets[f"AP{f}"] = [k for k, c in enumerate(cat_ids) if frequency[c] == f]
+    if groups:
+        names = list(group_names) if group_names else [f"g{i}" for i in range(max(groups.values()) + 1)]
+        for g, name in enumerate(names):
+            sets[f"AP_{name}"] = [k for k, c in enumerate(cat_ids) if groups.get(c) == g]
+    return sets
+
+
 def summarize(res: EvalResult, frequency: Optional[Dict[int, str]] = None, groups: Optional[Dict[int, int]] = None,
-              group_names: Optional[Sequence[str]] = None, per_category: bool = True) -> Dict:
+              group_names: Optional[Sequence[str]] = None, per_category: bool = True, iou_profile: bool = True) -> Dict:
     """AP metrics of one evaluation.
 
     Args:
         frequency: category id -> LVIS frequency ('r'/'c'/'f'); adds APr/APc/APf when given.
         groups: category id -> group index (groups.json); adds one ``AP_<name>`` per group.
+        iou_profile: add ``AP_per_iou``: for ``AP`` and every group metric, the AP at each IoU threshold
+            (``IOU_THRS``, 0.50:0.05:0.95), sliced from the same precision array.
     """
     p = res.precision  # (T, R, K, A)
     all_area = AREA_LABELS.index("all")
@@ -36,16 +54,26 @@ def summarize(res: EvalResult, frequency: Optional[Dict[int, str]] = None, group
         "APm": _mean_valid(p[..., AREA_LABELS.index("medium")]),
         "APl": _mean_valid(p[..., AREA_LABELS.index("large")]),
     }
-    cat_ids: List[int] = [int(c) for c in res.cat_ids]
-    if frequency and all(frequency.get(c) in ("r", "c", "f") for c in cat_ids):
-        for f in ("r", "c", "f"):
-            idx = [k for k, c in enumerate(cat_ids) if frequency[c] == f]
-            out[f"AP{f}"] = _mean_valid(p[:, :, idx, all_area])
-    if groups:
-        names = list(group_names) if group_names else [f"g{i}" for i in range(max(groups.values()) + 1)]
-        for g, name in enumerate(names):
-            idx = [k for k, c in enumerate(cat_ids) if groups.get(c) == g]
-            out[f"AP_{name}"] = _mean_valid(p[:, :, idx, all_area])
+    sets = category_sets(res.cat_ids, frequency, groups, group_names)
+    for name, idx in sets.items():
+        out[name] = _mean_valid(p[:, :, idx, all_area])
+    if iou_profile:
+        everything = {"AP": list(range(len(res.cat_ids))), **sets}
+        out["AP_per_iou"] = {name: [_mean_valid(p[t][:, idx, all_area]) for t in range(len(IOU_THRS))]
+                             for name, idx in everything.items()}
     if per_category:
-        out["per_category"] = {str(c): _mean_valid(p[:, :, k, all_area]) for k, c in enumerate(cat_ids)}
+        out["per_category"] = {str(c): _mean_valid(p[:, :, k, all_area]) for k, c in enumerate(res.cat_ids)}
+    return out
+
+
+FIXED_KEYS = ("AP",)  # Fixed AP reports the AP-type metrics only: AP_fixed and every group's
+
+
+def fixed_metrics(res: EvalResult, frequency=None, groups=None, group_names=None) -> Dict[str, float]:
+    """``AP_fixed``, ``APr_fixed``..., ``AP_<group>_fixed`` of a Fixed-AP evaluation (see ``evaluate``)."""
+    p = res.precision
+    all_area = AREA_LABELS.index("all")
+    out = {"AP_fixed": _mean_valid(p[..., all_area])}
+    for name, idx in category_sets(res.cat_ids, frequency, groups, group_names).items():
+        out[f"{name}_fixed"] = _mean_valid(p[:, :, idx, all_area])
     return out

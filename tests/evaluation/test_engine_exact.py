@@ -174,7 +174,7 @@ def test_cli_results_file_and_bad_inputs(tmp_path):
                                    "--iou-type", "bbox", "--out", str(out)])
     assert res.exit_code == 0, res.output
     doc = json.loads(out.read_text())
-    assert doc["schema"] == "mec.metrics/1" and doc["protocol"] == "lvis" and list(doc["modes"]) == ["results"]
+    assert doc["schema"] == "mec.metrics/2" and doc["protocol"] == "lvis" and list(doc["modes"]) == ["results"]
     ev = _lvis_reference(gt, dets, "bbox", tmp_path)
     assert doc["modes"]["results"]["bbox"]["AP"] == pytest.approx(ev.results["AP"], abs=1e-4)
     bad = copy.deepcopy(dets) + [{"image_id": 77, "category_id": 1, "bbox": [0, 0, 1, 1], "score": 0.5}]
@@ -188,3 +188,68 @@ def test_lvis_numpy_compat_is_narrow():
 
     assert lvis_eval.np.float is float and lvis_eval.np.cumsum is np.cumsum
     assert "float" not in vars(np)  # the real numpy module is untouched
+
+
+def _per_class_top(dets, k):
+    """The top ``k`` detections of each category by score, ties in file order (a stable sort), file order kept."""
+    keep = set()
+    for c in {d["category_id"] for d in dets}:
+        idx = [i for i, d in enumerate(dets) if d["category_id"] == c]
+        idx.sort(key=lambda i: -dets[i]["score"])  # stable: ties keep file order
+        keep.update(idx[:k])
+    return [d for i, d in enumerate(dets) if i in keep]
+
+
+@pytest.mark.parametrize("iou_type", ["bbox", "segm"])
+def test_fixed_ap_equals_lvis_api_without_a_per_image_cap(iou_type, tmp_path):
+    """Fixed AP (Dave et al.): the top K per category (ties in file order), no per-image cap; lvis-api run with
+    max_dets=-1 on the same per-class-limited detections is the reference."""
+    gt = _gt_fixture()
+    dets = _random_dets(gt, np.random.default_rng(11), n_per_img=400, tie_scores=True, segm=iou_type == "segm")
+    assert max(sum(d["image_id"] == i for d in dets) for i in (1, 2, 3, 4)) > 300  # a per-image cap would bite
+    k = 150
+    path = tmp_path / "gt.json"
+    path.write_text(json.dumps(gt))
+    lvis_gt = LVIS(str(path))
+    ev = LVISEval(lvis_gt, LVISResults(lvis_gt, copy.deepcopy(_per_class_top(dets, k)), max_dets=-1), iou_type)
+    ev.run()
+    g = GroundTruth(copy.deepcopy(gt), "lvis")
+    res = evaluate(g, Detections.from_records(dets), iou_type, max_dets_per_class=k)
+    np.testing.assert_allclose(res.precision, ev.eval["precision"], atol=1e-12)
+    from mec_cli.evaluation.summary import fixed_metrics
+
+    fixed = fixed_metrics(res, g.frequency)
+    for key in ("AP", "APr", "APc", "APf"):
+        assert fixed[f"{key}_fixed"] == pytest.approx(ev.results[key], abs=1e-12)
+    standard = summarize(evaluate(g, Detections.from_records(dets), iou_type), g.frequency)
+    assert standard["AP"] != fixed["AP_fixed"]  # a different metric, reported beside the standard one
+
+
+def test_iou_profile_slices_the_same_precision(tmp_path):
+    gt = _gt_fixture()
+    dets = _random_dets(gt, np.random.default_rng(12))
+    ev = _lvis_reference(gt, dets, "bbox", tmp_path)
+    _, ours = _ours(gt, dets, "bbox")
+    profile = ours["AP_per_iou"]
+    assert set(profile) == {"AP", "APr", "APc", "APf"} and all(len(v) == 10 for v in profile.values())
+    assert profile["AP"][0] == pytest.approx(ev.results["AP50"], abs=1e-12)
+    assert profile["AP"][5] == pytest.approx(ev.results["AP75"], abs=1e-12)
+    assert np.mean(profile["AP"]) == pytest.approx(ours["AP"], abs=1e-12)
+    assert np.mean(profile["APr"]) == pytest.approx(ours["APr"], abs=1e-12)
+
+
+def test_cli_fixed_ap_is_beside_the_standard_metrics(run_mec, tmp_path):
+    gt = _gt_fixture()
+    dets = _random_dets(gt, np.random.default_rng(13), n_per_img=200)
+    (tmp_path / "gt.json").write_text(json.dumps(gt))
+    (tmp_path / "dets.json").write_text(json.dumps(dets))
+    res = run_mec("eval", "--results", tmp_path / "dets.json", "--ann", tmp_path / "gt.json", "--fixed-ap", "--dets-per-class", "50",
+                  "--out", tmp_path / "m.json")
+    assert res.code == 0, res.err
+    assert "AP fixed" in res.out
+    doc = json.loads((tmp_path / "m.json").read_text())
+    m = doc["modes"]["results"]["bbox"]
+    assert {"AP", "APr", "AP_fixed", "APr_fixed", "APc_fixed", "APf_fixed"} <= set(m)
+    assert doc["detection_cap"]["fixed_ap_dets_per_class"] == 50
+    assert run_mec("eval", "--results", tmp_path / "dets.json", "--ann", tmp_path / "gt.json", "--fixed-ap",
+                   "--dets-per-class", "0").one_error_line().endswith("--dets-per-class must be >= 1, got 0")
