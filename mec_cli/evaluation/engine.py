@@ -319,12 +319,13 @@ class EvalResult:
     det_ig: Optional[np.ndarray] = None  # (M,) uint64: ignored
 
 
-def _segm_ious(gt: GroundTruth, dets: Detections, order: np.ndarray, img_idx: np.ndarray, cat_idx: np.ndarray):
-    """IoUs of every counted detection with its pair's ground truths (pycocotools' maskUtils.iou, crowd rule
-    included), laid out for :func:`kernels.match_and_accumulate`: (flat table, offset per ``order`` position)."""
-    import pycocotools.mask as mask_utils
+def pair_iou_table(gt: GroundTruth, order: np.ndarray, img_idx: np.ndarray, cat_idx: np.ndarray, pair_ious) -> tuple:
+    """IoUs of every counted detection with its pair's ground truths, laid out for
+    :func:`kernels.match_and_accumulate`: (flat table, offset of each ``order`` position's row).
 
-    gt_rles = gt.gt_rles()
+    ``pair_ious(det_indices, gt_start, gt_count)`` gives the (len(det_indices), gt_count) IoUs of one pair's
+    detections (indices into the detections) with its ground truths (positions ``gt_start..`` in ``gt_*`` order).
+    """
     K = gt.num_cats
     rows = kernels.pair_rows(gt.img_ptr, gt.img_cat, img_idx[order], cat_idx[order])
     ng = np.where(rows >= 0, gt.pair_gt_count[np.maximum(rows, 0)], 0)
@@ -334,18 +335,29 @@ def _segm_ious(gt: GroundTruth, dets: Detections, order: np.ndarray, img_idx: np
     has = np.flatnonzero(ng > 0)
     # group the counted detections by pair (their order within a pair is the matching order)
     pair_key = img_idx[order[has]] * K + cat_idx[order[has]]
-    grouped = has[np.argsort(pair_key, kind="stable")]
-    bounds = np.flatnonzero(np.diff(np.r_[-1, pair_key[np.argsort(pair_key, kind="stable")], -1]))
+    sort = np.argsort(pair_key, kind="stable")
+    grouped, keys = has[sort], pair_key[sort]
+    bounds = np.flatnonzero(np.diff(np.r_[-1, keys, -1]))
     for b0, b1 in zip(bounds[:-1], bounds[1:]):
         ps = grouped[b0:b1]
         r = rows[ps[0]]
         gs, n_g = int(gt.pair_gt_start[r]), int(gt.pair_gt_count[r])
-        d = [dets.segm[int(i)] for i in order[ps]]
-        g = gt_rles[gs:gs + n_g]
-        iou = np.asarray(mask_utils.iou(d, g, [int(x) for x in gt.gt_crowd[gs:gs + n_g]]), np.float64).reshape(len(ps), n_g)
+        iou = np.asarray(pair_ious(order[ps], gs, n_g), np.float64).reshape(len(ps), n_g)
         for j, p in enumerate(ps):
             table[offset[p]:offset[p] + n_g] = iou[j]
     return table, offset
+
+
+def _segm_ious(gt: GroundTruth, dets: Detections, order: np.ndarray, img_idx: np.ndarray, cat_idx: np.ndarray):
+    """Mask IoUs (pycocotools' maskUtils.iou, crowd rule included) in :func:`pair_iou_table`'s layout."""
+    import pycocotools.mask as mask_utils
+
+    gt_rles = gt.gt_rles()
+
+    def pair_ious(det_indices, gs, n_g):
+        return mask_utils.iou(dets._rles(det_indices), gt_rles[gs:gs + n_g], [int(x) for x in gt.gt_crowd[gs:gs + n_g]])
+
+    return pair_iou_table(gt, order, img_idx, cat_idx, pair_ious)
 
 
 def _index(gt: GroundTruth, dets: Detections, source: str):
@@ -361,19 +373,25 @@ def _index(gt: GroundTruth, dets: Detections, source: str):
     return img_idx, cat_idx
 
 
+IOU_TYPES = ("bbox", "segm", "boundary")
+BOUNDARY_DILATION = 0.02  # Boundary IoU's dilation ratio d (Cheng et al. 2021): a fraction of the image diagonal
+
+
 def evaluate(gt: GroundTruth, dets: Detections, iou_type: str = "bbox", source: str = "results",
-             max_dets_per_class: Optional[int] = None) -> EvalResult:
+             max_dets_per_class: Optional[int] = None, dilation_ratio: float = BOUNDARY_DILATION) -> EvalResult:
     """Evaluate one detection set; see the module docstring for the protocol.
 
+    ``iou_type`` 'boundary' is Boundary AP (Cheng et al. 2021): masks matched by the Boundary IoU of
+    :mod:`mec_cli.evaluation.boundary` with ``dilation_ratio``, under the same protocol as 'segm'.
     ``max_dets_per_class`` evaluates Fixed AP instead (Dave et al.): at most that many detections per category
     over the whole dataset (highest scores, ties in file order), and no per-image cap.
     """
-    if iou_type not in ("bbox", "segm"):
-        raise MecError(f"--iou-type must be bbox or segm, got {iou_type!r}")
+    if iou_type not in IOU_TYPES:
+        raise MecError(f"iou type must be one of {', '.join(IOU_TYPES)}, got {iou_type!r}", option="iou_type")
     if iou_type == "bbox" and dets.bbox is None and len(dets):
         raise MecError("bbox evaluation needs 'bbox' in the detections", source)
-    if iou_type == "segm" and dets.segm is None and len(dets):
-        raise MecError("segm evaluation needs 'segmentation' in the detections", source)
+    if iou_type in ("segm", "boundary") and dets.segm is None and len(dets):
+        raise MecError(f"{iou_type} evaluation needs 'segmentation' in the detections", source)
     K, A, T = gt.num_cats, len(AREA_RNG), len(IOU_THRS)
     img_idx, cat_idx = _index(gt, dets, source)
     if max_dets_per_class is not None:
@@ -391,7 +409,12 @@ def evaluate(gt: GroundTruth, dets: Detections, iou_type: str = "bbox", source: 
     if iou_type == "bbox":
         table, offset = np.zeros(1), np.full(1, -1, np.int64)  # box IoU is computed on the fly
     else:
-        table, offset = _segm_ious(gt, dets, order, img_idx, cat_idx)
+        if iou_type == "segm":
+            table, offset = _segm_ious(gt, dets, order, img_idx, cat_idx)
+        else:
+            from mec_cli.evaluation.boundary import boundary_iou_table
+
+            table, offset = boundary_iou_table(gt, dets, order, img_idx, cat_idx, dilation_ratio)
         table = table if table.size else np.zeros(1)
         offset = offset if offset.size else np.zeros(1, np.int64)
     precision = -np.ones((T, len(REC_THRS), K, A))
