@@ -113,7 +113,7 @@ def dump_results(records: List[Dict], out_dir: Union[str, Path]) -> List[Path]:
         segm = rec.get("segm")
         for k in range(len(rec["score"])):
             row = {"image_id": int(rec["image_id"][k]), "category_id": int(rec["category_id"][k]),
-                   "bbox": [round(float(v), 2) for v in rec["bbox"][k]], "score": round(float(rec["score"][k]), 6)}
+                   "bbox": [float(v) for v in rec["bbox"][k]], "score": float(rec["score"][k])}  # exact, as MMDetection
             if segm is not None:
                 rle = segm[k]
                 row["segmentation"] = {"size": list(rle["size"]), "counts": rle["counts"].decode() if isinstance(rle["counts"], bytes)

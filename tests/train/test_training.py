@@ -73,8 +73,8 @@ def test_per_stage_eval_from_one_pass_matches_lvis_api(trained_tiny, synth_data,
     assert {d["image_id"] for d in dets} == set(gt.get_img_ids())
     ev = LVISEval(gt, LVISResults(gt, dets), "bbox")
     ev.run()
-    for k in ("AP", "APr", "APc", "APf"):
-        assert doc["modes"]["dynamic_ga"]["bbox"][k] == pytest.approx(ev.results[k], abs=1e-4)
+    for k in ("AP", "APr", "APc", "APf"):  # the dumped file holds the very numbers that were scored
+        assert doc["modes"]["dynamic_ga"]["bbox"][k] == pytest.approx(ev.results[k], abs=1e-12)
 
 
 def test_two_process_eval_equals_one_process(trained_tiny, synth_data, tmp_path):
