@@ -24,9 +24,13 @@ MEC=${MEC:-.venv/bin/mec}
 $MEC train --recipe htc_r101 --gpus 8 --data-root data/lvis_v1 --pretrained checkpoints/resnet101-63fe2227.pth \
     --work-dir work_dirs/htc_r101 --resume &
 pid=$!
-trap 'kill -TERM $pid; wait $pid' TERM
+trap 'kill -TERM $pid' TERM
 wait $pid
 status=$?
+if [ "$status" -gt 128 ] && kill -0 "$pid" 2>/dev/null; then
+  wait $pid  # the signal interrupted `wait`: let mec finish its iteration and checkpoint, and take its exit code
+  status=$?
+fi
 if [ "$status" -eq 143 ]; then
   echo "stopped with a checkpoint; requeueing"
   scontrol requeue "$SLURM_JOB_ID"
