@@ -31,9 +31,12 @@ def _version(name: str) -> Tuple[str, str]:
     except Exception:
         ver = ""
     try:
-        importlib.import_module(name)
+        module = importlib.import_module(name)
     except Exception as e:  # an import error is exactly what doctor reports
         return ver or "-", f"{name} does not import: {type(e).__name__}: {e}".splitlines()[0]
+    local = getattr(module, "__version__", "")
+    if isinstance(local, str) and ver and local.startswith(ver + "+"):
+        ver = local  # torch's build tag, '2.13.0+cu130' or '2.13.0+cpu', which pip's metadata may lack
     return ver or "?", ""
 
 
