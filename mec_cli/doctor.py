@@ -15,11 +15,12 @@ import warnings
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
+from mec_cli.setup_env import SETUP_RECORD  # the venv's set-up record; that module is standard library only
+
 PACKAGES = ("torch", "mmcv", "mmengine", "mmdet", "lvis", "pycocotools", "numpy")
 # Oldest Linux driver of each CUDA major version (NVIDIA's CUDA toolkit release notes, minor version
 # compatibility): a driver older than this cannot run kernels built with that CUDA.
 MIN_DRIVER = {"13": (580, 65, 6), "12": (525, 60, 13)}
-SETUP_RECORD = "mec-setup.json"  # written by `make setup` (mec_cli/setup_env.py) into the venv
 
 
 def _version(name: str) -> Tuple[str, str]:

@@ -6,7 +6,7 @@ functions, tested with a stub pip and a stub nvidia-smi (tests/setup); `setup()`
 
 1. the venv, and the build tools (setuptools, wheel, ninja, numpy) from constraints.txt;
 2. torch at the pinned version:
-   - cpu: the `+cpu` build (about 200 MB). Where pip already has it without an index (this workplace keeps it
+   - cpu: the `+cpu` build (a 192 MB wheel). Where pip already has it without an index (this workplace keeps it
      in a find-links folder) it is installed from there, without touching the network. Elsewhere it comes
      from PyTorch's CPU wheel index (`TORCH_CPU_INDEX`, for mirrors). If that index cannot be used, the
      plain PyPI wheel is installed instead, with a message: it is the CUDA 13 build (about 4.7 GB) and runs
@@ -82,10 +82,6 @@ def read_pins(constraints: Path) -> Dict[str, str]:
         if m:
             pins[m.group(1).lower()] = m.group(2)
     return pins
-
-
-def python_tag(version_info: Sequence[int] = sys.version_info) -> str:
-    return "cp%d%d" % tuple(version_info[:2])
 
 
 # --------------------------------------------------------------------------------------------- device
