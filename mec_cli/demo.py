@@ -7,7 +7,6 @@ rerun; ``force`` redoes everything.
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 import time
 from dataclasses import dataclass
@@ -35,64 +34,94 @@ class DemoOptions:
         check_number("seed", self.seed, 0, SEED_MAX, integer=True)
 
 
-def _done(path: Path, force: bool) -> bool:
-    return path.exists() and not force
+def code_fingerprint() -> str:
+    """sha256 of mec's own code and recipes: a demo step done by other code is redone, not reused."""
+    import hashlib
+
+    root = Path(__file__).resolve().parent
+    h = hashlib.sha256()
+    for base in (root, root.parent / "recipes"):
+        for f in sorted(base.rglob("*.py")):
+            h.update(str(f.relative_to(base)).encode() + b"\0" + f.read_bytes())
+    return h.hexdigest()[:16]
+
+
+def environment() -> Dict:
+    """What the demo's numbers depend on besides the code: versions, CPU model and thread count."""
+    import platform
+
+    import torch
+
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), platform.processor()) if Path("/proc/cpuinfo").is_file() else platform.processor()
+    return {"mec_code": code_fingerprint(), "torch": torch.__version__, "torch_threads": torch.get_num_threads(), "cpu": cpu,
+            "python": platform.python_version()}
 
 
 def run_demo(opts: DemoOptions, on_step: Optional[Callable[[str, str], None]] = None) -> Dict:
-    """Run every step; ``on_step(name, status)`` reports 'start', 'skip' or 'done'. Returns the output summary."""
+    """Run every step; ``on_step(name, status)`` reports 'start', 'skip' or 'done'. Returns the output summary.
+
+    A step is skipped when its outputs exist and its stamp (``.stamps/<step>.json``: the options it ran with, the
+    fingerprint of mec's code and recipes, and the stamps of the steps before it) matches this run; anything else
+    is redone, so a rerun never mixes results of other code or other options. Training and evaluation each run as
+    their own `mec` process, as a user would run them, so no state of one run reaches the next.
+    """
     opts.validate()
-    from mec_cli import launch
     from mec_cli.data.groups import compute_groups
     from mec_cli.data.synth import SynthConfig, make_synthetic_dataset
     from mec_cli.io import write_json_atomic, write_text_atomic
 
     report = on_step or (lambda name, status: None)
     out = Path(opts.out)
-    data, runs = out / "data", out / "runs"
+    data, runs, stamps = out / "data", out / "runs", out / ".stamps"
     timings: Dict[str, float] = {}
+    env = environment()
+    chain: List[str] = []
 
-    def step(name: str, complete: Path, fn: Callable[[], None]) -> None:
-        if _done(complete, opts.force):
+    def step(name: str, complete: Path, fn: Callable[[], None], **settings) -> None:
+        stamp = {"step": name, "settings": settings, "code": env["mec_code"], "after": list(chain)}
+        path = stamps / f"{name.replace(' ', '_')}.json"
+        chain.append(json.dumps(stamp, sort_keys=True))
+        if complete.exists() and not opts.force and path.is_file() and json.loads(path.read_text()) == stamp:
             report(name, "skip")
             return
         report(name, "start")
         t = time.time()
         fn()
         timings[name] = round(time.time() - t, 1)
+        write_json_atomic(path, stamp)
         report(name, "done")
 
     def synth() -> None:
         make_synthetic_dataset(SynthConfig(out=data, seed=opts.seed, train_images=opts.train_images, val_images=opts.val_images))
         (data / ".complete").write_text("ok\n")
 
-    step("synth", data / ".complete", synth)
+    def mec(*args) -> None:
+        from mec_cli.signals import run_child
+
+        cmd = [sys.executable, "-m", "mec_cli.cli", *map(str, args)]
+        code = run_child(cmd)
+        if code != 0:
+            raise MecError(f"`mec {' '.join(map(str, args))}` failed with exit code {code}")
+
+    step("synth", data / ".complete", synth, seed=opts.seed, train_images=opts.train_images, val_images=opts.val_images)
     step("groups", out / "groups.json",
          lambda: write_json_atomic(out / "groups.json", compute_groups(data / "annotations" / "lvis_v1_train.json")))
-
     for recipe in ("tiny_baseline", "tiny"):
         work = runs / recipe
-
-        def train(recipe=recipe, work=work) -> None:
-            run = launch.prepare_training(launch.TrainOptions(
-                recipe=recipe, gpus=0, data_root=str(data), work_dir=str(work), groups=str(out / "groups.json"),
-                max_iters=opts.iters, seed=opts.seed, cfg_options={"log_level": "WARNING"}))
-            launch.train(run)
-
-        step(f"train {recipe}", work / f"iter_{opts.iters}.pth", train)
+        step(f"train {recipe}", work / f"iter_{opts.iters}.pth",
+             lambda recipe=recipe, work=work: mec("train", "--recipe", recipe, "--gpus", "0", "--data-root", data, "--work-dir", work,
+                                                  "--groups", out / "groups.json", "--max-iters", opts.iters, "--seed", opts.seed,
+                                                  "--cfg-options", "log_level=WARNING"),
+             iters=opts.iters, seed=opts.seed)
     for recipe in ("tiny_baseline", "tiny"):
         work = runs / recipe
-
-        def evaluate(recipe=recipe, work=work) -> None:
-            # Each evaluation is the `mec eval` a user would run, in its own process: it prints its metrics
-            # table, and its inference memory is returned before the next one starts.
-            cmd = [sys.executable, "-m", "mec_cli.cli", "eval", "--checkpoint", str(work / f"iter_{opts.iters}.pth"),
-                   "--recipe", recipe, "--data-root", str(data), "--per-stage", "--groups", str(out / "groups.json"),
-                   "--out", str(work / "metrics.json")]
-            if subprocess.run(cmd).returncode != 0:
-                raise MecError(f"evaluation of {recipe} failed: {' '.join(cmd)}")
-
-        step(f"eval {recipe}", work / "metrics.json", evaluate)
+        # each evaluation is the `mec eval` a user would run: it prints its metrics table, and its inference
+        # memory is returned before the next one starts
+        step(f"eval {recipe}", work / "metrics.json",
+             lambda recipe=recipe, work=work: mec("eval", "--checkpoint", work / f"iter_{opts.iters}.pth", "--recipe", recipe,
+                                                  "--data-root", data, "--per-stage", "--groups", out / "groups.json",
+                                                  "--out", work / "metrics.json"))
 
     report("reports", "start")
     t = time.time()
@@ -106,7 +135,7 @@ def run_demo(opts: DemoOptions, on_step: Optional[Callable[[str, str], None]] = 
     previous = out / "demo_summary.json"
     if previous.is_file():  # a rerun keeps the timings of the steps it skipped
         timings = {**json.loads(previous.read_text()).get("timings_s", {}), **timings}
-    summary = {"out": str(out), "index": str(index), "outputs": outputs, "timings_s": timings}
+    summary = {"out": str(out), "index": str(index), "outputs": outputs, "timings_s": timings, "environment": env}
     write_text_atomic(out / "demo_summary.json", json.dumps(summary, indent=2) + "\n")
     return summary
 
