@@ -44,17 +44,12 @@ def detect_protocol(data: Dict) -> str:
 
 
 def _load_gt(ann_file: Union[str, Path], protocol: Optional[str]):
-    from mec_cli.data.annotations import load_annotations
+    """Read, check and index the ground truth once (the protocol from the file unless given)."""
     from mec_cli.evaluation.engine import GroundTruth
 
-    data = load_annotations(ann_file)
-    protocol = protocol or detect_protocol(data)
-    if protocol == "lvis":
-        missing = next((im for im in data["images"] if "neg_category_ids" not in im or "not_exhaustive_category_ids" not in im), None)
-        if missing is not None:
-            raise MecError(f"image id {missing['id']} lacks neg_category_ids/not_exhaustive_category_ids needed by "
-                           f"the LVIS protocol (use --protocol coco)", ann_file)
-    return GroundTruth(data, protocol)
+    if protocol not in (None, "lvis", "coco"):
+        raise MecError(f"must be lvis or coco, got {protocol!r}", option="protocol")
+    return GroundTruth.from_file(ann_file, protocol)
 
 
 def _group_info(groups_file: Optional[Union[str, Path]]):
@@ -172,16 +167,22 @@ def evaluate_results_file(results: Union[str, Path], ann: Union[str, Path], iou_
     """Evaluate an LVIS/COCO results JSON (MMDetection, detectron2, pycocotools...); mode name ``results``.
 
     ``iou_types`` defaults to what the results hold: bbox when the records carry boxes, segm when they carry
-    segmentations, both when they carry both. Inputs are checked in the order groups, annotations, results,
-    before any evaluation.
+    segmentations, both when they carry both. Inputs are checked in the order groups, results, annotations,
+    before any evaluation. The results are read first so that, for box results, the file's bytes are gone
+    before the ground truth is indexed (the peak memory is the larger of the two, not their sum).
     """
-    from mec_cli.evaluation.engine import Detections
+    from mec_cli.evaluation.engine import KIND_POLYGONS, Detections
     from mec_cli.evaluation.jsonscan import read_results_file
 
     groups, names, _ = _group_info(groups_file)
-    gt = _load_gt(ann, protocol)
     arrays, buf = read_results_file(results)
-    dets = Detections.from_scan(arrays, buf, str(results), gt.image_size)
+    gt = _load_gt(ann, protocol) if (arrays.segm_kind == KIND_POLYGONS).any() else None  # polygons need image sizes
+    dets = Detections.from_scan(arrays, buf, str(results), gt.image_size if gt else None)
+    del arrays, buf  # box-only results keep nothing of the file's bytes (masks keep them through dets.segm)
+    if gt is None:
+        gt = _load_gt(ann, protocol)
+        if dets.segm is not None:
+            dets.segm.image_size = gt.image_size
     if not iou_types:
         iou_types = dets.iou_types()
     missing = [t for t in iou_types if t not in dets.scorable_by()]

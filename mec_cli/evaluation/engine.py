@@ -209,40 +209,48 @@ class IdIndex:
         return np.where(ok, pos, -1)
 
 
-@dataclass
 class GroundTruth:
-    """A ground-truth annotation dict indexed for evaluation (built once, reused for every mode).
+    """A ground truth indexed for evaluation (built once, reused for every mode).
 
-    Ground truths are held sorted by (image, category, file order); ``img_ptr``/``img_cat`` list, image by image,
-    the categories that matter in it (annotated, and for LVIS also negative or not exhaustive), sorted, each a
-    "pair row" with its first ground truth, their count, whether the federated rule lets detections of it count
-    (``pair_allowed``) and whether it is not exhaustively annotated (``pair_nel``).
+    Built from a typed dataset (:func:`mec_cli.data.schema.read_dataset`, the fast path of ``mec eval``) or from an
+    annotation dict (converted and checked by the same schema). Ground truths are held sorted by (image, category,
+    file order); ``img_ptr``/``img_cat`` list, image by image, the categories that matter in it (annotated, and for
+    LVIS also negative or not exhaustive), sorted, each a "pair row" with its first ground truth, their count,
+    whether the federated rule lets detections of it count (``pair_allowed``) and whether it is not exhaustively
+    annotated (``pair_nel``).
     """
 
-    data: Dict
-    protocol: str = "lvis"
+    def __init__(self, data, protocol: str = "lvis", source: str = "annotations"):
+        import msgspec
 
-    def __post_init__(self) -> None:
-        if self.protocol not in PROTOCOLS:
-            raise MecError(f"--protocol must be one of {', '.join(PROTOCOLS)}, got {self.protocol!r}")
-        data = self.data
-        self.images = IdIndex(np.unique(np.fromiter((int(i["id"]) for i in data["images"]), np.int64, len(data["images"]))))
-        self.cats = IdIndex(np.unique(np.fromiter((int(c["id"]) for c in data["categories"]), np.int64, len(data["categories"]))))
+        from mec_cli.data.schema import Dataset
+
+        if protocol not in PROTOCOLS:
+            raise MecError(f"--protocol must be one of {', '.join(PROTOCOLS)}, got {protocol!r}")
+        self.protocol, self.source = protocol, source
+        if isinstance(data, dict):
+            try:
+                data = msgspec.convert(data, Dataset)
+            except msgspec.ValidationError as e:
+                raise MecError(f"not an annotation dataset: {e}", source) from None
+        self.dataset = ds = data
+        self.images = IdIndex(np.unique(np.fromiter((i.id for i in ds.images), np.int64, len(ds.images))))
+        self.cats = IdIndex(np.unique(np.fromiter((c.id for c in ds.categories), np.int64, len(ds.categories))))
         self.img_ids, self.cat_ids = self.images.ids, self.cats.ids
         self.num_cats = K = len(self.cats)
-        anns = data["annotations"]
+        anns = ds.annotations
         n = len(anns)
-        img = self.images.lookup(np.fromiter((a["image_id"] for a in anns), np.int64, n))
-        cat = self.cats.lookup(np.fromiter((a["category_id"] for a in anns), np.int64, n))
-        box = np.array([a["bbox"] for a in anns], dtype=np.float64).reshape(-1, 4)
-        area = np.fromiter((a.get("area", a["bbox"][2] * a["bbox"][3]) for a in anns), np.float64, n)
-        ann_id = np.fromiter((a["id"] for a in anns), np.int64, n)
-        crowd = np.fromiter((bool(a.get("iscrowd", 0)) for a in anns), np.bool_, n)
-        if self.protocol == "coco":  # pycocotools overwrites any 'ignore' field with iscrowd
+        img = self.images.lookup(np.fromiter((a.image_id for a in anns), np.int64, n))
+        cat = self.cats.lookup(np.fromiter((a.category_id for a in anns), np.int64, n))
+        box = np.array([a.bbox for a in anns], dtype=np.float64).reshape(-1, 4)
+        area = np.fromiter((a.bbox[2] * a.bbox[3] if a.area is msgspec.UNSET else a.area for a in anns), np.float64, n)
+        ann_id = np.fromiter((a.id for a in anns), np.int64, n)
+        crowd = np.fromiter((bool(a.iscrowd) for a in anns), np.bool_, n)
+        if protocol == "coco":  # pycocotools overwrites any 'ignore' field with iscrowd
             ignore = crowd.copy()
         else:
             crowd = np.zeros(n, np.bool_)
-            ignore = np.fromiter((bool(a.get("ignore", 0)) for a in anns), np.bool_, n)
+            ignore = np.fromiter((bool(a.ignore) for a in anns), np.bool_, n)
         # 1. ground truths sorted by (image, category, file order); gt_file maps back to the annotation list
         self.gt_file = np.lexsort((np.arange(n), cat, img))
         self.gt_img, self.gt_cat = img[self.gt_file], cat[self.gt_file]
@@ -252,12 +260,12 @@ class GroundTruth:
         gt_keys = self.gt_img * K + self.gt_cat
         keys = [np.unique(gt_keys)]
         neg_keys = nel_keys = np.zeros(0, np.int64)
-        if self.protocol == "lvis":
+        if protocol == "lvis":
             neg, nel = [], []
-            for im in data["images"]:
-                i = int(self.images.lookup(np.array([im["id"]]))[0])
-                neg += [i * K + c for c in self._cat_index(im.get("neg_category_ids", []))]
-                nel += [i * K + c for c in self._cat_index(im.get("not_exhaustive_category_ids", []))]
+            im_idx = self.images.lookup(np.fromiter((im.id for im in ds.images), np.int64, len(ds.images)))
+            for i, im in zip(im_idx.tolist(), ds.images):
+                neg += [i * K + c for c in self._cat_index(im.neg_category_ids)]
+                nel += [i * K + c for c in self._cat_index(im.not_exhaustive_category_ids)]
             neg_keys, nel_keys = np.unique(np.array(neg, np.int64)), np.unique(np.array(nel, np.int64))
             keys += [neg_keys, nel_keys]
         rows = np.unique(np.concatenate(keys))
@@ -273,28 +281,76 @@ class GroundTruth:
             counted = ~self.gt_ignore & (self.gt_area >= lo) & (self.gt_area <= hi)
             self.gt_npig[:, a] = np.bincount(self.gt_cat[counted], minlength=K)
         self._gt_rles: Optional[List] = None
-        self.frequency = {int(c["id"]): c.get("frequency") for c in data["categories"]}
-        self.image_size = {int(i["id"]): (i.get("height"), i.get("width")) for i in data["images"]}
+        self.frequency = {int(c.id): (None if c.frequency is msgspec.UNSET else c.frequency) for c in ds.categories}
+        self.image_size = {int(i.id): (None if i.height is msgspec.UNSET else i.height, None if i.width is msgspec.UNSET else i.width)
+                           for i in ds.images}
 
-    def _cat_index(self, ids: Sequence[int]) -> List[int]:
+    @classmethod
+    def from_file(cls, path, protocol: Optional[str] = None) -> "GroundTruth":
+        """Read, check and index an annotation file (segmentations stay raw until segm evaluation needs them).
+
+        ``protocol`` defaults to 'lvis' when the images carry LVIS's federated fields, else 'coco'; LVIS needs
+        those fields on every image.
+        """
+        import msgspec
+
+        from mec_cli.data.schema import read_dataset
+
+        ds = read_dataset(path, lazy_segmentation=True)
+        lvis_fields = [im.neg_category_ids is not msgspec.UNSET and im.not_exhaustive_category_ids is not msgspec.UNSET
+                       for im in ds.images]
+        protocol = protocol or ("lvis" if lvis_fields and lvis_fields[0] else "coco")
+        if protocol == "lvis" and not all(lvis_fields):
+            bad = ds.images[lvis_fields.index(False)].id
+            raise MecError(f"image id {bad} lacks neg_category_ids/not_exhaustive_category_ids needed by the LVIS protocol "
+                           "(use --protocol coco)", path)
+        return cls(ds, protocol, str(path))
+
+    def _cat_index(self, ids) -> List[int]:
+        import msgspec
+
+        if ids is msgspec.UNSET or not ids:
+            return []
         idx = self.cats.lookup(np.asarray(list(ids), dtype=np.int64))
         return idx[idx >= 0].tolist()
+
+    def segmentation(self, f: int):
+        """The segmentation of annotation ``f`` (file order) as pycocotools reads it: polygons or an RLE dict."""
+        import msgspec
+
+        from mec_cli.data.schema import RLE, Segmentation
+
+        a = self.dataset.annotations[f]
+        seg = a.segmentation
+        if isinstance(seg, msgspec.Raw):
+            if not len(seg):
+                seg = msgspec.UNSET
+            else:
+                try:
+                    seg = msgspec.json.decode(seg, type=Segmentation)
+                except msgspec.ValidationError as e:
+                    raise MecError(f"annotation id {a.id} has a malformed segmentation ({e})", self.source) from None
+        if seg is msgspec.UNSET:
+            raise MecError(f"annotation id {a.id} has no segmentation for mask evaluation", self.source)
+        if isinstance(seg, RLE):
+            return {"size": list(seg.size), "counts": seg.counts}
+        if any(len(p) % 2 for p in seg):
+            raise MecError(f"annotation id {a.id}: a segmentation polygon must be a list of x, y pairs", self.source)
+        return seg
 
     def gt_rles(self) -> List:
         """Ground-truth masks as RLEs in ``gt_*`` order (polygons rasterised at the image size), made once."""
         if self._gt_rles is None:
             import pycocotools.mask as mask_utils
 
-            anns = self.data["annotations"]
+            anns = self.dataset.annotations
             rles = []
             for f in self.gt_file.tolist():
                 a = anns[f]
-                h, w = self.image_size[int(a["image_id"])]
-                seg = a.get("segmentation")
-                if seg is None:
-                    raise MecError(f"annotation id {a['id']} has no segmentation for segm evaluation")
+                h, w = self.image_size[int(a.image_id)]
+                seg = self.segmentation(f)
                 if (isinstance(seg, list) or isinstance(seg.get("counts"), list)) and not (h and w):
-                    raise MecError(f"image id {a['image_id']} needs height and width to rasterise annotation id {a['id']}")
+                    raise MecError(f"image id {a.image_id} needs height and width to rasterise annotation id {a.id}", self.source)
                 if isinstance(seg, list):
                     rle = mask_utils.merge(mask_utils.frPyObjects(seg, h, w))
                 elif isinstance(seg.get("counts"), list):

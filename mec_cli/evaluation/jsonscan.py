@@ -955,14 +955,7 @@ def _scan_core(buf, image_id, category_id, score, bbox, has_bbox, segm_kind, seg
         bbox[rec, 2] = np.nan
         bbox[rec, 3] = np.nan
         has_bbox[rec] = False
-        segm_kind[rec] = 0
-        segm_span[rec, 0] = -1
-        segm_span[rec, 1] = -1
-        rle_size[rec, 0] = -1
-        rle_size[rec, 1] = -1
-        counts_span[rec, 0] = -1
-        counts_span[rec, 1] = -1
-        counts_escaped[rec] = False
+        segm_kind[rec] = 0  # the other segmentation fields are zeroed pages, written only for records with one
         seen = 0  # bit f set once field f was met
         any_pending = False
         rec_fb0 = nfb
@@ -1192,9 +1185,9 @@ class ResultsArrays:
     bbox: np.ndarray            # (N, 4) float64 [x, y, width, height]; NaN rows where a record has no box
     has_bbox: np.ndarray        # (N,) bool
     segm_kind: np.ndarray       # (N,) int8: 0 none, 1 RLE with string counts, 2 RLE with list counts, 3 polygons
-    segm_span: np.ndarray       # (N, 2) int64 span of the whole "segmentation" value, -1 where none
-    rle_size: np.ndarray        # (N, 2) int64 (h, w) for kinds 1 and 2, else -1
-    counts_span: np.ndarray     # (N, 2) int64 span of the counts string's content (kind 1, no quotes), else -1
+    segm_span: np.ndarray       # (N, 2) int64 span of the whole "segmentation" value (0 where none)
+    rle_size: np.ndarray        # (N, 2) int64 (h, w) for kinds 1 and 2 (-1 for polygons, 0 where none)
+    counts_span: np.ndarray     # (N, 2) int64 span of the counts string's content (kind 1, no quotes; -1 for list counts)
     counts_escaped: np.ndarray  # (N,) bool: the counts string holds JSON escapes
 
     def __len__(self) -> int:
@@ -1487,12 +1480,14 @@ def scan_results(buf: BufferLike, source: str = "results") -> ResultsArrays:
 
 
 def _allocate(cap: int) -> dict:
-    """Uninitialised output arrays for up to ``cap`` records (the scanner writes every field of every record)."""
+    """Output arrays for up to ``cap`` records: the scanner writes every field of every record except the segmentation
+    spans, which stay zero where a record has no segmentation (untouched pages cost no memory)."""
     return {"image_id": np.empty(cap, np.int64), "category_id": np.empty(cap, np.int64),
             "score": np.empty(cap, np.float64), "bbox": np.empty((cap, 4), np.float64),
             "has_bbox": np.empty(cap, np.bool_), "segm_kind": np.empty(cap, np.int8),
-            "segm_span": np.empty((cap, 2), np.int64), "rle_size": np.empty((cap, 2), np.int64),
-            "counts_span": np.empty((cap, 2), np.int64), "counts_escaped": np.empty(cap, np.bool_)}
+            # zeroed and written only for records with a segmentation: a box-only file never touches their pages
+            "segm_span": np.zeros((cap, 2), np.int64), "rle_size": np.zeros((cap, 2), np.int64),
+            "counts_span": np.zeros((cap, 2), np.int64), "counts_escaped": np.zeros(cap, np.bool_)}
 
 
 def read_results_file(path: Union[str, Path]) -> Tuple[ResultsArrays, np.ndarray]:

@@ -188,6 +188,10 @@ def match_and_accumulate(order, cat_ptr, img_idx, det_box, det_area, iou_table, 
     max_ng = 0
     for r in range(pair_gt_count.shape[0]):
         max_ng = max(max_ng, pair_gt_count[r])
+    max_gt = 0  # the most true positives any category can have
+    for k in range(gt_npig.shape[0]):
+        for a in range(gt_npig.shape[1]):
+            max_gt = max(max_gt, gt_npig[k, a])
     for k in prange(num_cats):
         s, e = cat_ptr[k], cat_ptr[k + 1]
         ious = np.empty(max_ng)
@@ -207,6 +211,19 @@ def match_and_accumulate(order, cat_ptr, img_idx, det_box, det_area, iou_table, 
                     ious[g] = iou_table[iou_off[p] + g]
             tp_bits = np.uint64(0)
             ig_bits = np.uint64(0)
+            best_iou = 0.0
+            for g in range(ng):
+                best_iou = max(best_iou, ious[g])
+            if ng == 0 or best_iou < min(iou_thrs[0], 1 - 1e-10):
+                # nothing to match (no ground truth, or none overlaps enough at the lowest threshold): unmatched
+                # everywhere, and ignored wherever the area range or the not-exhaustive rule says so
+                for a in range(num_area):
+                    if det_area[d] < area_rng[a, 0] or det_area[d] > area_rng[a, 1] or nel:
+                        for t in range(num_thr):
+                            ig_bits |= np.uint64(1) << np.uint64(t * num_area + a)
+                det_tp[p] = tp_bits
+                det_ig[p] = ig_bits
+                continue
             for a in range(num_area):
                 lo, hi = area_rng[a, 0], area_rng[a, 1]
                 # ground truths regular first, then ignored, each in file order (a stable argsort on _ignore)
@@ -254,10 +271,14 @@ def match_and_accumulate(order, cat_ptr, img_idx, det_box, det_area, iou_table, 
                         ig_bits |= bit
             det_tp[p] = tp_bits
             det_ig[p] = ig_bits
-        # 2. precision at each recall threshold, per threshold and area range
+        # 2. precision at each recall threshold, per threshold and area range. Recall only grows at a true
+        #    positive, and between two of them precision only falls, so the reference tools' precision envelope
+        #    (max over the detections from a recall threshold on) is the max over the true positives from there
+        #    on: one pass counts, then the few true positives (at most num_gt) give rc and pr as tp/num_gt and
+        #    tp/(fp + tp + eps), exactly as the tools compute them.
         n = e - s
-        rc = np.empty(n)
-        pr = np.empty(n)
+        ev_pr = np.empty(max_gt + 1)
+        ev_rc = np.empty(max_gt + 1)
         for a in range(num_area):
             num_gt = gt_npig[k, a]
             if num_gt == 0:
@@ -266,19 +287,21 @@ def match_and_accumulate(order, cat_ptr, img_idx, det_box, det_area, iou_table, 
                 bit = np.uint64(1) << np.uint64(t * num_area + a)
                 tp = 0.0
                 fp = 0.0
+                events = 0
                 for i in range(n):
                     if det_tp[s + i] & bit:
                         tp += 1.0
+                        ev_rc[events] = tp / num_gt
+                        ev_pr[events] = tp / (fp + tp + EPS)
+                        events += 1
                     elif not det_ig[s + i] & bit:
                         fp += 1.0
-                    rc[i] = tp / num_gt
-                    pr[i] = tp / (fp + tp + EPS)
-                recall[t, k, a] = rc[n - 1] if n else 0.0
-                for i in range(n - 1, 0, -1):
-                    if pr[i] > pr[i - 1]:
-                        pr[i - 1] = pr[i]
+                recall[t, k, a] = tp / num_gt if n else 0.0
+                for i in range(events - 1, 0, -1):
+                    if ev_pr[i] > ev_pr[i - 1]:
+                        ev_pr[i - 1] = ev_pr[i]
                 j = 0
-                for r in range(num_rec):  # the first detection whose recall reaches each threshold
-                    while j < n and rc[j] < rec_thrs[r]:
+                for r in range(num_rec):  # the first true positive whose recall reaches each threshold
+                    while j < events and ev_rc[j] < rec_thrs[r]:
                         j += 1
-                    precision[t, r, k, a] = pr[j] if j < n else 0.0
+                    precision[t, r, k, a] = ev_pr[j] if j < events else 0.0

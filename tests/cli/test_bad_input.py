@@ -29,13 +29,15 @@ FIELDS = [("images", 0, "id"), ("images", 1, "width"), ("images", 0, "neg_catego
           ("annotations", 0, "iscrowd"), ("annotations", 1, "segmentation")]
 
 
-def _acceptable(field, value) -> bool:
+def _acceptable(field, value, command) -> bool:
     """The few (field, value) pairs that are valid after all."""
     key = field[-1]
+    if key == "segmentation" and command == "eval":
+        return True  # box evaluation never reads ground-truth segmentations (mec_cli.data.schema)
     if key == "name":
         return isinstance(value, str)
     if key in ("width",):
-        return type(value) is int and 0 < value < 2**63
+        return type(value) is int and 0 < value < 2**31
     if key == "area":
         return type(value) in (int, float) and value == value and value not in (float("inf"),) and value >= 0
     if key == "iscrowd":
@@ -57,7 +59,8 @@ def _no_outputs(folder, *names):
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(field=st.sampled_from(FIELDS), value=BAD_VALUES, command=st.sampled_from(["groups", "build-coco-lt", "eval"]))
+@given(field=st.sampled_from(FIELDS), value=BAD_VALUES,
+       command=st.sampled_from(["groups", "build-coco-lt", "eval", "eval-segm"]))
 def test_fuzzed_annotation_files_end_in_one_line(run_mec, tmp_path_factory, field, value, command):
     tmp = tmp_path_factory.mktemp("fuzz")
     doc = copy.deepcopy(VALID)
@@ -70,9 +73,12 @@ def test_fuzzed_annotation_files_end_in_one_line(run_mec, tmp_path_factory, fiel
     elif command == "build-coco-lt":
         res = run_mec("build-coco-lt", "--coco-ann", ann, "--keep-top", "1", "--out", out)
     else:
-        dets = _write(tmp / "dets.json", [{"image_id": 1, "category_id": 1, "bbox": [1, 2, 10, 12], "score": 0.9}])
+        det = {"image_id": 1, "category_id": 1, "bbox": [1, 2, 10, 12], "score": 0.9}
+        if command == "eval-segm":
+            det["segmentation"] = {"size": [48, 64], "counts": "PPP3"}
+        dets = _write(tmp / "dets.json", [det])
         res = run_mec("eval", "--results", dets, "--ann", ann, "--out", out)
-    if _acceptable(field, value):
+    if _acceptable(field, value, command):
         assert res.code == 0, res.err
         return
     line = res.one_error_line()
@@ -82,9 +88,10 @@ def test_fuzzed_annotation_files_end_in_one_line(run_mec, tmp_path_factory, fiel
 
 @pytest.mark.parametrize("content,needle", [
     ("", "malformed JSON"),
-    ("[" * 100000, "nested too deeply"),
-    ('{"images": [], "annotations": [], "categories": [{"id": "7", "name": "x"}]}', "not a 64-bit integer"),
-    ('{"images": [{"id": [1]}], "annotations": [], "categories": []}', "not a 64-bit integer"),
+    ("[" * 100000, "expected a JSON object"),
+    ('{"images": [], "annotations": [], "categories": [{"id": "7", "name": "x"}]}', "categories[0].id: expected an integer, got a string"),
+    ('{"images": [{"id": [1]}], "annotations": [], "categories": []}', "images[0].id: expected an integer, got a list"),
+    ('{"categories": [{"id": 1, "name": "a", "x": ' + "[" * 5000 + "]" * 5000 + '}]}', "nested too deeply"),
     ('{"images": [{"id": 1}], "categories": [{"id": 1, "name": "a"}], "annotations": '
      '[{"id": 1, "image_id": 1, "category_id": 1, "bbox": ["1", "2", "3", "4"]}]}', "4 finite numbers"),
     ('{"images": [{"id": 1}], "categories": [{"id": 1, "name": "a"}], "annotations": '
