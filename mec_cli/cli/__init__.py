@@ -62,6 +62,19 @@ def _expand_optional_values(argv: list) -> list:
     return out
 
 
+def _reuse_freed_memory() -> None:
+    """Let glibc serve large arrays from the heap, so memory freed by one evaluation is reused by the next instead of
+    being unmapped and faulted in again (a 40 MB precision array took 30 ms to first-touch, 5 ms when reused)."""
+    import ctypes
+    import ctypes.util
+
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        libc.mallopt(-3, 1 << 30)  # M_MMAP_THRESHOLD
+    except (OSError, AttributeError):  # not glibc: keep the allocator's defaults
+        pass
+
+
 def _plain_pages_where_huge_ones_stall() -> None:
     """Stop numpy from asking for transparent huge pages where the kernel compacts memory synchronously for them.
 
@@ -77,6 +90,7 @@ def _plain_pages_where_huge_ones_stall() -> None:
     except OSError:
         return
     stalls = any(f"[{mode}]" in setting for mode in ("always", "madvise", "defer+madvise"))
+    _reuse_freed_memory()
     if stalls and "NUMPY_MADVISE_HUGEPAGE" not in os.environ:
         os.environ["NUMPY_MADVISE_HUGEPAGE"] = "0"  # read when numpy is first imported (after this point)
         if "numpy" in sys.modules:

@@ -197,16 +197,10 @@ class IdIndex:
 
     def lookup(self, values: np.ndarray) -> np.ndarray:
         """Positions of ``values`` (-1 for an id that is not here)."""
-        values = np.asarray(values, np.int64)
-        if self.table is not None:
-            inside = (values >= 0) & (values < self.table.size)
-            out = np.full(values.shape, -1, np.int64)
-            out[inside] = self.table[values[inside]]
-            return out
-        pos = np.searchsorted(self.ids, values)
-        ok = pos < self.ids.size
-        ok[ok] = self.ids[pos[ok]] == values[ok]
-        return np.where(ok, pos, -1)
+        values = np.ascontiguousarray(values, np.int64)
+        out = np.empty(values.shape, np.int64)
+        kernels.lookup_ids(values, self.table if self.table is not None else np.zeros(0, np.int64), self.ids, out)
+        return out
 
 
 class GroundTruth:
@@ -376,8 +370,8 @@ class EvalResult:
 
 
 def pair_iou_table(gt: GroundTruth, order: np.ndarray, img_idx: np.ndarray, cat_idx: np.ndarray, pair_ious) -> tuple:
-    """IoUs of every counted detection with its pair's ground truths, laid out for
-    :func:`kernels.match_and_accumulate`: (flat table, offset of each ``order`` position's row).
+    """IoUs of every counted detection with its pair's ground truths, laid out for :func:`kernels.match_images`:
+    (flat table, offset of each detection's row, -1 for the detections that do not count).
 
     ``pair_ious(det_indices, gt_start, gt_count)`` gives the (len(det_indices), gt_count) IoUs of one pair's
     detections (indices into the detections) with its ground truths (positions ``gt_start..`` in ``gt_*`` order).
@@ -385,8 +379,10 @@ def pair_iou_table(gt: GroundTruth, order: np.ndarray, img_idx: np.ndarray, cat_
     K = gt.num_cats
     rows = kernels.pair_rows(gt.img_ptr, gt.img_cat, img_idx[order], cat_idx[order])
     ng = np.where(rows >= 0, gt.pair_gt_count[np.maximum(rows, 0)], 0)
-    offset = np.zeros(len(order), np.int64)
-    offset[1:] = np.cumsum(ng)[:-1]
+    offset = np.full(len(img_idx), -1, np.int64)
+    starts = np.zeros(len(order), np.int64)
+    starts[1:] = np.cumsum(ng)[:-1]
+    offset[order] = starts
     table = np.zeros(int(ng.sum()), np.float64)
     has = np.flatnonzero(ng > 0)
     # group the counted detections by pair (their order within a pair is the matching order)
@@ -400,7 +396,7 @@ def pair_iou_table(gt: GroundTruth, order: np.ndarray, img_idx: np.ndarray, cat_
         gs, n_g = int(gt.pair_gt_start[r]), int(gt.pair_gt_count[r])
         iou = np.asarray(pair_ious(order[ps], gs, n_g), np.float64).reshape(len(ps), n_g)
         for j, p in enumerate(ps):
-            table[offset[p]:offset[p] + n_g] = iou[j]
+            table[starts[p]:starts[p] + n_g] = iou[j]
     return table, offset
 
 
@@ -454,8 +450,9 @@ def evaluate(gt: GroundTruth, dets: Detections, iou_type: str = "bbox", source: 
         cap_kind, cap = kernels.CAP_CATEGORY, int(max_dets_per_class)
     else:
         cap_kind, cap = (kernels.CAP_IMAGE if gt.protocol == "lvis" else kernels.CAP_PAIR), PROTOCOLS[gt.protocol]
-    order, cat_ptr = kernels.order_detections(img_idx, cat_idx, dets.score, len(gt.images), K, cap_kind, cap,
-                                              gt.protocol == "lvis", gt.img_ptr, gt.img_cat, gt.pair_allowed)
+    by_img, img_start, keep, order, cat_ptr = kernels.order_detections(
+        img_idx, cat_idx, dets.score, len(gt.images), K, cap_kind, cap, gt.protocol == "lvis", gt.img_ptr, gt.img_cat,
+        gt.pair_allowed)
     box = dets.bbox if dets.bbox is not None else np.zeros((len(dets), 4))
     if dets.area_from_box:
         area = box[:, 2] * box[:, 3]
@@ -463,21 +460,21 @@ def evaluate(gt: GroundTruth, dets: Detections, iou_type: str = "bbox", source: 
         area = np.zeros(len(dets))
         area[order] = dets.mask_area(order)
     if iou_type == "bbox":
-        table, offset = np.zeros(1), np.full(1, -1, np.int64)  # box IoU is computed on the fly
+        table, offset = np.zeros(1), np.zeros(1, np.int64)  # box IoU is computed on the fly
+    elif iou_type == "segm":
+        table, offset = _segm_ious(gt, dets, order, img_idx, cat_idx)
     else:
-        if iou_type == "segm":
-            table, offset = _segm_ious(gt, dets, order, img_idx, cat_idx)
-        else:
-            from mec_cli.evaluation.boundary import boundary_iou_table
+        from mec_cli.evaluation.boundary import boundary_iou_table
 
-            table, offset = boundary_iou_table(gt, dets, order, img_idx, cat_idx, dilation_ratio)
-        table = table if table.size else np.zeros(1)
-        offset = offset if offset.size else np.zeros(1, np.int64)
-    precision = -np.ones((T, len(REC_THRS), K, A))
-    recall = -np.ones((T, K, A))
-    det_tp = np.zeros(len(order), np.uint64)
-    det_ig = np.zeros(len(order), np.uint64)
-    kernels.match_and_accumulate(order, cat_ptr, img_idx, box, area, table, offset, gt.img_ptr, gt.img_cat, gt.pair_gt_start,
-                                 gt.pair_gt_count, gt.pair_nel, gt.gt_box, gt.gt_area, gt.gt_ignore, gt.gt_crowd, gt.gt_id != 0,
-                                 gt.gt_npig, IOU_THRS, AREA_RNG, REC_THRS, precision, recall, det_tp, det_ig)
+        table, offset = boundary_iou_table(gt, dets, order, img_idx, cat_idx, dilation_ratio)
+    det_tp = np.zeros(len(dets), np.uint64)
+    det_ig = np.zeros(len(dets), np.uint64)
+    kernels.match_images(by_img, img_start, keep, cat_idx, dets.score, box, area, iou_type != "bbox", table, offset, gt.img_ptr,
+                         gt.img_cat,
+                         gt.pair_gt_start, gt.pair_gt_count, gt.pair_nel, gt.gt_box, gt.gt_area, gt.gt_ignore, gt.gt_crowd,
+                         gt.gt_id != 0, IOU_THRS, AREA_RNG, det_tp, det_ig)
+    det_tp, det_ig = det_tp[order], det_ig[order]  # accumulation order, read sequentially from here on
+    precision = np.empty((T, len(REC_THRS), K, A))  # every entry is written by the kernel
+    recall = np.empty((T, K, A))
+    kernels.accumulate(det_tp, det_ig, cat_ptr, gt.gt_npig, T, REC_THRS, precision, recall)
     return EvalResult(precision, recall, gt.cat_ids, gt.protocol, iou_type, len(order), order, det_tp, det_ig)

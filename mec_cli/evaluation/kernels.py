@@ -10,8 +10,9 @@ so the numbers are identical, not just close:
 * per category, detections are accumulated highest score first, ties in image order, then pair order (the
   reference tools' mergesort of the concatenated per-image lists).
 
-All work is O(N) passes plus small per-image and per-category sorts; categories are matched and accumulated in
-parallel. Every array here is a plain numpy array; nothing allocates per detection.
+All work is O(N) passes plus small per-image and per-category sorts: detections are matched image by image (the
+memory order of a results file) and accumulated category by category, both in parallel. Every array here is a
+plain numpy array; nothing allocates per detection.
 """
 from __future__ import annotations
 
@@ -65,6 +66,29 @@ def _find_pair(img_ptr, img_cat, img, cat):
 
 
 @njit(cache=True, nogil=True)
+def lookup_ids(values, table, sorted_ids, out):
+    """Position of each value among the ids (a dense table when given, else a binary search in ``sorted_ids``), -1
+    for an unknown id. Returns the index of the first unknown value, or -1."""
+    first_bad = -1
+    use_table = table.shape[0] > 0
+    n_ids = sorted_ids.shape[0]
+    for i in range(values.shape[0]):
+        v = values[i]
+        pos = -1
+        if use_table:
+            if 0 <= v < table.shape[0]:
+                pos = table[v]
+        else:
+            j = np.searchsorted(sorted_ids, v)
+            if j < n_ids and sorted_ids[j] == v:
+                pos = j
+        out[i] = pos
+        if pos < 0 and first_bad < 0:
+            first_bad = i
+    return first_bad
+
+
+@njit(cache=True, nogil=True)
 def pair_rows(img_ptr, img_cat, img, cat):
     """:func:`_find_pair` for arrays of (image, category) indices."""
     out = np.empty(img.shape[0], np.int64)
@@ -74,8 +98,28 @@ def pair_rows(img_ptr, img_cat, img, cat):
 
 
 @njit(cache=True, nogil=True)
+def _image_order(img_idx, num_images):
+    """Every detection image by image, file order kept within (a stable counting sort), and each image's start.
+
+    Results files usually come image by image already; then the order is the identity and no sort is needed.
+    """
+    n = img_idx.shape[0]
+    starts = np.zeros(num_images + 1, np.int64)
+    grouped = True
+    for d in range(n):
+        starts[img_idx[d] + 1] += 1
+        if d and img_idx[d] < img_idx[d - 1]:
+            grouped = False
+    for i in range(num_images):
+        starts[i + 1] += starts[i]
+    if grouped:
+        return np.arange(n), starts
+    return _stable_bucket_order(img_idx, num_images, np.arange(n))
+
+
+@njit(cache=True, nogil=True)
 def order_detections(img_idx, cat_idx, score, num_images, num_cats, cap_kind, cap, federated, img_ptr, img_cat, pair_allowed):
-    """Which detections count, in accumulation order.
+    """Which detections count, image by image and in accumulation order.
 
     Args:
         img_idx, cat_idx: (N,) image and category index of every detection (file order).
@@ -85,14 +129,15 @@ def order_detections(img_idx, cat_idx, score, num_images, num_cats, cap_kind, ca
         img_ptr, img_cat, pair_allowed: the ground truth's per-image category rows (see ``GroundTruth``).
 
     Returns:
-        order: (M,) kept detection indices, category by category, highest score first, ties in image then
+        by_img, img_start: every detection image by image (file order within) and where each image starts;
+        keep: (N,) whether a detection counts;
+        order: (M,) the detections that count, category by category, highest score first, ties in image then
             file order; cat_ptr: (num_cats + 1,) start of each category in ``order``.
     """
     n = img_idx.shape[0]
-    everyone = np.arange(n)
     keep = np.ones(n, np.bool_)
-    # 1. every detection, image by image, file order kept (a stable counting sort)
-    by_img, img_start = _stable_bucket_order(img_idx, num_images, everyone)
+    # 1. every detection, image by image, file order kept
+    by_img, img_start = _image_order(img_idx, num_images)
     if cap_kind == CAP_IMAGE or cap_kind == CAP_PAIR:
         seen = np.zeros(num_cats, np.int64)
         for im in range(num_images):
@@ -111,19 +156,26 @@ def order_detections(img_idx, cat_idx, score, num_images, num_cats, cap_kind, ca
                 for j in range(seg.shape[0]):
                     seen[cat_idx[seg[j]]] = 0
     elif cap_kind == CAP_CATEGORY:
-        by_cat, cat_start = _stable_bucket_order(cat_idx, num_cats, everyone)
+        by_cat, cat_start = _stable_bucket_order(cat_idx, num_cats, np.arange(n))
         for k in range(num_cats):
             seg = by_cat[cat_start[k]:cat_start[k + 1]]
             if seg.shape[0] > cap:
                 o = _score_order(seg, score)
                 for j in range(cap, seg.shape[0]):
                     keep[seg[o[j]]] = False
-    # 2. the federated rule: a category neither annotated nor negative in the image does not count there
+    # 2. the federated rule: a category neither annotated nor negative in the image does not count there (image by
+    #    image, the image's allowed categories marked in a scratch row: one read per detection)
     if federated:
-        for d in range(n):
-            if keep[d]:
-                row = _find_pair(img_ptr, img_cat, img_idx[d], cat_idx[d])
-                keep[d] = row >= 0 and pair_allowed[row]
+        allowed = np.zeros(num_cats, np.bool_)
+        for im in range(num_images):
+            for row in range(img_ptr[im], img_ptr[im + 1]):
+                allowed[img_cat[row]] = pair_allowed[row]
+            for j in range(img_start[im], img_start[im + 1]):
+                d = by_img[j]
+                if keep[d]:
+                    keep[d] = allowed[cat_idx[d]]
+            for row in range(img_ptr[im], img_ptr[im + 1]):
+                allowed[img_cat[row]] = False
     # 3. category by category (stable, so image and file order hold within), then highest score first
     m = 0
     for d in range(n):
@@ -136,14 +188,20 @@ def order_detections(img_idx, cat_idx, score, num_images, num_cats, cap_kind, ca
             kept[m] = d
             m += 1
     order, cat_ptr = _stable_bucket_order(cat_idx, num_cats, kept)
-    for k in range(num_cats):
+    _sort_categories_by_score(order, cat_ptr, score)
+    return by_img, img_start, keep, order, cat_ptr
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def _sort_categories_by_score(order, cat_ptr, score):
+    """Within each category of ``order``, highest score first, ties in the order they had (a stable sort)."""
+    for k in prange(cat_ptr.shape[0] - 1):
         s, e = cat_ptr[k], cat_ptr[k + 1]
         if e - s > 1:
             seg = order[s:e].copy()
             o = _score_order(seg, score)
             for j in range(e - s):
                 order[s + j] = seg[o[j]]
-    return order, cat_ptr
 
 
 @njit(cache=True, nogil=True)
@@ -162,67 +220,82 @@ def _box_iou(db, gb, crowd):
 
 
 @njit(cache=True, nogil=True, parallel=True)
-def match_and_accumulate(order, cat_ptr, img_idx, det_box, det_area, iou_table, iou_off, img_ptr, img_cat, pair_gt_start,
-                         pair_gt_count, pair_nel, gt_box, gt_area, gt_ignore, gt_crowd, gt_has_id, gt_npig, iou_thrs, area_rng,
-                         rec_thrs, precision, recall, det_tp, det_ig):
-    """Greedy matching and precision accumulation of every category (in parallel).
+def match_images(by_img, img_start, keep, cat_idx, score, det_box, det_area, use_table, iou_table, iou_off, img_ptr, img_cat,
+                 pair_gt_start, pair_gt_count, pair_nel, gt_box, gt_area, gt_ignore, gt_crowd, gt_has_id, iou_thrs, area_rng,
+                 det_tp, det_ig):
+    """Greedy matching of every (image, category) pair, images in parallel, memory touched image by image.
 
     Args:
-        order, cat_ptr: from :func:`order_detections`.
+        by_img, img_start, keep: from :func:`order_detections`.
         det_box, det_area: (N, 4) xywh boxes and (N,) areas of all detections.
-        iou_table, iou_off: precomputed IoUs (segm/boundary): the IoUs of the detection at ``order`` position p
-            with its pair's ground truths start at ``iou_off[p]``; ``iou_off[0] == -1`` means: box IoU on the fly.
-        img_ptr, img_cat, pair_*: the ground truth's per-image category rows: first ground truth (in
-            ``gt_*`` order) and count of the pair, and whether the category is not exhaustively annotated there.
-        gt_npig: (K, A) non-ignored ground truths of each category per area range.
+        use_table, iou_table, iou_off: precomputed IoUs (segm/boundary): those of detection d with its pair's
+            ground truths start at ``iou_off[d]``; without ``use_table``, box IoUs computed on the fly.
+        img_ptr, img_cat, pair_*: the ground truth's per-image category rows: first ground truth (in ``gt_*``
+            order) and count of the pair, and whether the category is not exhaustively annotated there.
 
-    Writes ``precision`` (T, R, K, A), ``recall`` (T, K, A) (-1 stays where a category has no ground truth) and,
-    per ``order`` position, ``det_tp``/``det_ig`` bit masks (bit t * A + a: matched / ignored at threshold t, area a).
+    Writes, for every detection that counts, ``det_tp[d]``/``det_ig[d]``: bit masks, bit t * A + a set when matched
+    to a (non-ignored, id != 0) ground truth / ignored at IoU threshold t and area range a.
     """
     num_thr = iou_thrs.shape[0]
     num_area = area_rng.shape[0]
-    num_rec = rec_thrs.shape[0]
-    num_cats = cat_ptr.shape[0] - 1
+    num_images = img_start.shape[0] - 1
     matched = np.zeros((gt_box.shape[0], num_thr, num_area), np.bool_)
-    on_the_fly = iou_off.shape[0] == 0 or iou_off[0] < 0
+    lowest = min(iou_thrs[0], 1 - 1e-10)
     max_ng = 0
     for r in range(pair_gt_count.shape[0]):
         max_ng = max(max_ng, pair_gt_count[r])
-    max_gt = 0  # the most true positives any category can have
-    for k in range(gt_npig.shape[0]):
-        for a in range(gt_npig.shape[1]):
-            max_gt = max(max_gt, gt_npig[k, a])
-    for k in prange(num_cats):
-        s, e = cat_ptr[k], cat_ptr[k + 1]
+    for im in prange(num_images):
+        seg_all = by_img[img_start[im]:img_start[im + 1]]
+        m = 0
+        for d in seg_all:
+            if keep[d]:
+                m += 1
+        if m == 0:
+            continue
+        seg = np.empty(m, np.int64)
+        m = 0
+        for d in seg_all:
+            if keep[d]:
+                seg[m] = d
+                m += 1
+        # 1. the image's detections by category, highest score first within, ties in file order
+        o1 = _score_order(seg, score)
+        cats = np.empty(seg.shape[0], np.int64)
+        for j in range(seg.shape[0]):
+            cats[j] = cat_idx[seg[o1[j]]]
+        o2 = np.argsort(cats, kind="mergesort")
         ious = np.empty(max_ng)
         gorder = np.empty(max_ng, np.int64)
         g_ig = np.empty(max_ng, np.bool_)
-        # 1. match every detection of the category, highest score first (pair order is score, then file order)
-        for p in range(s, e):
-            d = order[p]
-            row = _find_pair(img_ptr, img_cat, img_idx[d], k)
-            gs = pair_gt_start[row] if row >= 0 else 0
-            ng = pair_gt_count[row] if row >= 0 else 0
-            nel = pair_nel[row] if row >= 0 else False
-            for g in range(ng):
-                if on_the_fly:
-                    ious[g] = _box_iou(det_box[d], gt_box[gs + g], gt_crowd[gs + g])
-                else:
-                    ious[g] = iou_table[iou_off[p] + g]
-            tp_bits = np.uint64(0)
-            ig_bits = np.uint64(0)
+        row, cur = -1, -1
+        gs, ng, nel = 0, 0, False
+        for j in range(seg.shape[0]):
+            d = seg[o1[o2[j]]]
+            k = cat_idx[d]
+            if k != cur:  # a new pair
+                cur = k
+                row = _find_pair(img_ptr, img_cat, im, k)
+                gs = pair_gt_start[row] if row >= 0 else 0
+                ng = pair_gt_count[row] if row >= 0 else 0
+                nel = pair_nel[row] if row >= 0 else False
             best_iou = 0.0
             for g in range(ng):
+                if use_table:
+                    ious[g] = iou_table[iou_off[d] + g]
+                else:
+                    ious[g] = _box_iou(det_box[d], gt_box[gs + g], gt_crowd[gs + g])
                 best_iou = max(best_iou, ious[g])
-            if ng == 0 or best_iou < min(iou_thrs[0], 1 - 1e-10):
+            tp_bits = np.uint64(0)
+            ig_bits = np.uint64(0)
+            if ng == 0 or best_iou < lowest:
                 # nothing to match (no ground truth, or none overlaps enough at the lowest threshold): unmatched
                 # everywhere, and ignored wherever the area range or the not-exhaustive rule says so
                 for a in range(num_area):
                     if det_area[d] < area_rng[a, 0] or det_area[d] > area_rng[a, 1] or nel:
                         for t in range(num_thr):
                             ig_bits |= np.uint64(1) << np.uint64(t * num_area + a)
-                det_tp[p] = tp_bits
-                det_ig[p] = ig_bits
+                det_tp[d] = tp_bits
+                det_ig[d] = ig_bits
                 continue
             for a in range(num_area):
                 lo, hi = area_rng[a, 0], area_rng[a, 1]
@@ -242,24 +315,24 @@ def match_and_accumulate(order, cat_ptr, img_idx, det_box, det_area, iou_table, 
                         q += 1
                 for t in range(num_thr):
                     best = min(iou_thrs[t], 1 - 1e-10)
-                    m = -1
-                    for j in range(ng):
-                        gi = gs + gorder[j]
+                    mm = -1
+                    for jj in range(ng):
+                        gi = gs + gorder[jj]
                         if matched[gi, t, a] and not gt_crowd[gi]:
                             continue
-                        if m > -1 and not g_ig[m] and g_ig[j]:
+                        if mm > -1 and not g_ig[mm] and g_ig[jj]:
                             break
-                        v = ious[gorder[j]]
+                        v = ious[gorder[jj]]
                         if v < best:
                             continue
                         best = v
-                        m = j
+                        mm = jj
                     matched_id = False
                     ignored = False
-                    if m > -1:
-                        gi = gs + gorder[m]
+                    if mm > -1:
+                        gi = gs + gorder[mm]
                         matched[gi, t, a] = True
-                        ignored = g_ig[m]
+                        ignored = g_ig[mm]
                         matched_id = gt_has_id[gi]
                     # unmatched detections outside the area range (or of a not-exhaustive category) are ignored
                     if not matched_id and (det_area[d] < lo or det_area[d] > hi or nel):
@@ -269,39 +342,157 @@ def match_and_accumulate(order, cat_ptr, img_idx, det_box, det_area, iou_table, 
                         tp_bits |= bit
                     if ignored:
                         ig_bits |= bit
-            det_tp[p] = tp_bits
-            det_ig[p] = ig_bits
-        # 2. precision at each recall threshold, per threshold and area range. Recall only grows at a true
-        #    positive, and between two of them precision only falls, so the reference tools' precision envelope
-        #    (max over the detections from a recall threshold on) is the max over the true positives from there
-        #    on: one pass counts, then the few true positives (at most num_gt) give rc and pr as tp/num_gt and
-        #    tp/(fp + tp + eps), exactly as the tools compute them.
+            det_tp[d] = tp_bits
+            det_ig[d] = ig_bits
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def accumulate(tp, ig, cat_ptr, gt_npig, num_thr, rec_thrs, precision, recall):
+    """Precision at each recall threshold of every category (in parallel).
+
+    ``tp``/``ig`` are the detections' bit masks in accumulation order (``order`` of :func:`order_detections`:
+    category by category, highest score first). Fills ``precision`` (T, R, K, A) and ``recall`` (T, K, A)
+    entirely, -1 where a category has no ground truth, as the reference tools hold them.
+
+    Recall only grows at a true positive, and between two of them precision only falls, so the reference tools'
+    precision envelope (the max over the detections from a recall threshold on) is the max over the true
+    positives from there on: one pass counts, then the few true positives (at most num_gt) give rc and pr as
+    tp/num_gt and tp/(fp + tp + eps), exactly as the tools compute them.
+    """
+    num_cats = cat_ptr.shape[0] - 1
+    num_area = gt_npig.shape[1]
+    num_rec = rec_thrs.shape[0]
+    max_gt = 0  # the most true positives any category can have
+    for k in range(num_cats):
+        for a in range(num_area):
+            max_gt = max(max_gt, gt_npig[k, a])
+    for k in prange(num_cats):
+        s, e = cat_ptr[k], cat_ptr[k + 1]
         n = e - s
-        ev_pr = np.empty(max_gt + 1)
-        ev_rc = np.empty(max_gt + 1)
+        ev_pr = np.empty((num_thr, max_gt + 1))
+        ev_rc = np.empty((num_thr, max_gt + 1))
+        tpc = np.empty(num_thr)
+        fpc = np.empty(num_thr)
+        events = np.empty(num_thr, np.int64)
         for a in range(num_area):
             num_gt = gt_npig[k, a]
-            if num_gt == 0:
+            if num_gt == 0:  # nothing to find: -1, as the reference tools leave it
+                for t in range(num_thr):
+                    recall[t, k, a] = -1.0
+                    for r in range(num_rec):
+                        precision[t, r, k, a] = -1.0
                 continue
+            area_bits = np.uint64(0)
             for t in range(num_thr):
-                bit = np.uint64(1) << np.uint64(t * num_area + a)
-                tp = 0.0
-                fp = 0.0
-                events = 0
-                for i in range(n):
-                    if det_tp[s + i] & bit:
-                        tp += 1.0
-                        ev_rc[events] = tp / num_gt
-                        ev_pr[events] = tp / (fp + tp + EPS)
-                        events += 1
-                    elif not det_ig[s + i] & bit:
-                        fp += 1.0
-                recall[t, k, a] = tp / num_gt if n else 0.0
-                for i in range(events - 1, 0, -1):
-                    if ev_pr[i] > ev_pr[i - 1]:
-                        ev_pr[i - 1] = ev_pr[i]
+                area_bits |= np.uint64(1) << np.uint64(t * num_area + a)
+            tpc[:] = 0.0
+            fpc[:] = 0.0
+            events[:] = 0
+            for i in range(s, e):  # one pass over the category's detections for all thresholds of this area range
+                tb = tp[i] & area_bits
+                gb = ig[i] & area_bits
+                if tb == 0 and gb == 0:  # a false positive at every threshold (the common case)
+                    for t in range(num_thr):
+                        fpc[t] += 1.0
+                    continue
+                for t in range(num_thr):
+                    bit = np.uint64(1) << np.uint64(t * num_area + a)
+                    if tb & bit:
+                        tpc[t] += 1.0
+                        ev_rc[t, events[t]] = tpc[t] / num_gt
+                        ev_pr[t, events[t]] = tpc[t] / (fpc[t] + tpc[t] + EPS)
+                        events[t] += 1
+                    elif not gb & bit:
+                        fpc[t] += 1.0
+            for t in range(num_thr):
+                recall[t, k, a] = tpc[t] / num_gt if n else 0.0
+                m = events[t]
+                for i in range(m - 1, 0, -1):
+                    if ev_pr[t, i] > ev_pr[t, i - 1]:
+                        ev_pr[t, i - 1] = ev_pr[t, i]
                 j = 0
                 for r in range(num_rec):  # the first true positive whose recall reaches each threshold
-                    while j < events and ev_rc[j] < rec_thrs[r]:
+                    while j < m and ev_rc[t, j] < rec_thrs[r]:
                         j += 1
-                    precision[t, r, k, a] = ev_pr[j] if j < events else 0.0
+                    precision[t, r, k, a] = ev_pr[t, j] if j < m else 0.0
+
+
+@njit(cache=True, nogil=True)
+def valid_precisions(precision, thresholds, categories, area, out):
+    """The valid (> -1) entries of ``precision[thresholds][:, :, categories, area]``, in that slice's C order, into
+    ``out``; returns how many. np.mean of them is then bit-identical to the reference tools' ``np.mean(s[s > -1])``
+    on the same slice (the same values in the same order), without their mask and copy of the whole array."""
+    m = 0
+    for t in thresholds:
+        for r in range(precision.shape[1]):
+            for k in categories:
+                v = precision[t, r, k, area]
+                if v > -1:
+                    out[m] = v
+                    m += 1
+    return m
+
+
+@njit(cache=True, nogil=True)
+def pairwise_sum(a, lo, n):
+    """numpy's pairwise summation of a[lo:lo + n], step for step (8 accumulators up to 128 values, halves above),
+    so a sum (and a mean) here is bit-identical to np.sum (np.mean) of the same contiguous values."""
+    if n < 8:
+        res = 0.0
+        for i in range(n):
+            res += a[lo + i]
+        return res
+    if n <= 128:
+        r0, r1, r2, r3 = a[lo], a[lo + 1], a[lo + 2], a[lo + 3]
+        r4, r5, r6, r7 = a[lo + 4], a[lo + 5], a[lo + 6], a[lo + 7]
+        i = 8
+        while i < n - (n % 8):
+            r0 += a[lo + i]
+            r1 += a[lo + i + 1]
+            r2 += a[lo + i + 2]
+            r3 += a[lo + i + 3]
+            r4 += a[lo + i + 4]
+            r5 += a[lo + i + 5]
+            r6 += a[lo + i + 6]
+            r7 += a[lo + i + 7]
+            i += 8
+        res = ((r0 + r1) + (r2 + r3)) + ((r4 + r5) + (r6 + r7))
+        while i < n:
+            res += a[lo + i]
+            i += 1
+        return res
+    n2 = n // 2
+    n2 -= n2 % 8
+    return pairwise_sum(a, lo, n2) + pairwise_sum(a, lo + n2, n - n2)
+
+
+@njit(cache=True, nogil=True)
+def numpy_sum(a, n):
+    """np.sum of a contiguous float64 a[:n], bit for bit: numpy (2.2) reduces in blocks of its buffer size, 8192
+    values, each summed pairwise (tests/evaluation check it against np.sum and np.mean)."""
+    res = 0.0
+    i = 0
+    while i < n:
+        m = min(8192, n - i)
+        res += pairwise_sum(a, i, m)
+        i += m
+    return res
+
+
+@njit(cache=True, nogil=True)
+def mean_valid(precision, thresholds, categories, area, scratch):
+    """np.mean of the valid (> -1) entries of ``precision[thresholds][:, :, categories, area]`` (-1 when none),
+    bit-identical to the reference tools' ``np.mean(s[s > -1])`` on that slice."""
+    m = valid_precisions(precision, thresholds, categories, area, scratch)
+    return numpy_sum(scratch, m) / m if m else -1.0
+
+
+@njit(cache=True, nogil=True)
+def category_means(precision, area, out):
+    """:func:`mean_valid` of every category alone (over all thresholds and recalls), into ``out``."""
+    scratch = np.empty(precision.shape[0] * precision.shape[1])
+    thresholds = np.arange(precision.shape[0])
+    one = np.empty(1, np.int64)
+    for k in range(precision.shape[2]):
+        one[0] = k
+        out[k] = mean_valid(precision, thresholds, one, area, scratch)

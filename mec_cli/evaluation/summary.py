@@ -18,6 +18,28 @@ def _mean_valid(s: np.ndarray) -> float:
     return float(np.mean(valid)) if valid.size else -1.0
 
 
+class _Means:
+    """Means of valid precisions over slices of one precision array (see ``kernels.valid_precisions``)."""
+
+    def __init__(self, precision: np.ndarray):
+        from mec_cli.evaluation import kernels
+
+        self.p, self.kernels = precision, kernels
+        self.scratch = np.empty(precision.shape[0] * precision.shape[1] * precision.shape[2])
+        self.all_t = np.arange(precision.shape[0])
+        self.all_k = np.arange(precision.shape[2])
+
+    def __call__(self, area: int, thresholds=None, categories=None) -> float:
+        t = self.all_t if thresholds is None else np.asarray(thresholds, np.int64)
+        k = self.all_k if categories is None else np.asarray(categories, np.int64)
+        return float(self.kernels.mean_valid(self.p, t, k, area, self.scratch))
+
+    def per_category(self, area: int) -> np.ndarray:
+        out = np.empty(self.p.shape[2])
+        self.kernels.category_means(self.p, area, out)
+        return out
+
+
 def category_sets(cat_ids: Sequence[int], frequency: Optional[Dict[int, str]] = None, groups: Optional[Dict[int, int]] = None,
                   group_names: Optional[Sequence[str]] = None) -> Dict[str, List[int]]:
     """The category positions each group metric averages over: ``APr``/``APc``/``APf`` (LVIS frequency, when every
@@ -44,25 +66,24 @@ def summarize(res: EvalResult, frequency: Optional[Dict[int, str]] = None, group
         iou_profile: add ``AP_per_iou``: for ``AP`` and every group metric, the AP at each IoU threshold
             (``IOU_THRS``, 0.50:0.05:0.95), sliced from the same precision array.
     """
-    p = res.precision  # (T, R, K, A)
+    mean = _Means(res.precision)
     all_area = AREA_LABELS.index("all")
     out: Dict = {
-        "AP": _mean_valid(p[..., all_area]),
-        "AP50": _mean_valid(p[np.where(IOU_THRS == 0.5)[0]][..., all_area]),
-        "AP75": _mean_valid(p[np.where(IOU_THRS == 0.75)[0]][..., all_area]),
-        "APs": _mean_valid(p[..., AREA_LABELS.index("small")]),
-        "APm": _mean_valid(p[..., AREA_LABELS.index("medium")]),
-        "APl": _mean_valid(p[..., AREA_LABELS.index("large")]),
+        "AP": mean(all_area),
+        "AP50": mean(all_area, np.flatnonzero(IOU_THRS == 0.5)),
+        "AP75": mean(all_area, np.flatnonzero(IOU_THRS == 0.75)),
+        "APs": mean(AREA_LABELS.index("small")),
+        "APm": mean(AREA_LABELS.index("medium")),
+        "APl": mean(AREA_LABELS.index("large")),
     }
     sets = category_sets(res.cat_ids, frequency, groups, group_names)
     for name, idx in sets.items():
-        out[name] = _mean_valid(p[:, :, idx, all_area])
+        out[name] = mean(all_area, categories=idx)
     if iou_profile:
-        everything = {"AP": list(range(len(res.cat_ids))), **sets}
-        out["AP_per_iou"] = {name: [_mean_valid(p[t][:, idx, all_area]) for t in range(len(IOU_THRS))]
-                             for name, idx in everything.items()}
+        everything = {"AP": None, **sets}
+        out["AP_per_iou"] = {name: [mean(all_area, [t], idx) for t in range(len(IOU_THRS))] for name, idx in everything.items()}
     if per_category:
-        out["per_category"] = {str(c): _mean_valid(p[:, :, k, all_area]) for k, c in enumerate(res.cat_ids)}
+        out["per_category"] = dict(zip(map(str, res.cat_ids.tolist()), mean.per_category(all_area).tolist()))
     return out
 
 

@@ -253,3 +253,18 @@ def test_cli_fixed_ap_is_beside_the_standard_metrics(run_mec, tmp_path):
     assert doc["detection_cap"]["fixed_ap_dets_per_class"] == 50
     assert run_mec("eval", "--results", tmp_path / "dets.json", "--ann", tmp_path / "gt.json", "--fixed-ap",
                    "--dets-per-class", "0").one_error_line().endswith("--dets-per-class must be >= 1, got 0")
+
+
+def test_summaries_sum_exactly_as_numpy_does():
+    """The summary means are computed in numba; they must equal np.mean bit for bit (lvis-api's AP is np.mean)."""
+    from mec_cli.evaluation import kernels
+
+    rng = np.random.default_rng(0)
+    for n in [1, 7, 8, 9, 127, 128, 129, 1010, 8191, 8192, 8193, 20000, 1_210_000]:
+        a = rng.random(n) * rng.choice([1, 1e-3, 7])
+        assert kernels.numpy_sum(a, n) == np.sum(a), n
+    p = np.where(rng.random((10, 101, 50, 4)) < 0.3, -1.0, rng.random((10, 101, 50, 4)))
+    scratch = np.empty(10 * 101 * 50)
+    for t, k, area in [(np.arange(10), np.arange(50), 0), (np.array([0]), np.arange(50), 2), (np.arange(10), np.array([3, 7, 9]), 1)]:
+        s = p[t][:, :, k, area]
+        assert kernels.mean_valid(p, t, k, area, scratch) == np.mean(s[s > -1])
