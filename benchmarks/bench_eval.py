@@ -173,18 +173,19 @@ import json, time
 import numpy as np
 from mec_cli.cli import _plain_pages_where_huge_ones_stall
 _plain_pages_where_huge_ones_stall()
-from mec_cli.evaluation.engine import Detections, GroundTruth, evaluate
+from mec_cli.evaluation.engine import Detections, GroundTruth, evaluate_many
 from mec_cli.evaluation.jsonscan import read_results_file
 from mec_cli.evaluation.summary import summarize
 gt = GroundTruth.from_file('{gt}')
 arrays, buf = read_results_file('{dets}')
 dets = Detections.from_scan(arrays, buf)
 rng = np.random.default_rng(0)
-modes = [Detections(dets.image_id, dets.category_id, np.round(np.clip(dets.score + rng.normal(0, 0.05, len(dets)), 0, 1), 2),
-                    dets.bbox) for _ in range(11)]
+modes = {{f"mode{{k}}": Detections(dets.image_id, dets.category_id,
+                                 np.round(np.clip(dets.score + rng.normal(0, 0.05, len(dets)), 0, 1), 2), dets.bbox)
+         for k in range(11)}}
 t = time.perf_counter()
-for d in modes:
-    summarize(evaluate(gt, d, 'bbox'), gt.frequency)
+results = evaluate_many(gt, modes, 'bbox')
+metrics = {{name: summarize(res, gt.frequency) for name, res in results.items()}}
 print('MEC-BENCH ' + json.dumps({{'eleven_modes_s': time.perf_counter() - t}}))
 """
 

@@ -478,3 +478,30 @@ def evaluate(gt: GroundTruth, dets: Detections, iou_type: str = "bbox", source: 
     recall = np.empty((T, K, A))
     kernels.accumulate(det_tp, det_ig, cat_ptr, gt.gt_npig, T, REC_THRS, precision, recall)
     return EvalResult(precision, recall, gt.cat_ids, gt.protocol, iou_type, len(order), order, det_tp, det_ig)
+
+
+def evaluate_many(gt: GroundTruth, named: Dict[str, Detections], iou_type: str = "bbox", workers: Optional[int] = None,
+                  **kwargs) -> Dict[str, EvalResult]:
+    """:func:`evaluate` several detection sets (the scoring modes of one model) against one ground truth, side by side.
+
+    Each set is evaluated in its own thread with single-threaded kernels (they release the GIL), so the cores work on
+    different modes instead of sharing one: the serial steps (ordering, summaries) run in parallel too. The results
+    are those of :func:`evaluate` called one by one.
+    """
+    import os
+    from concurrent.futures import ThreadPoolExecutor
+
+    import numba
+
+    workers = max(1, min(len(named), workers or os.cpu_count() or 1))
+    if workers == 1:
+        return {name: evaluate(gt, dets, iou_type, **kwargs) for name, dets in named.items()}
+    if iou_type in ("segm", "boundary") and any(len(d) for d in named.values()):
+        gt.gt_rles()  # built once here, not raced for by the threads
+
+    def one(item):
+        numba.set_num_threads(1)  # per thread: this thread's kernels stay on one core
+        return item[0], evaluate(gt, item[1], iou_type, **kwargs)
+
+    with ThreadPoolExecutor(workers) as pool:
+        return dict(pool.map(one, named.items()))

@@ -241,6 +241,12 @@ def match_images(by_img, img_start, keep, cat_idx, score, det_box, det_area, use
     num_images = img_start.shape[0] - 1
     matched = np.zeros((gt_box.shape[0], num_thr, num_area), np.bool_)
     lowest = min(iou_thrs[0], 1 - 1e-10)
+    bits = np.empty((num_thr, num_area), np.uint64)  # the bit of each (threshold, area range)
+    area_bits = np.zeros(num_area, np.uint64)  # the bits of every threshold of an area range
+    for t in range(num_thr):
+        for a in range(num_area):
+            bits[t, a] = np.uint64(1) << np.uint64(t * num_area + a)
+            area_bits[a] |= bits[t, a]
     max_ng = 0
     for r in range(pair_gt_count.shape[0]):
         max_ng = max(max_ng, pair_gt_count[r])
@@ -279,21 +285,31 @@ def match_images(by_img, img_start, keep, cat_idx, score, det_box, det_area, use
                 ng = pair_gt_count[row] if row >= 0 else 0
                 nel = pair_nel[row] if row >= 0 else False
             best_iou = 0.0
+            dx, dy, dw, dh = det_box[d, 0], det_box[d, 1], det_box[d, 2], det_box[d, 3]
+            box_area = dw * dh
             for g in range(ng):
                 if use_table:
-                    ious[g] = iou_table[iou_off[d] + g]
-                else:
-                    ious[g] = _box_iou(det_box[d], gt_box[gs + g], gt_crowd[gs + g])
-                best_iou = max(best_iou, ious[g])
+                    v = iou_table[iou_off[d] + g]
+                else:  # pycocotools' bbIou (crowd: intersection over the detection's area)
+                    gi = gs + g
+                    gx, gy, gw, gh = gt_box[gi, 0], gt_box[gi, 1], gt_box[gi, 2], gt_box[gi, 3]
+                    v = 0.0
+                    iw = min(dx + dw, gx + gw) - max(dx, gx)
+                    ih = min(dy + dh, gy + gh) - max(dy, gy)
+                    if iw > 0 and ih > 0:
+                        inter = iw * ih
+                        v = inter / (box_area if gt_crowd[gi] else box_area + gw * gh - inter)
+                ious[g] = v
+                best_iou = max(best_iou, v)
             tp_bits = np.uint64(0)
             ig_bits = np.uint64(0)
+            da = det_area[d]
             if ng == 0 or best_iou < lowest:
                 # nothing to match (no ground truth, or none overlaps enough at the lowest threshold): unmatched
                 # everywhere, and ignored wherever the area range or the not-exhaustive rule says so
                 for a in range(num_area):
-                    if det_area[d] < area_rng[a, 0] or det_area[d] > area_rng[a, 1] or nel:
-                        for t in range(num_thr):
-                            ig_bits |= np.uint64(1) << np.uint64(t * num_area + a)
+                    if nel or da < area_rng[a, 0] or da > area_rng[a, 1]:
+                        ig_bits |= area_bits[a]
                 det_tp[d] = tp_bits
                 det_ig[d] = ig_bits
                 continue
@@ -335,13 +351,12 @@ def match_images(by_img, img_start, keep, cat_idx, score, det_box, det_area, use
                         ignored = g_ig[mm]
                         matched_id = gt_has_id[gi]
                     # unmatched detections outside the area range (or of a not-exhaustive category) are ignored
-                    if not matched_id and (det_area[d] < lo or det_area[d] > hi or nel):
+                    if not matched_id and (da < lo or da > hi or nel):
                         ignored = True
-                    bit = np.uint64(1) << np.uint64(t * num_area + a)
                     if matched_id and not ignored:
-                        tp_bits |= bit
+                        tp_bits |= bits[t, a]
                     if ignored:
-                        ig_bits |= bit
+                        ig_bits |= bits[t, a]
             det_tp[d] = tp_bits
             det_ig[d] = ig_bits
 
