@@ -449,34 +449,46 @@ def gt_boundaries(gt, dilation_ratio: float) -> _GtBoundaries:
     return cache[key]
 
 
+class BoundaryIous:
+    """Boundary AP's IoUs (module docstring, step 4) of chosen detections with any ground truths.
+
+    The detections ``det_indices`` are decoded once; ground truths come from the cache on ``gt``, made for
+    ``gt_indices`` (positions in ``gt_*`` order) here and kept for later modes.
+    """
+
+    def __init__(self, gt, dets, det_indices: np.ndarray, gt_indices: np.ndarray, dilation_ratio: float):
+        if not (0 < dilation_ratio < 1):
+            raise MecError(f"the boundary dilation ratio must be in (0, 1), got {dilation_ratio}",
+                           option="boundary_dilation")
+        self.gt = gt
+        self.cache = gt_boundaries(gt, dilation_ratio)
+        self.cache.ensure(gt, np.asarray(gt_indices, np.int64), dilation_ratio)
+        det_indices = np.asarray(det_indices, np.int64)
+        self.dets = mask_store(dets._rles(det_indices), dilation_ratio, "detection", labels=det_indices.tolist())
+        self.slot = np.full(len(dets), -1, np.int64)
+        self.slot[det_indices] = np.arange(det_indices.size)
+
+    def block(self, det_indices: np.ndarray, gt_indices: np.ndarray) -> np.ndarray:
+        """(len(det_indices), len(gt_indices)) IoUs; every index must have been given to the constructor."""
+        d, g = self.dets, self.cache.store
+        out = np.empty((len(det_indices), len(gt_indices)))
+        _pair_block(self.slot[det_indices], self.cache.slot[gt_indices], self.gt.gt_crowd[gt_indices],
+                    d.mcnt, d.mptr, d.bcnt, d.bptr, d.info, d.tbox, d.cbox, d.size,
+                    g.mcnt, g.mptr, g.bcnt, g.bptr, g.info, g.tbox, g.cbox, g.size, out)
+        return out
+
+
 def boundary_iou_table(gt, dets, order: np.ndarray, img_idx: np.ndarray, cat_idx: np.ndarray,
                        dilation_ratio: float) -> Tuple[np.ndarray, np.ndarray]:
     """Boundary AP's IoUs (module docstring) of the counted detections ``order`` with their pairs' ground
     truths, in :func:`mec_cli.evaluation.engine.pair_iou_table`'s layout."""
     from mec_cli.evaluation.engine import pair_iou_table
 
-    if not (0 < dilation_ratio < 1):
-        raise MecError(f"the boundary dilation ratio must be in (0, 1), got {dilation_ratio}",
-                       option="boundary_dilation")
-    # 1. the counted detections in a pair with ground truth, and those ground truths: only they need boundaries
+    # only the counted detections in a pair with ground truth, and those ground truths, need boundaries
     rows = kernels.pair_rows(gt.img_ptr, gt.img_cat, img_idx[order], cat_idx[order])
     ng = np.where(rows >= 0, gt.pair_gt_count[np.maximum(rows, 0)], 0)
-    det_idx = order[ng > 0]
     pairs = np.unique(rows[ng > 0])
     starts, counts = gt.pair_gt_start[pairs], gt.pair_gt_count[pairs]
     needed = np.repeat(starts - (np.cumsum(counts) - counts), counts) + np.arange(int(counts.sum()))
-    # 2. ground-truth boundaries from the cache (made once per ratio), the detections' decoded once here
-    cache = gt_boundaries(gt, dilation_ratio)
-    cache.ensure(gt, needed, dilation_ratio)
-    d, g = mask_store(dets._rles(det_idx), dilation_ratio, "detection", labels=det_idx.tolist()), cache.store
-    det_slot = np.full(len(img_idx), -1, np.int64)
-    det_slot[det_idx] = np.arange(det_idx.size)
-
-    def pair_ious(det_indices, gs, n_g):
-        out = np.empty((len(det_indices), n_g))
-        _pair_block(det_slot[det_indices], cache.slot[gs:gs + n_g], gt.gt_crowd[gs:gs + n_g],
-                    d.mcnt, d.mptr, d.bcnt, d.bptr, d.info, d.tbox, d.cbox, d.size,
-                    g.mcnt, g.mptr, g.bcnt, g.bptr, g.info, g.tbox, g.cbox, g.size, out)
-        return out
-
-    return pair_iou_table(gt, order, img_idx, cat_idx, pair_ious)
+    ious = BoundaryIous(gt, dets, order[ng > 0], needed, dilation_ratio)
+    return pair_iou_table(gt, order, img_idx, cat_idx, lambda d, gs, n_g: ious.block(d, np.arange(gs, gs + n_g)))

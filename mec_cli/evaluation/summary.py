@@ -56,6 +56,25 @@ def category_sets(cat_ids: Sequence[int], frequency: Optional[Dict[int, str]] = 
     return sets
 
 
+LVIS_GROUPS = {"r": "rare", "c": "common", "f": "frequent"}
+
+
+def groupings_of(cat_ids: Sequence[int], frequency: Optional[Dict[int, str]] = None,
+                 groups: Optional[Dict[int, int]] = None,
+                 group_names: Optional[Sequence[str]] = None) -> Dict[str, Dict[str, List[int]]]:
+    """The category positions of every group, per grouping, groups ordered rare to frequent: ``'lvis'``
+    (rare/common/frequent, when every category has an LVIS frequency) and ``'groups'`` (groups.json), the same
+    sets as :func:`category_sets`, named for the study sections of the metrics JSON."""
+    sets = category_sets(cat_ids, frequency, groups, group_names)
+    out: Dict[str, Dict[str, List[int]]] = {}
+    if "APr" in sets:
+        out["lvis"] = {name: sets[f"AP{f}"] for f, name in LVIS_GROUPS.items()}
+    names = [k[3:] for k in sets if k.startswith("AP_")]
+    if names:
+        out["groups"] = {name: sets[f"AP_{name}"] for name in names}
+    return out
+
+
 def summarize(res: EvalResult, frequency: Optional[Dict[int, str]] = None, groups: Optional[Dict[int, int]] = None,
               group_names: Optional[Sequence[str]] = None, per_category: bool = True, iou_profile: bool = True) -> Dict:
     """AP metrics of one evaluation.
