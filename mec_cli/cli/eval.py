@@ -11,19 +11,26 @@ from mec_cli.cli import app
 from mec_cli.cli._common import cli_errors, console, data_table, print_table, rel
 
 SHOWN = ("AP", "AP50", "AP75", "APr", "APc", "APf")  # the terminal table; the JSON has every metric
+IOU_LABEL = {"bbox": "box AP", "segm": "mask AP", "boundary": "Boundary AP"}
 
 
 def print_metrics(doc: Dict) -> None:
     """One Rich table per IoU type: a row per mode, AP columns and one column per frequency group."""
+    from mec_cli.evaluation.api import IOU_TYPES, iou_types_of
+
     modes = doc["modes"]
-    iou_types = sorted({t for m in modes.values() for t in m}, key=lambda t: t != "bbox")
+    present = {t for m in modes.values() for t in iou_types_of(m)}
+    iou_types = [t for t in IOU_TYPES if t in present] + sorted(present - set(IOU_TYPES))
     for iou_type in iou_types:
         sample = next(m[iou_type] for m in modes.values() if iou_type in m)
         cols = [c for c in SHOWN if c in sample] + [k for k in sample if k.startswith("AP_") and k != "AP_per_iou"
                                                     and not k.endswith("_fixed")] + (["AP_fixed"] if "AP_fixed" in sample else [])
         # with no vertical rules every column, group names included, fits an 80-column terminal
-        table = data_table(f"{iou_type} AP x100 ({doc['protocol']} protocol; APr/APc/APf: LVIS frequency; other group "
-                           "columns: groups.json)")
+        label = IOU_LABEL.get(iou_type, iou_type)
+        if iou_type == "boundary" and "boundary_dilation" in doc:
+            label += f", dilation ratio {doc['boundary_dilation']:g}"
+        table = data_table(f"{escape(label)} x100 ({doc['protocol']} protocol; APr/APc/APf: LVIS frequency; "
+                           "other group columns: groups.json)")
         table.add_column("mode", no_wrap=True)
         for c in cols:
             name = "AP fixed" if c == "AP_fixed" else (c[3:] if c.startswith("AP_") else c)
@@ -38,12 +45,20 @@ def print_metrics(doc: Dict) -> None:
         from mec_cli.evaluation.api import describe_cap
 
         console.print(describe_cap(doc["protocol"], doc["detection_cap"]), markup=False)
+    held = {k for m in modes.values() for t in iou_types_of(m) for k in m[t]} | {k for m in modes.values() for k in m}
+    reports = [r for r, key in (("errors", "errors"), ("calibration", "calibration"), ("weights", "stage_weights"))
+               if key in held]
+    if reports:
+        console.print("Studies per frequency group stored: " + ", ".join(f"`mec report {r}`" for r in reports) + ".",
+                      markup=False)
 
 
 @app.command("eval", epilog="Examples:\n\n"
              "  [bold]mec eval --checkpoint work_dirs/tiny/iter_300.pth --recipe tiny --data-root data/synth --per-stage --out metrics.json[/]\n\n"
              "  [bold]mec eval --checkpoint ckpt.pth --recipe htc_r101 --gpus 8 --modes dynamic --group-align on[/]\n\n"
-             "  [bold]mec eval --results dets.json --ann lvis_v1_val.json --groups groups.json --iou-type segm[/]")
+             "  [bold]mec eval --results dets.json --ann lvis_v1_val.json --groups groups.json --iou-type segm[/]\n\n"
+             "  [bold]mec eval --results dets.json --ann lvis_v1_val.json --iou-type segm,boundary --analysis "
+             "--out m.json[/]")
 @cli_errors
 def eval_cmd(
     checkpoint: Optional[Path] = typer.Option(None, help="Model checkpoint (with --recipe or --config)."),
@@ -56,8 +71,14 @@ def eval_cmd(
     group_align: str = typer.Option("both", help="Group alignment before the ensemble: on, off or both."),
     tau: Optional[float] = typer.Option(None, help="Temperature of the dynamic ensemble (default: the recipe's)."),
     groups: Optional[Path] = typer.Option(None, help="groups.json (default: beside the checkpoint, else computed)."),
-    iou_type: Optional[str] = typer.Option(None, help="bbox, segm or both (comma-separated); default: what the results hold "
-                                           "(--results), bbox,segm for a checkpoint."),
+    iou_type: Optional[str] = typer.Option(None, help="bbox, segm, boundary (Boundary AP, from masks), "
+                                           "comma-separated; default: what the results hold (--results), bbox,segm "
+                                           "for a checkpoint."),
+    boundary_dilation: float = typer.Option(0.02, help="Boundary AP's dilation ratio: the boundary width as a fraction "
+                                            "of the image diagonal (Cheng et al. 2021), in (0, 1)."),
+    analysis: bool = typer.Option(False, "--analysis", help="Also store, per frequency group, TIDE-style errors and "
+                                  "the calibration of the scores (for `mec report errors` and `mec report "
+                                  "calibration`)."),
     protocol: Optional[str] = typer.Option(None, help="lvis or coco (default: from the annotation format)."),
     dataset: Optional[str] = typer.Option(None, help="Dataset part of the recipe: lvis_v1, coco_lt or synth."),
     data_root: Optional[str] = typer.Option(None, help="Dataset root folder."),
@@ -80,9 +101,14 @@ def eval_cmd(
     if dump_dir is not None and dump_dir.exists() and not dump_dir.is_dir():
         raise MecError("--dump-dir is a file, not a folder", dump_dir)
 
+    from mec_cli.evaluation.api import IOU_TYPES
+    from mec_cli.evaluation.boundary import check_dilation
+
     iou_types = [t.strip() for t in (iou_type or "").split(",") if t.strip()]
-    if iou_type is not None and (any(t not in ("bbox", "segm") for t in iou_types) or not iou_types):
-        raise MecError(f"--iou-type must be bbox, segm or bbox,segm, got {iou_type!r}")
+    if iou_type is not None and (any(t not in IOU_TYPES for t in iou_types) or not iou_types):
+        raise MecError(f"--iou-type must be {', '.join(IOU_TYPES)} or several of them, comma-separated; "
+                       f"got {iou_type!r}")
+    check_dilation(boundary_dilation)
     if results is not None:
         if checkpoint is not None or ann is None:
             raise MecError("--results needs --ann and no --checkpoint")
@@ -90,7 +116,7 @@ def eval_cmd(
 
         check_number("dets_per_class", dets_per_class, 1, integer=True)
         doc = evaluate_results_file(results, ann, iou_types, protocol, str(groups) if groups else None,
-                                    dets_per_class if fixed_ap else None)
+                                    dets_per_class if fixed_ap else None, analysis, boundary_dilation)
     else:
         if checkpoint is None:
             raise MecError("give --checkpoint (with --recipe or --config) or --results with --ann")
@@ -101,7 +127,9 @@ def eval_cmd(
                            group_align=group_align, tau=tau, groups=str(groups) if groups else None,
                            iou_types=iou_types or ["bbox", "segm"],
                            protocol=protocol, gpus=gpus, procs=procs, master_port=master_port, max_images=max_images,
-                           dump_dir=str(dump_dir) if dump_dir else None, dets_per_class=dets_per_class if fixed_ap else None)
+                           dump_dir=str(dump_dir) if dump_dir else None,
+                           dets_per_class=dets_per_class if fixed_ap else None, analysis=analysis,
+                           boundary_dilation=boundary_dilation)
         doc = evaluate_checkpoint(opts)
     print_metrics(doc)
     if out is not None:

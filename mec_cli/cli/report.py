@@ -214,3 +214,148 @@ def distribution(items: List[str] = typer.Argument(..., help="Annotation files, 
         console.print(f"{escape(name)}: {len(counts)} categories, {sum(counts):,} instances, max {max(counts, default=0):,}, "
                       f"min {min(counts, default=0):,}")
     _commit(_figure(distribution_figure(curves, edges), out))
+
+
+STUDY_IOU = typer.Option("segm", "--iou-type", help="segm (mask AP), bbox or boundary (Boundary AP).")
+STUDY_CSV = typer.Option(None, "--csv", help="Also write the plotted numbers as CSV.")
+
+
+def _metric_name(iou_type: str) -> str:
+    return {"segm": "mask AP", "bbox": "box AP", "boundary": "Boundary AP"}.get(iou_type, f"{iou_type} AP")
+
+
+def _print_frame(title: str, frame, notes=(), digits: int = 1) -> None:
+    """A study frame as a terminal table: numbers right-aligned with ``digits`` decimals ('-' where missing)."""
+    import math
+
+    from mec_cli.reporting.tables import ReportTable
+
+    values = [c for c in frame.columns if frame[c].dtype.kind in "fi" or c.startswith(("stage ", "dAP "))]
+    shown = frame.copy()
+    for c in values:
+        shown[c] = [("-" if v is None or (isinstance(v, float) and math.isnan(v)) else
+                     str(v) if isinstance(v, int) else f"{v:.{digits}f}") for v in frame[c].tolist()]
+    print_table(_rich_table(ReportTable(title, shown, values, highlight_best=False, notes=list(notes))))
+
+
+@report_app.command("iou-profile", epilog="Examples:\n\n"
+                    "  [bold]mec report iou-profile runs/tiny --out iou_profile.png[/]\n\n"
+                    "  [bold]mec report iou-profile runs/tiny --baseline runs/tiny_baseline --csv iou_profile.csv[/]")
+@cli_errors
+def iou_profile(run: str = typer.Argument(..., help="A metrics JSON or run directory (best from `mec eval "
+                                          "--per-stage`)."),
+                baseline: Optional[str] = typer.Option(None, help="Baseline run: add its ensemble (--baseline-mode), "
+                                                       "dashed."),
+                iou_type: str = STUDY_IOU, mec_mode: str = MEC_MODE, baseline_mode: str = BASELINE_MODE,
+                grouping: str = GROUPING,
+                out: Path = typer.Option(Path("iou_profile.png"), "--out", "-o", help="Figure path (.png writes a .svg "
+                                         "beside it)."),
+                csv: Optional[Path] = STUDY_CSV) -> None:
+    """AP against the IoU threshold for each frequency group: a line per stage and per ensemble (the paper's claim:
+    rare groups favour the low-IoU stage)."""
+    from mec_cli.io import text_writer
+    from mec_cli.reporting.figures import iou_profile_figure
+    from mec_cli.reporting.runs import grouping_note, load_runs
+    from mec_cli.reporting.studies import iou_profile_frame, iou_profile_table
+
+    _check_outputs([out, csv], [run] + ([baseline] if baseline else []))
+    mec = load_runs([run])[0]
+    base = load_runs([baseline])[0] if baseline is not None else None
+    frame = iou_profile_frame(mec, base, mec_mode, baseline_mode, iou_type, grouping)
+    metric = _metric_name(iou_type)
+    _print_frame(f"{mec.label}: {metric} x100 at each IoU threshold", iou_profile_table(frame),
+                 [grouping_note([mec], frame.attrs["grouping"])])
+    fig = iou_profile_figure(frame, f"{mec.label}: {metric} against the IoU threshold, per frequency group", metric)
+    outputs = _figure(fig, out)
+    if csv is not None:
+        outputs[csv] = text_writer(frame.to_csv(index=False))
+    _commit(outputs)
+
+
+@report_app.command("errors", epilog="Example: [bold]mec report errors runs/tiny --mode dynamic_ga --out errors.png[/]")
+@cli_errors
+def errors(run: str = typer.Argument(..., help="A metrics JSON or run directory from `mec eval --analysis`."),
+           mode: str = typer.Option(modes.MEC_MODE, help="Scoring mode to analyse (a results file's: results)."),
+           iou_type: str = STUDY_IOU, grouping: str = GROUPING,
+           out: Path = typer.Option(Path("errors.png"), "--out", "-o", help="Figure path (.png writes a .svg beside "
+                                    "it)."),
+           csv: Optional[Path] = STUDY_CSV) -> None:
+    """Where the AP goes per frequency group: TIDE-style errors (cls, loc, both, dupe, bkg, miss) under the LVIS
+    federated rules, and how often a group's objects are taken for a more frequent group's class."""
+    from mec_cli.io import text_writer
+    from mec_cli.reporting.figures import errors_figure
+    from mec_cli.reporting.runs import load_runs
+    from mec_cli.reporting.studies import errors_frame
+
+    _check_outputs([out, csv], [run])
+    r = load_runs([run])[0]
+    frame = errors_frame(r, mode, iou_type, grouping)
+    shown = ["group", "AP50"] + [c for c in frame.columns if c.startswith("dAP ")] + ["cls to more frequent"]
+    _print_frame(f"{r.label}, {frame.attrs['mode']}: dAP (AP50 points) per error type ({_metric_name(iou_type)})",
+                 frame[shown], [f"errors at IoU {frame.attrs['fg_iou']:g} (background at most "
+                                f"{frame.attrs['bg_iou']:g}); definitions: mec_cli/evaluation/errors.py; shares and "
+                                "counts: --csv"])
+    fig = errors_figure(frame, f"{r.label}, {frame.attrs['mode']} ({_metric_name(iou_type)}): where the AP goes, "
+                               "per frequency group")
+    outputs = _figure(fig, out)
+    if csv is not None:
+        outputs[csv] = text_writer(frame.to_csv(index=False))
+    _commit(outputs)
+
+
+@report_app.command("calibration", epilog="Example: [bold]mec report calibration runs/tiny --modes "
+                    "mean_logits,dynamic_ga --out calibration.png[/]")
+@cli_errors
+def calibration(run: str = typer.Argument(..., help="A metrics JSON or run directory from `mec eval --analysis`."),
+                modes_: Optional[str] = typer.Option(None, "--modes", help="Modes to draw, comma-separated (default: "
+                                                     "every mode analysed)."),
+                iou_type: str = STUDY_IOU, grouping: str = GROUPING,
+                out: Path = typer.Option(Path("calibration.png"), "--out", "-o", help="Figure path (.png writes a .svg "
+                                         "beside it)."),
+                csv: Optional[Path] = STUDY_CSV) -> None:
+    """Reliability diagrams per mode and frequency group, with the expected calibration error (ECE): are rare and
+    frequent scores on one scale after group alignment and the ensembles?"""
+    from mec_cli.io import text_writer
+    from mec_cli.reporting.figures import calibration_figure
+    from mec_cli.reporting.runs import load_runs
+    from mec_cli.reporting.studies import calibration_frames
+
+    _check_outputs([out, csv], [run])
+    r = load_runs([run])[0]
+    chosen = [m.strip() for m in modes_.split(",") if m.strip()] if modes_ else None
+    bins, ece = calibration_frames(r, chosen, iou_type, grouping)
+    _print_frame(f"{r.label}: expected calibration error x100 per group ({_metric_name(iou_type)}, IoU 0.5)", ece,
+                 ["ECE = sum over score bins of n_b / N * |precision_b - mean score_b|; 0 = calibrated"])
+    outputs = _figure(calibration_figure(bins, ece, f"{r.label}: reliability per frequency group "
+                                                    f"({_metric_name(iou_type)}, precision at IoU 0.5)"), out)
+    if csv is not None:
+        outputs[csv] = text_writer(bins.to_csv(index=False))
+    _commit(outputs)
+
+
+@report_app.command("weights", epilog="Example: [bold]mec report weights runs/tiny --out weights.png "
+                    "--csv weights.csv[/]")
+@cli_errors
+def weights(run: str = typer.Argument(..., help="A metrics JSON or run directory from `mec eval --checkpoint` with a "
+                                      "dynamic mode."),
+            grouping: str = GROUPING,
+            out: Path = typer.Option(Path("weights.png"), "--out", "-o", help="Figure path (.png writes a .svg beside "
+                                     "it)."),
+            csv: Optional[Path] = STUDY_CSV) -> None:
+    """The dynamic ensemble's mean stage weight w^k (eq. 5) per frequency group, as stacked bars: which stage it
+    trusts for each group."""
+    from mec_cli.io import text_writer
+    from mec_cli.reporting.figures import weights_figure
+    from mec_cli.reporting.runs import load_runs
+    from mec_cli.reporting.studies import weights_frame
+
+    _check_outputs([out, csv], [run])
+    r = load_runs([run])[0]
+    frame = weights_frame(r, grouping)
+    _print_frame(f"{r.label}: mean stage weight per group (dynamic ensemble, eq. 5)", frame,
+                 ["over the detections the model kept; stage 1 = lowest IoU threshold"], digits=3)
+    outputs = _figure(weights_figure(frame, f"{r.label}: which stage the dynamic ensemble trusts, per frequency group"),
+                      out)
+    if csv is not None:
+        outputs[csv] = text_writer(frame.to_csv(index=False))
+    _commit(outputs)

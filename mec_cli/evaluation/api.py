@@ -5,23 +5,51 @@ Metrics JSON, schema ``mec.metrics/2``::
     {"schema": "mec.metrics/2", "created": "...", "protocol": "lvis", "ann_file": "...",
      "detection_cap": {"evaluator_max_dets": 300, "evaluator_per": "image", "model_max_per_img": 300,
                        "model_score_thr": 0.0001, "fixed_ap_dets_per_class": 10000},
-     "iou_thresholds": [0.5, 0.55, ..., 0.95],
+     "iou_thresholds": [0.5, 0.55, ..., 0.95], "boundary_dilation": 0.02,
      "checkpoint": "...", "recipe": "tiny", "config": "...", "results_file": null,
      "run": {"mec_loss": true, "lam": 0.7, "num_stages": 3, "tau": 1.0, "recipe_meta": {...}, "dataset": {...},
-             "test_cfg": {"score_thr": ..., "max_per_img": ...}, "stage_weights": {...}},
+             "test_cfg": {"score_thr": ..., "max_per_img": ...}},
      "groups": {"file": "...", "names": ["rare", "common", "frequent"], "bins": [10, 100], "category_group": {...}},
      "versions": {"mec": "...", "torch": "...", ...},
      "modes": {"<mode>": {"bbox": {"AP": 0.31, "AP50": ..., "APr": ..., "AP_rare": 0.12,
                                    "AP_per_iou": {"AP": [10 values], "APr": [...], "AP_rare": [...], ...},
                                    "AP_fixed": ..., "APr_fixed": ..., "AP_rare_fixed": ...,
-                                   "per_category": {"<id>": 0.5}},
-                          "segm": {...}}}}
+                                   "per_category": {"<id>": 0.5},
+                                   "errors": {...}, "calibration": {...}},
+                          "segm": {...}, "boundary": {...},
+                          "stage_weights": {...}}}}
 
 Mode names: ``results`` for a results-file evaluation, ``stage1``..``stageK`` for single stages, and
 ``mean_logits``, ``mean_probs``, ``sparse``, ``dynamic``, each optionally suffixed ``_ga`` (group
 alignment). Metric values are fractions in [0, 1]; -1 means "no ground truth to measure". ``AP_per_iou``
 (new in /2) holds AP at each IoU threshold for AP and every group metric; the ``*_fixed`` keys appear with
 ``--fixed-ap``. Schema /1 files (without ``AP_per_iou``) are still read.
+
+The iou type ``boundary`` is Boundary AP (:mod:`mec_cli.evaluation.boundary`), with the same metric names as
+bbox and segm; ``boundary_dilation`` (top level) is its dilation ratio, present when it was evaluated.
+
+Study sections (all optional; ``mec report`` says how to make them when absent). Each is split by grouping:
+``"lvis"`` (rare/common/frequent, when the annotations have LVIS frequencies) and ``"groups"`` (the groups of
+groups.json, when given), each group in order from rare to frequent, then ``"all"`` (every category)::
+
+    "errors": {"fg_iou": 0.5, "bg_iou": 0.1, "types": ["cls", "loc", "both", "dupe", "bkg", "miss"],
+               "groupings": {"lvis": {"rare": {"AP50": 0.2, "dAP": {"cls": 0.01, ...}, "share": {"cls": 0.1, ...},
+                                               "count": {"cls": 12, ...}, "cls_objects": 30,
+                                               "cls_to_more_frequent": 0.7}, ..., "all": {...}},
+                             "groups": {...}}}
+    "calibration": {"bins": 10, "iou": 0.5,
+                    "groupings": {"lvis": {"rare": {"count": [n per bin], "score": [mean score or null],
+                                                    "precision": [fraction or null], "ece": 0.05,
+                                                    "detections": 1234}, ..., "all": {...}}, ...}}
+    "stage_weights": {"stages": 3,
+                      "groupings": {"groups": {"rare": {"mean": [w_1, w_2, w_3], "detections": 321}, ...,
+                                               "all": {...}}, "lvis": {...}}}
+
+``errors`` and ``calibration`` (``mec eval --analysis``) sit in ``modes.<mode>.<iou type>``; their definitions
+are in :mod:`mec_cli.evaluation.errors` and :mod:`mec_cli.evaluation.calibration` (dAP, AP50 and shares are
+fractions; a group without ground truth has nulls). ``stage_weights`` sits in ``modes.<mode>`` of the dynamic
+modes of a checkpoint evaluation: the mean over the detections the model kept of the weight w^k (eq. 5) each
+stage had in the detection's class; "mean" is null for a group without detections.
 """
 from __future__ import annotations
 
@@ -63,25 +91,52 @@ def _group_info(groups_file: Optional[Union[str, Path]]):
     return spec.category_group, spec.names, info
 
 
-def _summaries(gt, dets, iou_types: Sequence[str], groups, names, source: str, dets_per_class: Optional[int] = None) -> Dict:
-    """Metrics per iou type; with ``dets_per_class`` also Fixed AP (``AP_fixed`` and every group's), beside them."""
+IOU_TYPES = ("bbox", "segm", "boundary")
+STUDY_KEYS = ("errors", "calibration")  # study sections inside modes.<mode>.<iou type>
+MODE_KEYS = ("stage_weights",)  # study sections inside modes.<mode>, beside the iou types
+
+
+def iou_types_of(mode: Dict) -> List[str]:
+    """The iou types a mode's entry holds (its other keys are study sections such as ``stage_weights``)."""
+    return [k for k in mode if k not in MODE_KEYS]
+
+
+def _summaries(gt, dets, iou_types: Sequence[str], groups, names, source: str, dets_per_class: Optional[int] = None,
+               analysis: bool = False, dilation_ratio: float = 0.02) -> Dict:
+    """Metrics per iou type; with ``dets_per_class`` also Fixed AP (``AP_fixed`` and every group's), beside them;
+    with ``analysis`` the ``errors`` and ``calibration`` sections (module docstring)."""
     from mec_cli.evaluation.engine import evaluate
-    from mec_cli.evaluation.summary import fixed_metrics, summarize
+    from mec_cli.evaluation.summary import fixed_metrics, groupings_of, summarize
 
     out = {}
     for iou_type in iou_types:
-        res = evaluate(gt, dets, iou_type, source=source)
+        res = evaluate(gt, dets, iou_type, source=source, dilation_ratio=dilation_ratio)
         out[iou_type] = summarize(res, gt.frequency, groups, names)
         if dets_per_class:
-            fixed = evaluate(gt, dets, iou_type, source=source, max_dets_per_class=dets_per_class)
+            fixed = evaluate(gt, dets, iou_type, source=source, max_dets_per_class=dets_per_class,
+                             dilation_ratio=dilation_ratio)
             out[iou_type].update(fixed_metrics(fixed, gt.frequency, groups, names))
+        if analysis:
+            from mec_cli.evaluation.calibration import calibration_summary
+            from mec_cli.evaluation.errors import analyse
+
+            groupings = groupings_of(res.cat_ids, gt.frequency, groups, names)
+            out[iou_type]["errors"] = analyse(gt, dets, res, groupings, dilation_ratio)
+            out[iou_type]["calibration"] = calibration_summary(res, gt.cats.lookup(dets.category_id), dets.score,
+                                                               groupings)
     return out
 
 
 def evaluate_mode_arrays(records: List[Dict], ann_file: str, iou_types: Sequence[str], protocol: Optional[str] = None,
-                         groups_file: Optional[str] = None, dets_per_class: Optional[int] = None) -> Dict:
-    """Evaluate detections collected per mode (dicts of arrays from :class:`MECMetric`): mode -> iou type -> metrics."""
+                         groups_file: Optional[str] = None, dets_per_class: Optional[int] = None,
+                         analysis: bool = False, dilation_ratio: float = 0.02) -> Dict:
+    """Evaluate detections collected per mode (dicts of arrays from :class:`MECMetric`): mode -> iou type -> metrics.
+
+    A mode whose records carry ``stage_weights`` ((N, K) per image, the dynamic modes) also gets the
+    ``stage_weights`` section (module docstring).
+    """
     from mec_cli.evaluation.engine import Detections
+    from mec_cli.evaluation.summary import groupings_of, stage_weight_summary
 
     gt = _load_gt(ann_file, protocol)
     groups, names, _ = _group_info(groups_file)
@@ -94,7 +149,13 @@ def evaluate_mode_arrays(records: List[Dict], ann_file: str, iou_types: Sequence
         dets = Detections(np.concatenate([r["image_id"] for r in recs]), np.concatenate([r["category_id"] for r in recs]),
                           np.concatenate([r["score"] for r in recs]), np.concatenate([r["bbox"] for r in recs]), segm, True)
         types = [t for t in iou_types if t == "bbox" or segm is not None]
-        out[mode] = _summaries(gt, dets, types, groups, names, mode, dets_per_class)
+        out[mode] = _summaries(gt, dets, types, groups, names, mode, dets_per_class, analysis, dilation_ratio)
+        if recs and all("stage_weights" in rec for rec in recs):
+            weights = np.concatenate([np.asarray(r["stage_weights"], np.float64).reshape(len(r["score"]), -1)
+                                      for r in recs])
+            groupings = groupings_of(gt.cat_ids, gt.frequency, groups, names)
+            out[mode]["stage_weights"] = stage_weight_summary(gt.cats.lookup(dets.category_id), weights, groupings,
+                                                              gt.num_cats)
     return out
 
 
@@ -148,7 +209,8 @@ def describe_cap(protocol: str, cap: Dict) -> str:
 
 
 def metrics_document(modes: Dict, protocol: str, ann_file: str, groups_file: Optional[str] = None,
-                     dets_per_class: Optional[int] = None, **fields) -> Dict:
+                     dets_per_class: Optional[int] = None, dilation_ratio: Optional[float] = None, **fields) -> Dict:
+    """The metrics JSON (module docstring); ``dilation_ratio`` is recorded when Boundary AP was evaluated."""
     from mec_cli.evaluation.engine import IOU_THRS
 
     _, _, ginfo = _group_info(groups_file)
@@ -156,24 +218,34 @@ def metrics_document(modes: Dict, protocol: str, ann_file: str, groups_file: Opt
     cap = detection_cap(protocol, test_cfg)
     if dets_per_class:
         cap["fixed_ap_dets_per_class"] = int(dets_per_class)
+    boundary = any("boundary" in m for m in modes.values())
+    extra = {"boundary_dilation": float(dilation_ratio)} if boundary and dilation_ratio is not None else {}
     return {"schema": SCHEMA, "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
             "protocol": protocol, "detection_cap": cap, "iou_thresholds": [round(float(t), 2) for t in IOU_THRS],
+            **extra,
             "ann_file": str(ann_file), **fields, "groups": ginfo, "versions": tool_versions(), "modes": modes}
 
 
 def evaluate_results_file(results: Union[str, Path], ann: Union[str, Path], iou_types: Optional[Sequence[str]] = None,
                           protocol: Optional[str] = None, groups_file: Optional[str] = None,
-                          dets_per_class: Optional[int] = None) -> Dict:
+                          dets_per_class: Optional[int] = None, analysis: bool = False,
+                          dilation_ratio: float = 0.02) -> Dict:
     """Evaluate an LVIS/COCO results JSON (MMDetection, detectron2, pycocotools...); mode name ``results``.
 
     ``iou_types`` defaults to what the results hold: bbox when the records carry boxes, segm when they carry
-    segmentations, both when they carry both. Inputs are checked in the order groups, results, annotations,
+    segmentations, both when they carry both; boundary (Boundary AP, from the segmentations) only when asked
+    for, with ``dilation_ratio``. ``analysis`` adds the errors and calibration sections.
+    Inputs are checked in the order groups, results, annotations,
     before any evaluation. The results are read first so that, for box results, the file's bytes are gone
     before the ground truth is indexed (the peak memory is the larger of the two, not their sum).
     """
     from mec_cli.evaluation.engine import KIND_POLYGONS, Detections
     from mec_cli.evaluation.jsonscan import read_results_file
 
+    if "boundary" in (iou_types or ()):
+        from mec_cli.evaluation.boundary import check_dilation
+
+        check_dilation(dilation_ratio)
     groups, names, _ = _group_info(groups_file)
     arrays, buf = read_results_file(results)
     gt = _load_gt(ann, protocol) if (arrays.segm_kind == KIND_POLYGONS).any() else None  # polygons need image sizes
@@ -185,13 +257,16 @@ def evaluate_results_file(results: Union[str, Path], ann: Union[str, Path], iou_
             dets.segm.image_size = gt.image_size
     if not iou_types:
         iou_types = dets.iou_types()
-    missing = [t for t in iou_types if t not in dets.scorable_by()]
+    scorable = dets.scorable_by() + (["boundary"] if "segm" in dets.scorable_by() else [])
+    missing = [t for t in iou_types if t not in scorable]
     if missing:
         what = "boxes" if missing[0] == "bbox" else "segmentations"
         raise MecError(f"evaluation by {missing[0]} asked for, but the results hold no {what}", results)
-    modes = {"results": _summaries(gt, dets, iou_types, groups, names, str(results), dets_per_class)}
+    modes = {"results": _summaries(gt, dets, iou_types, groups, names, str(results), dets_per_class, analysis,
+                                   dilation_ratio)}
     return metrics_document(modes, gt.protocol, str(ann), groups_file, results_file=str(results), checkpoint=None,
-                            recipe=None, config=None, run=None, dets_per_class=dets_per_class)
+                            recipe=None, config=None, run=None, dets_per_class=dets_per_class,
+                            dilation_ratio=dilation_ratio)
 
 
 def load_metrics(path: Union[str, Path]) -> Dict:
@@ -219,12 +294,20 @@ def check_metrics_document(doc: Dict, path) -> None:
     if not isinstance(modes, dict) or not modes:
         raise MecError("metrics file has no modes", path)
     for mode, by_type in modes.items():
-        if not isinstance(by_type, dict) or not by_type:
+        if not isinstance(by_type, dict) or not iou_types_of(by_type):
             raise MecError(f"mode {mode!r} holds no iou types", path)
-        for iou_type, metrics in by_type.items():
+        if "stage_weights" in by_type:
+            _check_study(by_type["stage_weights"], f"modes.{mode}.stage_weights", _STAGE_WEIGHTS, path)
+        for iou_type in iou_types_of(by_type):
+            metrics = by_type[iou_type]
             if not isinstance(metrics, dict):
                 raise MecError(f"modes.{mode}.{iou_type} is not an object of metrics", path)
+            for key, shape in (("errors", _ERRORS), ("calibration", _CALIBRATION)):
+                if key in metrics:
+                    _check_study(metrics[key], f"modes.{mode}.{iou_type}.{key}", shape, path)
             for name, value in metrics.items():
+                if name in STUDY_KEYS:
+                    continue
                 if isinstance(value, dict):
                     bad = next((k for k, v in value.items() if not _number_or_none(v) and not isinstance(v, (dict, list))), None)
                 elif isinstance(value, list):
@@ -254,3 +337,63 @@ def check_metrics_document(doc: Dict, path) -> None:
     for key in ("recipe", "protocol"):
         if doc.get(key) is not None and not isinstance(doc[key], str):
             raise MecError(f"'{key}' is not a string", path)
+    if not _number_or_none(doc.get("boundary_dilation")):
+        raise MecError("'boundary_dilation' is not a number", path)
+
+
+def _is_count(v) -> bool:
+    return type(v) is int and v >= 0
+
+
+def _numbers(n: Optional[int] = None):
+    """A list of numbers or nulls (of length ``n`` when given)."""
+    return lambda v: isinstance(v, list) and all(_number_or_none(x) for x in v) and (n is None or len(v) == n)
+
+
+def _typed(keys: Sequence[str], check):
+    """An object with every one of ``keys``, each passing ``check``."""
+    return lambda v: isinstance(v, dict) and all(k in v and check(v[k]) for k in keys)
+
+
+def _section_checks(shape: str, top: Dict):
+    """The fields each group's section must have, and their checks."""
+    from mec_cli.evaluation.errors import ERROR_TYPES
+
+    if shape == _ERRORS:
+        return {"AP50": _number_or_none, "dAP": _typed(ERROR_TYPES, _number_or_none),
+                "share": _typed(ERROR_TYPES, _number_or_none), "count": _typed(ERROR_TYPES, _is_count),
+                "cls_objects": _is_count, "cls_to_more_frequent": _number_or_none}
+    if shape == _CALIBRATION:
+        n = top.get("bins")
+        return {"count": lambda v: isinstance(v, list) and len(v) == n and all(_is_count(x) for x in v),
+                "score": _numbers(n), "precision": _numbers(n), "ece": _number_or_none, "detections": _is_count}
+    k = top.get("stages")
+    return {"mean": lambda v: v is None or _numbers(k)(v), "detections": _is_count}
+
+
+_ERRORS, _CALIBRATION, _STAGE_WEIGHTS = "errors", "calibration", "stage_weights"
+_TOP = {_ERRORS: {"fg_iou": _number_or_none, "bg_iou": _number_or_none},
+        _CALIBRATION: {"bins": lambda v: type(v) is int and v >= 1, "iou": _number_or_none},
+        _STAGE_WEIGHTS: {"stages": lambda v: type(v) is int and v >= 1}}
+
+
+def _check_study(value, where: str, shape: str, path) -> None:
+    """A study section (module docstring): its top fields, then grouping -> group -> section fields."""
+    if not isinstance(value, dict):
+        raise MecError(f"{where} is not an object", path)
+    for field, ok in _TOP[shape].items():
+        if field not in value or not ok(value[field]):
+            raise MecError(f"{where}.{field} is missing or malformed", path)
+    groupings = value.get("groupings")
+    if not isinstance(groupings, dict) or not groupings:
+        raise MecError(f"{where}.groupings is missing or empty", path)
+    checks = _section_checks(shape, value)
+    for grouping, sections in groupings.items():
+        if not isinstance(sections, dict) or "all" not in sections:
+            raise MecError(f"{where}.groupings.{grouping} is not an object of groups with 'all'", path)
+        for group, section in sections.items():
+            if not isinstance(section, dict):
+                raise MecError(f"{where}.groupings.{grouping}.{group} is not an object", path)
+            for field, ok in checks.items():
+                if field not in section or not ok(section[field]):
+                    raise MecError(f"{where}.groupings.{grouping}.{group}.{field} is missing or malformed", path)

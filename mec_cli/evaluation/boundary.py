@@ -40,6 +40,16 @@ from mec_cli.errors import MecError
 from mec_cli.evaluation import kernels
 
 
+def check_dilation(dilation_ratio) -> None:
+    """The dilation ratio must be a number in (0, 1) (a MecError naming --boundary-dilation otherwise)."""
+    from mec_cli.errors import check_number
+
+    check_number("boundary_dilation", dilation_ratio, 0, above=True)
+    if dilation_ratio >= 1:
+        raise MecError(f"must be < 1 (a fraction of the image diagonal), got {dilation_ratio}",
+                       option="boundary_dilation")
+
+
 def dilation_pixels(h, w, dilation_ratio: float) -> np.ndarray:
     """d of step 1 for masks of height ``h`` and width ``w`` (arrays or numbers): round half to even, at least 1."""
     diag = np.sqrt(np.asarray(h, np.float64) ** 2 + np.asarray(w, np.float64) ** 2)
@@ -457,9 +467,7 @@ class BoundaryIous:
     """
 
     def __init__(self, gt, dets, det_indices: np.ndarray, gt_indices: np.ndarray, dilation_ratio: float):
-        if not (0 < dilation_ratio < 1):
-            raise MecError(f"the boundary dilation ratio must be in (0, 1), got {dilation_ratio}",
-                           option="boundary_dilation")
+        check_dilation(dilation_ratio)
         self.gt = gt
         self.cache = gt_boundaries(gt, dilation_ratio)
         self.cache.ensure(gt, np.asarray(gt_indices, np.int64), dilation_ratio)

@@ -39,6 +39,8 @@ class EvalOptions:
     max_images: Optional[int] = None
     dump_dir: Optional[str] = None
     dets_per_class: Optional[int] = None  # Fixed AP's per-category cap; None: standard metrics only
+    analysis: bool = False  # errors and calibration per group (mec_cli.evaluation.errors, .calibration)
+    boundary_dilation: float = 0.02  # Boundary AP's dilation ratio, for iou type 'boundary'
     cfg_options: Dict = field(default_factory=dict)
 
     def validate(self) -> None:
@@ -49,6 +51,14 @@ class EvalOptions:
         check_number("master_port", self.master_port, 1, 65535, integer=True)
         check_number("max_images", self.max_images, 1, integer=True)
         check_number("dets_per_class", self.dets_per_class, 1, integer=True)
+        from mec_cli.evaluation.api import IOU_TYPES
+        from mec_cli.evaluation.boundary import check_dilation
+
+        bad = [t for t in self.iou_types if t not in IOU_TYPES]
+        if bad or not self.iou_types:
+            raise MecError(f"must name iou types among {', '.join(IOU_TYPES)}, got {','.join(self.iou_types)!r}",
+                           option="iou_type")
+        check_dilation(self.boundary_dilation)
         if self.protocol not in (None, "lvis", "coco"):
             raise MecError(f"must be lvis or coco, got {self.protocol!r}", option="protocol")
         if not self.modes:
@@ -142,6 +152,7 @@ def prepare_eval_config(opts: EvalOptions, workdir: Path):
     protocol = opts.protocol or detect_protocol(val)
     cfg.test_evaluator = dict(type="MECMetric", ann_file=str(val_ann), metric=list(opts.iou_types), protocol=protocol,
                               groups_file=groups_file, cat_ids=list(cat_ids), dets_per_class=opts.dets_per_class,
+                              analysis=bool(opts.analysis), boundary_dilation=float(opts.boundary_dilation),
                               results_dir=str(Path(opts.dump_dir).resolve()) if opts.dump_dir else None)
     if opts.max_images:
         cfg.test_dataloader.dataset.indices = int(opts.max_images)
@@ -185,5 +196,6 @@ def evaluate_checkpoint(opts: EvalOptions) -> Dict:
 
             modes = run_test(str(config_file), "none")
         modes = {m: modes[m] for m in run["modes"] if m in modes}
-        return metrics_document(modes, protocol, val_ann, groups_file, dets_per_class=opts.dets_per_class, checkpoint=str(opts.checkpoint),
+        return metrics_document(modes, protocol, val_ann, groups_file, dets_per_class=opts.dets_per_class,
+                                dilation_ratio=opts.boundary_dilation, checkpoint=str(opts.checkpoint),
                                 recipe=run["recipe_meta"].get("name"), config=config_path, results_file=None, run=run)

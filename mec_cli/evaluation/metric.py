@@ -2,8 +2,12 @@
 
 It collects the primary predictions (``pred_instances``) and, for MEC heads asked for several modes,
 each mode in ``mec_modes``; at the end it evaluates every mode against the same indexed ground truth.
-The scalar metrics go to mmengine's log as ``<mode>/<bbox|segm>_<metric>``; the structured result
+The scalar metrics go to mmengine's log as ``<mode>/<bbox|segm|boundary>_<metric>``; the structured result
 (modes -> iou type -> metrics, per-category AP included) stays in ``last_results`` for ``mec eval``.
+
+Each image's record carries, for the dynamic modes, the stage weights of its detections ((N, K): the weight
+w^k of eq. 5 each stage had in the detection's class), so that rank 0, which evaluates the records gathered
+from every process, also computes the mean stage weight per group (``modes.<mode>.stage_weights``).
 """
 from __future__ import annotations
 
@@ -21,7 +25,7 @@ class MECMetric(BaseMetric):
     def __init__(self, ann_file: str, metric: Sequence[str] = ("bbox", "segm"), protocol: str = "lvis",
                  groups_file: Optional[str] = None, default_mode: str = "mean_logits", results_dir: Optional[str] = None,
                  cat_ids: Optional[Sequence[int]] = None, dets_per_class: Optional[int] = None, collect_device: str = "cpu",
-                 prefix: Optional[str] = None, **kwargs):
+                 prefix: Optional[str] = None, analysis: bool = False, boundary_dilation: float = 0.02, **kwargs):
         super().__init__(collect_device=collect_device, prefix=prefix)
         self.ann_file = ann_file
         self.iou_types = [metric] if isinstance(metric, str) else list(metric)
@@ -30,6 +34,8 @@ class MECMetric(BaseMetric):
         self.default_mode = default_mode
         self.results_dir = results_dir
         self.dets_per_class = dets_per_class
+        self.analysis = bool(analysis)  # errors and calibration per group (mec eval --analysis)
+        self.boundary_dilation = float(boundary_dilation)
         self.last_results: Dict = {}
         # category id of each label, in the dataset's label order (read from ann_file when not given)
         self._cat_ids: Optional[List[int]] = [int(c) for c in cat_ids] if cat_ids is not None else None
@@ -59,24 +65,27 @@ class MECMetric(BaseMetric):
                 rec = {"mode": mode, "image_id": np.full(len(boxes), img_id), "bbox": xywh,
                        "score": pred["scores"].detach().cpu().numpy().astype(np.float64),
                        "category_id": cats[pred["labels"].detach().cpu().numpy()]}
-                if "segm" in self.iou_types and "masks" in pred:
+                if ("segm" in self.iou_types or "boundary" in self.iou_types) and "masks" in pred:
                     masks = pred["masks"].detach().cpu().numpy().astype(np.uint8)
                     rles = mask_utils.encode(np.asfortranarray(masks.transpose(1, 2, 0))) if len(masks) else []
                     rec["segm"] = list(rles)
+                if mode.startswith("dynamic") and "stage_weights" in pred:
+                    rec["stage_weights"] = pred["stage_weights"].detach().cpu().numpy().astype(np.float64)
                 per_image.append(rec)
             self.results.append(per_image)
 
     def compute_metrics(self, results: list) -> Dict[str, float]:
-        from mec_cli.evaluation.api import dump_results, evaluate_mode_arrays
+        from mec_cli.evaluation.api import dump_results, evaluate_mode_arrays, iou_types_of
 
         records = [rec for per_image in results for rec in per_image]
         if self.results_dir:
             dump_results(records, self.results_dir)
         self.last_results = evaluate_mode_arrays(records, self.ann_file, self.iou_types, self.protocol, self.groups_file,
-                                                 self.dets_per_class)
+                                                 self.dets_per_class, self.analysis, self.boundary_dilation)
         flat = {}
         for mode, by_type in self.last_results.items():
-            for iou_type, metrics in by_type.items():
+            for iou_type in iou_types_of(by_type):
+                metrics = by_type[iou_type]
                 for name in ("AP", "AP50", "AP75", "APr", "APc", "APf"):
                     if name in metrics:
                         flat[f"{mode}/{iou_type}_{name}"] = round(float(metrics[name]), 4)

@@ -117,3 +117,27 @@ def fixed_metrics(res: EvalResult, frequency=None, groups=None, group_names=None
     for name, idx in category_sets(res.cat_ids, frequency, groups, group_names).items():
         out[f"{name}_fixed"] = _mean_valid(p[:, :, idx, all_area])
     return out
+
+
+def stage_weight_summary(det_cat: np.ndarray, weights: np.ndarray, groupings: Dict[str, Dict[str, List[int]]],
+                         num_cats: int) -> Dict:
+    """The dynamic ensemble's mean stage weights per group (``modes.<mode>.stage_weights`` of the metrics JSON).
+
+    Args:
+        det_cat: (N,) category index (position in the annotation file's sorted category ids) of each detection.
+        weights: (N, K) the weight w^k (eq. 5) each of the K stages had in the detection's class.
+        groupings: as :func:`groupings_of`; every grouping also gets "all".
+
+    Returns {"stages": K, "groupings": {grouping: {group: {"mean": [w_1..w_K] or None, "detections": n}}}}.
+    """
+    weights = np.asarray(weights, np.float64).reshape(len(det_cat), -1)
+    out: Dict = {"stages": int(weights.shape[1]), "groupings": {}}
+    for grouping, groups in groupings.items():
+        sections = {}
+        for name, idx in [*groups.items(), ("all", range(num_cats))]:
+            member = np.zeros(num_cats, np.bool_)
+            member[np.asarray(list(idx), np.int64)] = True
+            w = weights[member[det_cat]]
+            sections[name] = {"mean": [float(v) for v in w.mean(axis=0)] if len(w) else None, "detections": int(len(w))}
+        out["groupings"][grouping] = sections
+    return out

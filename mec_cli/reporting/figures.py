@@ -118,6 +118,186 @@ def distribution_figure(curves: Dict[str, Sequence[int]], bins: Sequence[int] = 
     return fig
 
 
+def _group_title(ax, group: str, text: Optional[str] = None) -> None:
+    ax.set_title(text or group, fontsize=FONT + 1, color=group_colour(group) if group != "all" else "black",
+                 fontweight="bold")
+
+
+def iou_profile_figure(frame: pd.DataFrame, title: str = "AP against the IoU threshold, per frequency group",
+                       metric: str = "mask AP") -> Figure:
+    """One panel per group: AP (%) against the IoU threshold, a line per stage (stage colours, stage 1 = lowest
+    IoU threshold), the chosen ensemble in black and a baseline's ensemble dashed (``iou_profile_frame``)."""
+    groups = frame.attrs["groups"]
+    fig = Figure(figsize=(4.2 * len(groups) + 0.6, 4.2), layout="constrained")
+    axes = fig.subplots(1, len(groups), sharey=True, squeeze=False)[0]
+    stage_k = 0
+    styles = {}
+    for series in frame.attrs["series"]:
+        kind = frame.loc[frame["series"] == series, "kind"].iloc[0]
+        if kind == "stage":
+            styles[series] = dict(color=STAGE_COLOURS[stage_k % len(STAGE_COLOURS)], marker="o", lw=2, ms=6,
+                                  markeredgecolor="black", markeredgewidth=0.6)
+            stage_k += 1
+        elif kind == "ensemble":
+            styles[series] = dict(color="black", marker="s", lw=2.2, ms=5)
+        else:
+            styles[series] = dict(color="#7f7f7f", marker="x", lw=1.8, ls="--", ms=6)
+    for ax, group in zip(axes, groups):
+        part = frame[frame["group"] == group]
+        for series in frame.attrs["series"]:
+            line = part[part["series"] == series]
+            ax.plot(line["iou"], line["AP"].astype(float), label=series, **styles[series])
+        _style(ax, "", "IoU threshold", f"{metric} (%)" if ax is axes[0] else "")
+        _group_title(ax, group)
+        ax.set_xticks(sorted(part["iou"].unique())[::2])
+        ax.grid(axis="x", alpha=0.3)
+    axes[-1].legend(fontsize=FONT - 2, loc="upper right")
+    fig.suptitle(title, fontsize=FONT + 2)
+    return fig
+
+
+ERROR_COLOURS = {"cls": "#8c564b", "loc": "#e377c2", "both": "#bcbd22", "dupe": "#17becf", "bkg": "#7f7f7f",
+                 "miss": "#393b79"}
+
+
+def errors_figure(frame: pd.DataFrame,
+                  title: str = "Where the AP goes, per frequency group (TIDE-style errors)") -> Figure:
+    """Left: dAP (AP points gained by fixing each error type alone) per type, a bar per group in the group
+    colours. Right: each group's AP gap split into the error types (share, %), with how many of the group's
+    classification errors went to a more frequent group (``errors_frame``)."""
+    from mec_cli.reporting.studies import ERROR_NAMES, ERROR_TYPES
+
+    rows = frame.set_index("group")
+    groups = [*frame.attrs["groups"], "all"]
+    fig = Figure(figsize=(13, 4.6), layout="constrained")
+    left, right = fig.subplots(1, 2, gridspec_kw={"width_ratios": [1.15, 1]})
+    x = np.arange(len(ERROR_TYPES))
+    width = 0.8 / len(groups)
+    for k, g in enumerate(groups):
+        vals = [np.nan if rows.loc[g, f"dAP {t}"] is None else rows.loc[g, f"dAP {t}"] for t in ERROR_TYPES]
+        bars = left.bar(x + (k - (len(groups) - 1) / 2) * width, np.asarray(vals, float), width, label=g,
+                        color="white" if g == "all" else group_colour(g), edgecolor="black", linewidth=0.6,
+                        hatch="//" if g == "all" else "")
+        for bar in bars:
+            h = bar.get_height()
+            if np.isfinite(h):
+                left.annotate(f"{h:.1f}", (bar.get_x() + bar.get_width() / 2, h), ha="center", va="bottom",
+                              fontsize=FONT - 5, xytext=(0, 1), textcoords="offset points")
+    left.set_xticks(x, [f"{t}\n{ERROR_NAMES[t]}" for t in ERROR_TYPES], fontsize=FONT - 2)
+    _style(left, "dAP: AP50 gained by fixing each error type alone", "", "dAP (AP points)")
+    left.legend(fontsize=FONT - 2, title="group", title_fontsize=FONT - 2)
+    y = np.arange(len(groups))[::-1]
+    for k, g in enumerate(groups):
+        start = 0.0
+        for t in ERROR_TYPES:
+            share = rows.loc[g, f"share {t}"]
+            if share is None or not np.isfinite(share) or share <= 0:
+                continue
+            right.barh(y[k] + 0.12, share, 0.5, left=start, color=ERROR_COLOURS[t], edgecolor="white", linewidth=0.6,
+                       label=t if k == 0 or t not in right.get_legend_handles_labels()[1] else None)
+            if share >= 6:
+                right.text(start + share / 2, y[k] + 0.12, f"{share:.0f}", ha="center", va="center", fontsize=FONT - 3,
+                           color="white")
+            start += share
+        ap, to_freq, n = rows.loc[g, "AP50"], rows.loc[g, "cls to more frequent"], rows.loc[g, "cls objects"]
+        note = f"AP50 {ap:.1f}" if ap is not None and np.isfinite(ap) else "no ground truth"
+        if to_freq is not None and np.isfinite(to_freq) and g != "all":
+            note += f"; cls errors on its objects to a more frequent group: {to_freq:.0f}% of {int(n)}"
+        elif to_freq is not None and np.isfinite(to_freq):
+            note += f"; cls errors to a more frequent group: {to_freq:.0f}% of {int(n)}"
+        right.text(0.5, y[k] - 0.3, note, fontsize=FONT - 3, va="center", color="#333333")
+    right.set_yticks(y + 0.12, groups)
+    for tick, g in zip(right.get_yticklabels(), groups):
+        tick.set_color(group_colour(g) if g != "all" else "black")
+        tick.set_fontweight("bold")
+    right.set_xlim(0, 100)
+    right.set_ylim(-0.55, len(groups) - 0.4)
+    _style(right, "Share of each group's AP gap (%)", "share of the sum of dAPs (%)", "")
+    right.grid(axis="x", alpha=0.3)
+    right.grid(axis="y", visible=False)
+    right.legend(fontsize=FONT - 2, ncols=6, loc="lower center", bbox_to_anchor=(0.5, 1.06), frameon=False,
+                 handlelength=1.2, columnspacing=0.8)
+    fig.suptitle(title, fontsize=FONT + 2)
+    return fig
+
+
+def calibration_figure(bins: pd.DataFrame, ece: pd.DataFrame,
+                       title: str = "Reliability per frequency group (precision at IoU 0.5 against score)") -> Figure:
+    """A panel per mode: precision of the detections in each score bin against their mean score, a line per
+    group in the group colours ('all' grey), the diagonal = perfect calibration; ECE (x100) in the legend; the
+    marker area grows with the bin's number of detections."""
+    modes = bins.attrs["modes"]
+    groups = [*bins.attrs["groups"], "all"]
+    cols = min(len(modes), 4)
+    rows_n = (len(modes) + cols - 1) // cols
+    fig = Figure(figsize=(3.9 * cols + 0.4, 3.9 * rows_n + 0.5), layout="constrained")
+    axes = fig.subplots(rows_n, cols, squeeze=False)
+    eces = ece.set_index("mode")
+    most = max(1, int(bins["count"].max()))
+    for i, mode in enumerate(modes):
+        ax = axes[i // cols][i % cols]
+        ax.plot([0, 1], [0, 1], color="#bbbbbb", ls="--", lw=1)
+        for g in groups:
+            part = bins[(bins["mode"] == mode) & (bins["group"] == g) & (bins["count"] > 0)]
+            e = eces.loc[mode, g]
+            label = f"{g} (ECE {e:.1f})" if e is not None and np.isfinite(e) else f"{g} (no detections)"
+            colour = "#7f7f7f" if g == "all" else group_colour(g)
+            x, y = part["score"].astype(float), part["precision"].astype(float)
+            ax.plot(x, y, lw=1.2 if g == "all" else 1.8, color=colour, ls=":" if g == "all" else "-", label=label)
+            # marker area grows with the bin's detections, so thin bins read as the noise they are
+            ax.scatter(x, y, s=8 + 60 * np.sqrt(part["count"].to_numpy() / most), color=colour, zorder=3,
+                       edgecolors="white", linewidths=0.4)
+        ax.set_xlim(0, 1)
+        ax.set_ylim(-0.02, 1.04)
+        ax.set_aspect("equal")
+        _style(ax, mode, "mean score in bin", "precision at IoU 0.5" if i % cols == 0 else "")
+        ax.legend(fontsize=FONT - 3, loc="upper left")
+    for j in range(len(modes), rows_n * cols):
+        axes[j // cols][j % cols].set_visible(False)
+    fig.suptitle(title, fontsize=FONT + 2)
+    return fig
+
+
+def weights_figure(frame: pd.DataFrame,
+                   title: str = "Which stage the dynamic ensemble trusts, per frequency group "
+                                "(mean $w^k$, eq. 5)") -> Figure:
+    """A panel per dynamic mode: a stacked bar per group (then 'all'), one segment per stage in the stage colours
+    (stage 1 = lowest IoU threshold), height the mean stage weight over the detections the model kept."""
+    modes = frame.attrs["modes"]
+    k = frame.attrs["stages"]
+    groups = [*frame.attrs["groups"], "all"]
+    fig = Figure(figsize=(max(4.8, 1.1 * len(groups) + 1.8) * len(modes), 4.4), layout="constrained")
+    axes = fig.subplots(1, len(modes), squeeze=False, sharey=True)[0]
+    for ax, mode in zip(axes, modes):
+        part = frame[frame["mode"] == mode].set_index("group")
+        x = np.arange(len(groups))
+        bottom = np.zeros(len(groups))
+        for s in range(k):
+            vals = np.array([np.nan if part.loc[g, f"stage {s + 1}"] is None else part.loc[g, f"stage {s + 1}"]
+                             for g in groups], float)
+            colour = STAGE_COLOURS[s % len(STAGE_COLOURS)]
+            ax.bar(x, np.nan_to_num(vals), 0.65, bottom=bottom, color=colour, edgecolor="black", linewidth=0.5,
+                   label=f"stage {s + 1}")
+            for xi, (v, b0) in enumerate(zip(vals, bottom)):
+                if np.isfinite(v) and v >= 0.07:
+                    ax.text(xi, b0 + v / 2, f"{v:.2f}", ha="center", va="center", fontsize=FONT - 3,
+                            color="white" if s >= 2 else "black")
+            bottom += np.nan_to_num(vals)
+        for xi, g in enumerate(groups):
+            n = part.loc[g, "detections"]
+            ax.text(xi, 1.01, f"n={int(n)}", ha="center", va="bottom", fontsize=FONT - 4, color="#555555")
+        ax.set_xticks(x, groups)
+        for tick, g in zip(ax.get_xticklabels(), groups):
+            tick.set_color(group_colour(g) if g != "all" else "black")
+            tick.set_fontweight("bold")
+        ax.set_ylim(0, 1.08)
+        _style(ax, mode, "frequency group", "mean stage weight $w^k$" if ax is axes[0] else "")
+    axes[-1].legend(fontsize=FONT - 2, loc="upper left", bbox_to_anchor=(1.0, 1.0), title="stage",
+                    title_fontsize=FONT - 2)
+    fig.suptitle(title, fontsize=FONT + 1)
+    return fig
+
+
 def figure_writers(fig: Figure, out: str) -> Dict[str, Callable]:
     """Writers of ``out`` (.png) and its vector twin (.svg beside it, or the .pdf/.svg asked for), for
     :func:`mec_cli.io.write_outputs`, so a figure's files are committed together with whatever goes with them."""

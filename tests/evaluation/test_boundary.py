@@ -218,6 +218,7 @@ def test_malformed_rle_and_bad_ratio_are_one_line_errors():
     data, dets_records = make_dataset(2, False)
     gt = GroundTruth(copy.deepcopy(data), "coco")
     dets = Detections.from_records(copy.deepcopy(dets_records), image_size=gt.image_size)
-    for bad in (0.0, 1.0, -0.1):
-        with pytest.raises(MecError, match="dilation ratio must be in"):
+    for bad, needle in ((0.0, "must be > 0"), (1.0, "must be < 1"), (-0.1, "must be > 0"), (float("nan"), "finite")):
+        with pytest.raises(MecError, match=needle) as err:
             evaluate(gt, dets, "boundary", dilation_ratio=bad)
+        assert err.value.option == "boundary_dilation"

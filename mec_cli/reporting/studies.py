@@ -1,0 +1,192 @@
+"""The study reports as pandas DataFrames: AP per IoU threshold, errors, calibration and the dynamic ensemble's
+stage weights, per frequency group (the sections of the metrics JSON documented in
+:mod:`mec_cli.evaluation.api`). Figures are in :mod:`mec_cli.reporting.figures`; the CLI writes the files.
+
+Every frame records its grouping (``frame.attrs['grouping']``: 'lvis' or 'groups') and its groups in order
+from rare to frequent (``frame.attrs['groups']``). AP values are x100 like the other reports.
+"""
+from __future__ import annotations
+
+from typing import Dict, List, Optional, Sequence
+
+import pandas as pd
+
+from mec_cli.errors import MecError
+from mec_cli.ops.modes import BASELINE_MODE, MEC_MODE
+from mec_cli.reporting.runs import LVIS_KEYS, Run, resolve_grouping
+from mec_cli.reporting.tables import pick_mode
+
+ERROR_TYPES = ("cls", "loc", "both", "dupe", "bkg", "miss")
+ERROR_NAMES = {"cls": "wrong class", "loc": "box", "both": "class + box", "dupe": "duplicate", "bkg": "background",
+               "miss": "missed GT"}
+ANALYSIS_HINT = "evaluate it with `mec eval --analysis`"
+
+
+def _pct(v: Optional[float], digits: int = 1) -> Optional[float]:
+    return None if v is None or v < 0 else round(100.0 * v, digits)
+
+
+def _iou_type(run: Run, mode: str, iou_type: str) -> Dict:
+    metrics = run.doc["modes"].get(mode, {}).get(iou_type)
+    if not isinstance(metrics, dict):
+        held = ", ".join(t for t in run.doc["modes"].get(mode, {}) if t != "stage_weights")
+        raise MecError(f"run {run.label}, mode {mode}, has no {iou_type} metrics (it has {held})", run.path)
+    return metrics
+
+
+def stage_modes(run: Run) -> List[str]:
+    """The run's single-stage modes, stage 1 (lowest IoU threshold) first."""
+    return sorted((m for m in run.modes if m.startswith("stage") and m[5:].isdigit()), key=lambda m: int(m[5:]))
+
+
+# --- AP against the IoU threshold ------------------------------------------------------------------------------
+
+def iou_profile_frame(run: Run, baseline: Optional[Run] = None, mec_mode: str = MEC_MODE,
+                      baseline_mode: str = BASELINE_MODE, iou_type: str = "segm",
+                      grouping: str = "auto") -> pd.DataFrame:
+    """AP (x100) at each IoU threshold, per group: a row per (series, group, threshold).
+
+    The series are the run's stages (``--per-stage``), its ``mec_mode`` ensemble and, with ``baseline``, the
+    baseline run's ``baseline_mode`` ensemble. Columns: series, kind ('stage', 'ensemble', 'baseline'), mode,
+    group, iou, AP. Needs ``AP_per_iou`` (metrics schema /2).
+    """
+    runs = [run] + ([baseline] if baseline is not None else [])
+    grouping = resolve_grouping(runs, grouping)
+    groups = run.group_names(grouping)
+    thresholds = run.doc.get("iou_thresholds") or [round(0.5 + 0.05 * t, 2) for t in range(10)]
+    series = [(f"stage {m[5:]}", "stage", run, m) for m in stage_modes(run)]
+    series.append((pick_mode(run, mec_mode), "ensemble", run, pick_mode(run, mec_mode)))
+    if baseline is not None:
+        bm = pick_mode(baseline, baseline_mode)
+        series.append((f"baseline {baseline.label}: {bm}", "baseline", baseline, bm))
+    rows = []
+    for label, kind, r, mode in series:
+        per_iou = _iou_type(r, mode, iou_type).get("AP_per_iou")
+        if per_iou is None:
+            raise MecError(f"run {r.label} has no AP per IoU threshold (schema {r.doc.get('schema')}): evaluate "
+                           "again with mec eval (schema /2)", r.path)
+        for g in groups:
+            key = LVIS_KEYS[g] if grouping == "lvis" else f"AP_{g}"
+            values = per_iou.get(key)
+            if not isinstance(values, list) or len(values) != len(thresholds):
+                raise MecError(f"run {r.label}: modes.{mode}.{iou_type}.AP_per_iou has no {key} for each threshold",
+                               r.path)
+            rows += [{"series": label, "kind": kind, "mode": mode, "group": g, "iou": float(t), "AP": _pct(v)}
+                     for t, v in zip(thresholds, values)]
+    frame = pd.DataFrame(rows)
+    frame.attrs.update(grouping=grouping, groups=groups, iou_type=iou_type, series=[s[0] for s in series])
+    return frame
+
+
+def iou_profile_table(frame: pd.DataFrame) -> pd.DataFrame:
+    """The profile wide: a row per (group, series), a column per IoU threshold."""
+    wide = frame.pivot_table(index=["group", "series"], columns="iou", values="AP", sort=False, dropna=False)
+    rows = pd.MultiIndex.from_product([frame.attrs["groups"], frame.attrs["series"]], names=["group", "series"])
+    wide = wide.reindex(rows)
+    wide.columns = [f"{c:.2f}" for c in wide.columns]
+    return wide.reset_index()
+
+
+# --- study sections: errors, calibration, stage weights -------------------------------------------------------
+
+def study_grouping(available: Sequence[str], grouping: str, what: str, run: Run) -> str:
+    """The grouping a study section is shown by: 'lvis' or 'groups' when asked for, else LVIS when present."""
+    from mec_cli.reporting.runs import GROUPINGS
+
+    if grouping not in GROUPINGS:
+        raise MecError(f"grouping must be one of {', '.join(GROUPINGS)}, got {grouping!r}")
+    if grouping == "auto":
+        grouping = "lvis" if "lvis" in available else "groups"
+    if grouping not in available:
+        name = "LVIS frequency groups (its annotations have no 'frequency')" if grouping == "lvis" else \
+            "groups.json groups (evaluate it with --groups)"
+        raise MecError(f"run {run.label} has no {what} by {name}", run.path)
+    return grouping
+
+
+def _section(run: Run, mode: str, iou_type: str, key: str) -> Dict:
+    metrics = _iou_type(run, mode, iou_type)
+    if key not in metrics:
+        raise MecError(f"run {run.label}, mode {mode}, {iou_type}, has no {key}: {ANALYSIS_HINT}", run.path)
+    return metrics[key]
+
+
+def errors_frame(run: Run, mode: str = MEC_MODE, iou_type: str = "segm", grouping: str = "auto") -> pd.DataFrame:
+    """TIDE-style errors of one mode: a row per group (then 'all') with AP50, each type's dAP (AP points), its
+    share of the AP gap (%), its count, and the cls errors on the group's objects that went to a more frequent
+    group (%)."""
+    mode = pick_mode(run, mode)
+    section = _section(run, mode, iou_type, "errors")
+    grouping = study_grouping(list(section["groupings"]), grouping, "error analysis", run)
+    groups = section["groupings"][grouping]
+    rows = []
+    for g, s in groups.items():
+        row = {"group": g, "AP50": _pct(s["AP50"])}
+        row.update({f"dAP {t}": None if s["dAP"][t] is None else round(100 * s["dAP"][t], 2) for t in ERROR_TYPES})
+        row.update({f"share {t}": _pct(s["share"][t]) for t in ERROR_TYPES})
+        row.update({f"n {t}": s["count"][t] for t in ERROR_TYPES})
+        row["cls objects"] = s["cls_objects"]
+        row["cls to more frequent"] = _pct(s["cls_to_more_frequent"])
+        rows.append(row)
+    frame = pd.DataFrame(rows)
+    frame.attrs.update(grouping=grouping, groups=[g for g in groups if g != "all"], mode=mode, iou_type=iou_type,
+                       fg_iou=section["fg_iou"], bg_iou=section["bg_iou"])
+    return frame
+
+
+def calibration_frames(run: Run, modes: Optional[Sequence[str]] = None, iou_type: str = "segm",
+                       grouping: str = "auto"):
+    """Reliability diagrams of ``modes`` (default: every mode with a calibration section).
+
+    Returns (bins, ece): ``bins`` a row per (mode, group, bin) with lo, hi, count, score, precision; ``ece`` a row
+    per mode, a column per group (then 'all'), ECE x100.
+    """
+    have = [m for m in run.modes if isinstance(run.doc["modes"][m].get(iou_type), dict)
+            and "calibration" in run.doc["modes"][m][iou_type]]
+    if modes:
+        modes = [pick_mode(run, m) for m in modes]
+    else:
+        modes = have
+    if not modes:
+        raise MecError(f"run {run.label} has no {iou_type} calibration: {ANALYSIS_HINT}", run.path)
+    bins_rows, ece_rows, grouping_used, groups = [], [], None, []
+    for mode in modes:
+        section = _section(run, mode, iou_type, "calibration")
+        g_used = study_grouping(list(section["groupings"]), grouping, "calibration", run)
+        grouping_used, n = g_used, section["bins"]
+        sections = section["groupings"][g_used]
+        groups = [g for g in sections if g != "all"]
+        ece = {"mode": mode}
+        for g, s in sections.items():
+            ece[g] = _pct(s["ece"])
+            for b in range(n):
+                bins_rows.append({"mode": mode, "group": g, "bin": b, "lo": b / n, "hi": (b + 1) / n,
+                                  "count": s["count"][b], "score": s["score"][b], "precision": s["precision"][b]})
+        ece["detections"] = sections["all"]["detections"]
+        ece_rows.append(ece)
+    bins, ece = pd.DataFrame(bins_rows), pd.DataFrame(ece_rows)
+    for f in (bins, ece):
+        f.attrs.update(grouping=grouping_used, groups=groups, iou_type=iou_type, modes=list(modes))
+    return bins, ece
+
+
+def weights_frame(run: Run, grouping: str = "auto") -> pd.DataFrame:
+    """Mean stage weights of the dynamic ensemble: a row per (dynamic mode, group), a column per stage."""
+    modes = [m for m in run.modes if "stage_weights" in run.doc["modes"][m]]
+    if not modes:
+        raise MecError(f"run {run.label} records no stage weights (evaluate a checkpoint with a dynamic mode: "
+                       "`mec eval --checkpoint ... --modes dynamic`)", run.path)
+    rows, used, groups, k = [], None, [], 0
+    for mode in modes:
+        section = run.doc["modes"][mode]["stage_weights"]
+        used = study_grouping(list(section["groupings"]), grouping, "stage weights", run)
+        k = section["stages"]
+        sections = section["groupings"][used]
+        groups = [g for g in sections if g != "all"]
+        for g, s in sections.items():
+            row = {"mode": mode, "group": g, "detections": s["detections"]}
+            row.update({f"stage {i + 1}": None if s["mean"] is None else round(s["mean"][i], 4) for i in range(k)})
+            rows.append(row)
+    frame = pd.DataFrame(rows)
+    frame.attrs.update(grouping=used, groups=groups, stages=k, modes=modes)
+    return frame
