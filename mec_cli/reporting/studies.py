@@ -58,7 +58,7 @@ def iou_profile_frame(run: Run, baseline: Optional[Run] = None, mec_mode: str = 
     series.append((pick_mode(run, mec_mode), "ensemble", run, pick_mode(run, mec_mode)))
     if baseline is not None:
         bm = pick_mode(baseline, baseline_mode)
-        series.append((f"baseline {baseline.label}: {bm}", "baseline", baseline, bm))
+        series.append((f"baseline {baseline.label} ({bm})", "baseline", baseline, bm))
     rows = []
     for label, kind, r, mode in series:
         per_iou = _iou_type(r, mode, iou_type).get("AP_per_iou")
