@@ -21,17 +21,18 @@ bounding boxes overlap.
 
 Speed: nothing is decoded at image size. A mask's runs are rasterised only inside its tight bounding box,
 which holds the whole boundary; outside that box the mask is zero, so eroding the crop with zeros around it
-gives exactly the full-image erosion restricted to the box. The erosion is separable (a column pass, then a
-row pass, each O(pixels)); the boundary is stored as pycocotools-style runs in image coordinates and IoUs
-are run merges, O(runs). Only the detections that count (``EvalResult.order``) in a pair with ground truth
-are processed, in parallel threads (the numba kernels release the GIL); ground-truth boundaries are cached on
-the :class:`GroundTruth`, per dilation ratio, for every further mode.
+gives exactly the full-image erosion restricted to the box. The erosion is separable: along columns each run
+shrinks by d at both ends, then along rows a sliding sum over 2d + 1 columns keeps the pixels all of them
+kept; the boundary is stored as pycocotools-style runs in image coordinates and IoUs are run merges, O(runs).
+Only the detections that count (``EvalResult.order``) in a pair with ground truth are processed, in chunks
+(bounded memory) and parallel threads (the numba kernels release the GIL); ground-truth boundaries are cached
+on the :class:`GroundTruth`, per dilation ratio, for every further mode.
 """
 from __future__ import annotations
 
 import os
 from concurrent.futures import ThreadPoolExecutor
-from typing import Dict, List, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 from numba import njit
@@ -136,19 +137,21 @@ def _tight_box(cnt, h):
 
 
 @njit(cache=True, nogil=True)
-def _boundary_of(cnt, h, w, d, x0, y0, x1, y1, crop, cnt_col, out, o):
+def _boundary_of(cnt, h, w, d, x0, y0, x1, y1, crop, col, out, o):
     """Runs of the boundary (step 2) of the mask ``cnt`` (tight box x0..x1, y0..y1), in image coordinates.
 
-    ``crop`` and ``cnt_col`` are scratch arrays of at least (x1 - x0 + 1) * (y1 - y0 + 1) elements. The runs
-    are appended to ``out`` at ``o`` (grown when needed), ending with the trailing zeros so that they add up to
-    h * w like the mask's (the run merge of :func:`_intersection` needs equal totals); returns (out, number
-    of counts, boundary area).
+    ``crop`` (uint8) and ``col`` (uint8) are scratch arrays of at least (x1 - x0 + 1) * (y1 - y0 + 1) elements.
+    The runs are appended to ``out`` at ``o`` (grown when needed), ending with the trailing zeros so that they
+    add up to h * w like the mask's (the run merge of :func:`_intersection` needs equal totals); returns (out,
+    number of counts, boundary area).
     """
     wc, hc = x1 - x0 + 1, y1 - y0 + 1
     npx = wc * hc
     m = crop[:npx].reshape((wc, hc))  # column-major like the RLE: m[x, y]
+    v = col[:npx].reshape((wc, hc))
     m[:] = 0
-    # 1. rasterise the mask's runs inside its box
+    v[:] = 0
+    # 1. the mask inside its box, and its erosion along columns: a run y = a..b-1 keeps a+d..b-1-d (zeros outside)
     pos = np.int64(0)
     for j in range(cnt.shape[0]):
         n = cnt[j]
@@ -157,58 +160,44 @@ def _boundary_of(cnt, h, w, d, x0, y0, x1, y1, crop, cnt_col, out, o):
             while a < b:
                 x, y = a // h, a % h
                 stop = min(b, (x + 1) * h)
-                m[x - x0, y - y0:y - y0 + (stop - a)] = 1
+                ya, yb = y - y0, y - y0 + (stop - a)
+                m[x - x0, ya:yb] = 1
+                if yb - ya > 2 * d:
+                    v[x - x0, ya + d:yb - d] = 1
                 a = stop
         pos += n
-    # 2. erosion along columns: v[x, y] = 1 when m[x, y - d .. y + d] are all ones (zeros outside the box)
-    v = cnt_col[:npx].reshape((wc, hc))
-    for x in range(wc):
-        run = 0
-        for y in range(hc):  # ones ending at y
-            run = run + 1 if m[x, y] else 0
-            v[x, y] = run
-        run = 0
-        for y in range(hc - 1, -1, -1):  # and starting at y
-            run = run + 1 if m[x, y] else 0
-            v[x, y] = 1 if (v[x, y] > d and run > d) else 0
-    # 3. then along rows: eroded[x, y] = 1 when v[x - d .. x + d, y] are all ones; boundary = mask and not eroded
-    left = np.zeros(hc, np.int64)
-    for x in range(wc):
-        for y in range(hc):
-            left[y] = left[y] + 1 if v[x, y] else 0
-            v[x, y] = left[y]  # ones of v ending at x, this row
-    right = np.zeros(hc, np.int64)
-    for x in range(wc - 1, -1, -1):
-        for y in range(hc):
-            ones_left = v[x, y]
-            right[y] = right[y] + 1 if ones_left > 0 else 0
-            eroded = ones_left > d and right[y] > d
-            m[x, y] = 1 if (m[x, y] and not eroded) else 0
-    # 4. encode the boundary as runs in image coordinates (zeros first, as pycocotools)
-    runs = 0
-    prev = np.int64(-2)
-    for x in range(wc):
-        for y in range(hc):
-            if m[x, y]:
-                lin = (x + x0) * h + (y + y0)
-                if lin != prev + 1:
-                    runs += 1
-                prev = lin
-    need = o + 2 * runs + 1
-    if need > out.shape[0]:
-        bigger = np.empty(max(need, 2 * out.shape[0]), out.dtype)
-        bigger[:o] = out[:o]
-        out = bigger
+    # 2. then along rows: a pixel stays in the erosion when the 2d + 1 columns around it all kept it in step 1
+    #    (a sliding sum over columns; columns outside the box are zeros); boundary = mask minus erosion
+    full = 2 * d + 1
+    if wc >= full:
+        s = np.zeros(hc, np.int32)
+        for xi in range(wc):
+            for y in range(hc):
+                s[y] += v[xi, y]
+            if xi >= full:
+                for y in range(hc):
+                    s[y] -= v[xi - full, y]
+            if xi >= full - 1:
+                xc = xi - d
+                for y in range(hc):
+                    if s[y] == full:
+                        m[xc, y] = 0
+    # 3. encode the boundary as runs in image coordinates (zeros first, as pycocotools), column by column
     k = 0
-    end = np.int64(0)  # end of the last run of ones written
+    end = np.int64(0)  # end of the last run written
     start = np.int64(-1)
     prev = np.int64(-2)
     area = np.int64(0)
     for x in range(wc):
+        if o + k + hc + 4 > out.shape[0]:  # room for this column's runs
+            bigger = np.empty(max(o + k + hc + 4, 2 * out.shape[0]), out.dtype)
+            bigger[:o + k] = out[:o + k]
+            out = bigger
+        base = (x + x0) * h + y0
         for y in range(hc):
             if m[x, y]:
                 area += 1
-                lin = (x + x0) * h + (y + y0)
+                lin = base + y
                 if lin != prev + 1:
                     if start >= 0:
                         out[o + k] = start - end
@@ -244,7 +233,7 @@ def _masks_chunk(sbuf, sptr, size, dil):
     tbox = np.zeros((n, 4), np.int64)
     cbox = np.zeros((n, 4), np.int64)
     crop = np.zeros(1024, np.uint8)
-    col = np.zeros(1024, np.int64)
+    col = np.zeros(1024, np.uint8)
     for i in range(n):
         h, w = size[i, 0], size[i, 1]
         o = mptr[i]
@@ -286,7 +275,7 @@ def _masks_chunk(sbuf, sptr, size, dil):
         npx = (x1 - x0 + 1) * (y1 - y0 + 1)
         if npx > crop.shape[0]:
             crop = np.zeros(2 * npx, np.uint8)
-            col = np.zeros(2 * npx, np.int64)
+            col = np.zeros(2 * npx, np.uint8)
         bcnt, nb, barea = _boundary_of(cnt, h, w, dil[i], x0, y0, x1, y1, crop, col, bcnt, bptr[i])
         bptr[i + 1] = bptr[i] + nb
         info[i, 1] = barea
@@ -462,27 +451,62 @@ def gt_boundaries(gt, dilation_ratio: float) -> _GtBoundaries:
 class BoundaryIous:
     """Boundary AP's IoUs (module docstring, step 4) of chosen detections with any ground truths.
 
-    The detections ``det_indices`` are decoded once; ground truths come from the cache on ``gt``, made for
-    ``gt_indices`` (positions in ``gt_*`` order) here and kept for later modes.
+    Ground truths come from the cache on ``gt``, made for ``gt_indices`` (positions in ``gt_*`` order) here and
+    kept for later modes. Detections are decoded in chunks of about ``CHUNK``, in the order of ``keys`` (one
+    key per detection; a chunk never splits a key), one chunk held at a time: ask for blocks in key order and
+    each detection is decoded once, whatever the number of detections.
     """
 
-    def __init__(self, gt, dets, det_indices: np.ndarray, gt_indices: np.ndarray, dilation_ratio: float):
+    CHUNK = 20000
+
+    def __init__(self, gt, dets, det_indices: np.ndarray, gt_indices: np.ndarray, dilation_ratio: float,
+                 keys: Optional[np.ndarray] = None):
         check_dilation(dilation_ratio)
-        self.gt = gt
+        self.gt, self.dets, self.ratio = gt, dets, dilation_ratio
         self.cache = gt_boundaries(gt, dilation_ratio)
         self.cache.ensure(gt, np.asarray(gt_indices, np.int64), dilation_ratio)
         det_indices = np.asarray(det_indices, np.int64)
-        self.dets = mask_store(dets._rles(det_indices), dilation_ratio, "detection", labels=det_indices.tolist())
+        keys = np.arange(det_indices.size) if keys is None else np.asarray(keys)
+        by_key = np.argsort(keys, kind="stable")
+        det_indices, keys = det_indices[by_key], keys[by_key]
+        # chunk starts: every CHUNK detections, moved forward to the next change of key
+        cuts = [0]
+        while cuts[-1] + self.CHUNK < det_indices.size:
+            c = cuts[-1] + self.CHUNK
+            c += int(np.searchsorted(keys[c:], keys[c], "right"))  # the rest of that key stays in this chunk
+            if c >= det_indices.size:
+                break
+            cuts.append(c)
+        self.chunks = [det_indices[a:b] for a, b in zip(cuts, cuts[1:] + [det_indices.size])]
+        self.chunk_of = np.full(len(dets), -1, np.int64)
         self.slot = np.full(len(dets), -1, np.int64)
-        self.slot[det_indices] = np.arange(det_indices.size)
+        for c, idx in enumerate(self.chunks):
+            self.chunk_of[idx] = c
+            self.slot[idx] = np.arange(idx.size)
+        self.loaded, self.store = -1, None
+
+    def _load(self, c: int) -> "MaskStore":
+        if self.loaded != c:
+            idx = self.chunks[c]
+            self.store = None  # free the previous chunk first
+            self.store = mask_store(self.dets._rles(idx), self.ratio, "detection", labels=idx.tolist())
+            self.loaded = c
+        return self.store
 
     def block(self, det_indices: np.ndarray, gt_indices: np.ndarray) -> np.ndarray:
         """(len(det_indices), len(gt_indices)) IoUs; every index must have been given to the constructor."""
-        d, g = self.dets, self.cache.store
+        det_indices, gt_indices = np.asarray(det_indices, np.int64), np.asarray(gt_indices, np.int64)
         out = np.empty((len(det_indices), len(gt_indices)))
-        _pair_block(self.slot[det_indices], self.cache.slot[gt_indices], self.gt.gt_crowd[gt_indices],
-                    d.mcnt, d.mptr, d.bcnt, d.bptr, d.info, d.tbox, d.cbox, d.size,
-                    g.mcnt, g.mptr, g.bcnt, g.bptr, g.info, g.tbox, g.cbox, g.size, out)
+        g = self.cache.store
+        chunks = self.chunk_of[det_indices]
+        for c in np.unique(chunks):
+            rows = np.flatnonzero(chunks == c) if len(np.unique(chunks)) > 1 else slice(None)
+            d = self._load(int(c))
+            part = np.empty((len(det_indices[rows]), len(gt_indices)))
+            _pair_block(self.slot[det_indices[rows]], self.cache.slot[gt_indices], self.gt.gt_crowd[gt_indices],
+                        d.mcnt, d.mptr, d.bcnt, d.bptr, d.info, d.tbox, d.cbox, d.size,
+                        g.mcnt, g.mptr, g.bcnt, g.bptr, g.info, g.tbox, g.cbox, g.size, part)
+            out[rows] = part
         return out
 
 
@@ -498,5 +522,8 @@ def boundary_iou_table(gt, dets, order: np.ndarray, img_idx: np.ndarray, cat_idx
     pairs = np.unique(rows[ng > 0])
     starts, counts = gt.pair_gt_start[pairs], gt.pair_gt_count[pairs]
     needed = np.repeat(starts - (np.cumsum(counts) - counts), counts) + np.arange(int(counts.sum()))
-    ious = BoundaryIous(gt, dets, order[ng > 0], needed, dilation_ratio)
+    # decoded in the order pair_iou_table visits the pairs: image, then category
+    counted = order[ng > 0]
+    keys = img_idx[counted] * gt.num_cats + cat_idx[counted]
+    ious = BoundaryIous(gt, dets, counted, needed, dilation_ratio, keys)
     return pair_iou_table(gt, order, img_idx, cat_idx, lambda d, gs, n_g: ious.block(d, np.arange(gs, gs + n_g)))

@@ -109,7 +109,7 @@ def _image_ious(gt, dets, iou_type: str, dilation_ratio: float, det_sorted: np.n
 
         with_gt = ng[img_of] > 0
         gts = np.concatenate([np.arange(img_gt_start[i], img_gt_start[i + 1]) for i in images])
-        boundary = BoundaryIous(gt, dets, det_sorted[with_gt], gts, dilation_ratio)
+        boundary = BoundaryIous(gt, dets, det_sorted[with_gt], gts, dilation_ratio, keys=img_of[with_gt])
     gt_rles = gt.gt_rles() if iou_type == "segm" else None
     if iou_type == "segm":
         import pycocotools.mask as mask_utils

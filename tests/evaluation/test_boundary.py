@@ -197,6 +197,27 @@ def test_a_dilation_covering_every_mask_gives_mask_ap():
     assert np.array_equal(evaluate(gt, dets, "boundary", dilation_ratio=0.99).precision, segm)
 
 
+def test_detections_decoded_in_small_chunks_give_the_same_ious(monkeypatch):
+    from mec_cli.evaluation.boundary import BoundaryIous
+
+    data, dets_records = make_dataset(8, True)
+    gt = GroundTruth(copy.deepcopy(data), "lvis")
+    dets = Detections.from_records(copy.deepcopy(dets_records), image_size=gt.image_size)
+    whole = evaluate(gt, dets, "boundary").precision
+    loads = []
+    real_load = BoundaryIous._load
+
+    def counting_load(self, c):
+        if self.loaded != c:
+            loads.append(c)
+        return real_load(self, c)
+
+    monkeypatch.setattr(BoundaryIous, "CHUNK", 7)
+    monkeypatch.setattr(BoundaryIous, "_load", counting_load)
+    assert np.array_equal(evaluate(GroundTruth(copy.deepcopy(data), "lvis"), dets, "boundary").precision, whole)
+    assert len(set(loads)) > 5 and loads == sorted(set(loads))  # each chunk decoded once, in key order
+
+
 def test_ground_truth_boundaries_are_cached_per_ratio():
     data, dets_records = make_dataset(2, True)
     gt = GroundTruth(copy.deepcopy(data), "lvis")
