@@ -201,6 +201,9 @@ def errors_figure(frame: pd.DataFrame,
             start += share
         ap, to_freq, n = rows.loc[g, "AP50"], rows.loc[g, "cls to more frequent"], rows.loc[g, "cls objects"]
         note = f"AP50 {ap:.1f}" if ap is not None and np.isfinite(ap) else "no ground truth"
+        shares = [rows.loc[g, f"share {t}"] for t in ERROR_TYPES]
+        if ap is not None and np.isfinite(ap) and not any(v is not None and np.isfinite(v) and v > 0 for v in shares):
+            note += "; no single fix raises it"
         if to_freq is not None and np.isfinite(to_freq) and g != "all":
             note += f"; cls errors on its objects to a more frequent group: {to_freq:.0f}% of {int(n)}"
         elif to_freq is not None and np.isfinite(to_freq):
@@ -230,7 +233,7 @@ def calibration_figure(bins: pd.DataFrame, ece: pd.DataFrame,
     groups = [*bins.attrs["groups"], "all"]
     cols = min(len(modes), 4)
     rows_n = (len(modes) + cols - 1) // cols
-    fig = Figure(figsize=(3.9 * cols + 0.4, 3.9 * rows_n + 0.5), layout="constrained")
+    fig = Figure(figsize=(3.9 * cols + 0.4, 4.1 * rows_n + 0.9), layout="constrained")
     axes = fig.subplots(rows_n, cols, squeeze=False)
     eces = ece.set_index("mode")
     most = max(1, int(bins["count"].max()))
@@ -245,8 +248,8 @@ def calibration_figure(bins: pd.DataFrame, ece: pd.DataFrame,
             x, y = part["score"].astype(float), part["precision"].astype(float)
             ax.plot(x, y, lw=1.2 if g == "all" else 1.8, color=colour, ls=":" if g == "all" else "-", label=label)
             # marker area grows with the bin's detections, so thin bins read as the noise they are
-            ax.scatter(x, y, s=8 + 60 * np.sqrt(part["count"].to_numpy() / most), color=colour, zorder=3,
-                       edgecolors="white", linewidths=0.4)
+            ax.scatter(x, y, s=8 + 60 * np.sqrt(part["count"].to_numpy() / most), color=colour,
+                       zorder=2.5 if g == "all" else 3, edgecolors="white", linewidths=0.4)
         ax.set_xlim(0, 1)
         ax.set_ylim(-0.02, 1.04)
         ax.set_aspect("equal")
@@ -286,6 +289,8 @@ def weights_figure(frame: pd.DataFrame,
         for xi, g in enumerate(groups):
             n = part.loc[g, "detections"]
             ax.text(xi, 1.01, f"n={int(n)}", ha="center", va="bottom", fontsize=FONT - 4, color="#555555")
+            if not n:
+                ax.text(xi, 0.5, "no\ndetections", ha="center", va="center", fontsize=FONT - 3, color="#555555")
         ax.set_xticks(x, groups)
         for tick, g in zip(ax.get_xticklabels(), groups):
             tick.set_color(group_colour(g) if g != "all" else "black")
