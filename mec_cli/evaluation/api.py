@@ -104,27 +104,45 @@ def iou_types_of(mode: Dict) -> List[str]:
 def _summaries(gt, dets, iou_types: Sequence[str], groups, names, source: str, dets_per_class: Optional[int] = None,
                analysis: bool = False, dilation_ratio: float = 0.02) -> Dict:
     """Metrics per iou type; with ``dets_per_class`` also Fixed AP (``AP_fixed`` and every group's), beside them;
-    with ``analysis`` the ``errors`` and ``calibration`` sections (module docstring)."""
-    from mec_cli.evaluation.engine import evaluate
+    with ``analysis`` the ``errors`` and ``calibration`` sections (module docstring). Errors name ``source``."""
+    return _summaries_many(gt, {"": dets}, {"": list(iou_types)}, groups, names, dets_per_class, analysis,
+                           dilation_ratio, sources={"": source})[""]
+
+
+def _summaries_many(gt, named: Dict, iou_types: Dict[str, List[str]], groups, names,
+                    dets_per_class: Optional[int] = None, analysis: bool = False, dilation_ratio: float = 0.02,
+                    sources: Optional[Dict[str, str]] = None) -> Dict[str, Dict]:
+    """:func:`_summaries` of several detection sets (the modes of one model, named by mode), side by side
+    (:func:`mec_cli.evaluation.engine.evaluate_many`): mode -> iou type -> metrics. Errors name ``sources[mode]``
+    (default: the mode)."""
+    from mec_cli.evaluation.engine import evaluate, evaluate_many
     from mec_cli.evaluation.summary import fixed_metrics, groupings_of, summarize
 
-    out = {}
-    for iou_type in iou_types:
-        res = evaluate(gt, dets, iou_type, source=source, dilation_ratio=dilation_ratio)
-        out[iou_type] = summarize(res, gt.frequency, groups, names)
-        if dets_per_class:
-            fixed = evaluate(gt, dets, iou_type, source=source, max_dets_per_class=dets_per_class,
-                             dilation_ratio=dilation_ratio)
-            out[iou_type].update(fixed_metrics(fixed, gt.frequency, groups, names))
-        if analysis:
-            from mec_cli.evaluation.calibration import calibration_summary
-            from mec_cli.evaluation.errors import analyse
+    def summary(iou_type):
+        def then(mode, res):
+            dets = named[mode]
+            out = summarize(res, gt.frequency, groups, names)
+            if dets_per_class:
+                fixed = evaluate(gt, dets, iou_type, source=(sources or {}).get(mode, mode), max_dets_per_class=dets_per_class,
+                                 dilation_ratio=dilation_ratio)
+                out.update(fixed_metrics(fixed, gt.frequency, groups, names))
+            if analysis:
+                from mec_cli.evaluation.calibration import calibration_summary
+                from mec_cli.evaluation.errors import analyse
 
-            groupings = groupings_of(res.cat_ids, gt.frequency, groups, names)
-            out[iou_type]["errors"] = analyse(gt, dets, res, groupings, dilation_ratio)
-            out[iou_type]["calibration"] = calibration_summary(res, gt.cats.lookup(dets.category_id), dets.score,
-                                                               groupings)
-    return out
+                groupings = groupings_of(res.cat_ids, gt.frequency, groups, names)
+                out["errors"] = analyse(gt, dets, res, groupings, dilation_ratio)
+                out["calibration"] = calibration_summary(res, gt.cats.lookup(dets.category_id), dets.score, groupings)
+            return out
+        return then
+
+    out: Dict[str, Dict] = {mode: {} for mode in named}
+    for iou_type in dict.fromkeys(t for types in iou_types.values() for t in types):
+        sets = {mode: named[mode] for mode in named if iou_type in iou_types[mode]}
+        for mode, metrics in evaluate_many(gt, sets, iou_type, then=summary(iou_type), sources=sources,
+                                           dilation_ratio=dilation_ratio).items():
+            out[mode][iou_type] = metrics
+    return {mode: {t: out[mode][t] for t in iou_types[mode]} for mode in named}
 
 
 def evaluate_mode_arrays(records: List[Dict], ann_file: str, iou_types: Sequence[str], protocol: Optional[str] = None,
@@ -143,19 +161,22 @@ def evaluate_mode_arrays(records: List[Dict], ann_file: str, iou_types: Sequence
     by_mode: Dict[str, List[Dict]] = {}
     for rec in records:
         by_mode.setdefault(rec["mode"], []).append(rec)
-    out = {}
+    named, types = {}, {}
     for mode, recs in by_mode.items():
         segm = [r for rec in recs for r in rec.get("segm", [])] if all("segm" in rec for rec in recs) else None
-        dets = Detections(np.concatenate([r["image_id"] for r in recs]), np.concatenate([r["category_id"] for r in recs]),
-                          np.concatenate([r["score"] for r in recs]), np.concatenate([r["bbox"] for r in recs]), segm, True)
-        types = [t for t in iou_types if t == "bbox" or segm is not None]
-        out[mode] = _summaries(gt, dets, types, groups, names, mode, dets_per_class, analysis, dilation_ratio)
+        named[mode] = Detections(np.concatenate([r["image_id"] for r in recs]),
+                                 np.concatenate([r["category_id"] for r in recs]),
+                                 np.concatenate([r["score"] for r in recs]), np.concatenate([r["bbox"] for r in recs]),
+                                 segm, True)
+        types[mode] = [t for t in iou_types if t == "bbox" or segm is not None]
+    out = _summaries_many(gt, named, types, groups, names, dets_per_class, analysis, dilation_ratio)
+    for mode, recs in by_mode.items():
         if recs and all("stage_weights" in rec for rec in recs):
             weights = np.concatenate([np.asarray(r["stage_weights"], np.float64).reshape(len(r["score"]), -1)
                                       for r in recs])
             groupings = groupings_of(gt.cat_ids, gt.frequency, groups, names)
-            out[mode]["stage_weights"] = stage_weight_summary(gt.cats.lookup(dets.category_id), weights, groupings,
-                                                              gt.num_cats)
+            out[mode]["stage_weights"] = stage_weight_summary(gt.cats.lookup(named[mode].category_id), weights,
+                                                              groupings, gt.num_cats)
     return out
 
 

@@ -97,9 +97,9 @@ class Detections:
     def __post_init__(self) -> None:
         self.image_id = np.asarray(self.image_id, dtype=np.int64)
         self.category_id = np.asarray(self.category_id, dtype=np.int64)
-        self.score = np.asarray(self.score, dtype=np.float64)
+        self.score = np.ascontiguousarray(self.score, dtype=np.float64)  # the kernels read its bits
         if self.bbox is not None:
-            self.bbox = np.asarray(self.bbox, dtype=np.float64).reshape(-1, 4)
+            self.bbox = np.ascontiguousarray(self.bbox, dtype=np.float64).reshape(-1, 4)
 
     def __len__(self) -> int:
         return len(self.score)
@@ -450,7 +450,7 @@ def evaluate(gt: GroundTruth, dets: Detections, iou_type: str = "bbox", source: 
         cap_kind, cap = kernels.CAP_CATEGORY, int(max_dets_per_class)
     else:
         cap_kind, cap = (kernels.CAP_IMAGE if gt.protocol == "lvis" else kernels.CAP_PAIR), PROTOCOLS[gt.protocol]
-    by_img, img_start, keep, order, cat_ptr = kernels.order_detections(
+    order, cat_ptr, img_seq, img_seq_ptr = kernels.order_detections(
         img_idx, cat_idx, dets.score, len(gt.images), K, cap_kind, cap, gt.protocol == "lvis", gt.img_ptr, gt.img_cat,
         gt.pair_allowed)
     box = dets.bbox if dets.bbox is not None else np.zeros((len(dets), 4))
@@ -467,41 +467,59 @@ def evaluate(gt: GroundTruth, dets: Detections, iou_type: str = "bbox", source: 
         from mec_cli.evaluation.boundary import boundary_iou_table
 
         table, offset = boundary_iou_table(gt, dets, order, img_idx, cat_idx, dilation_ratio)
-    det_tp = np.zeros(len(dets), np.uint64)
-    det_ig = np.zeros(len(dets), np.uint64)
-    kernels.match_images(by_img, img_start, keep, cat_idx, dets.score, box, area, iou_type != "bbox", table, offset, gt.img_ptr,
-                         gt.img_cat,
-                         gt.pair_gt_start, gt.pair_gt_count, gt.pair_nel, gt.gt_box, gt.gt_area, gt.gt_ignore, gt.gt_crowd,
-                         gt.gt_id != 0, IOU_THRS, AREA_RNG, det_tp, det_ig)
-    det_tp, det_ig = det_tp[order], det_ig[order]  # accumulation order, read sequentially from here on
+    det_tp = np.empty(len(dets), np.uint64)  # written for every detection that counts
+    det_ig = np.empty(len(dets), np.uint64)
+    kernels.match_images(img_seq, img_seq_ptr, cat_idx, box, area, iou_type != "bbox", table, offset, gt.img_ptr,
+                         gt.img_cat, gt.pair_gt_start, gt.pair_gt_count, gt.pair_nel, gt.gt_box, gt.gt_area,
+                         gt.gt_ignore, gt.gt_crowd, gt.gt_id != 0, IOU_THRS, AREA_RNG, det_tp, det_ig)
     precision = np.empty((T, len(REC_THRS), K, A))  # every entry is written by the kernel
     recall = np.empty((T, K, A))
+    det_tp, det_ig = det_tp[order], det_ig[order]  # accumulation order, read sequentially from here on
     kernels.accumulate(det_tp, det_ig, cat_ptr, gt.gt_npig, T, REC_THRS, precision, recall)
     return EvalResult(precision, recall, gt.cat_ids, gt.protocol, iou_type, len(order), order, det_tp, det_ig)
 
 
-def evaluate_many(gt: GroundTruth, named: Dict[str, Detections], iou_type: str = "bbox", workers: Optional[int] = None,
-                  **kwargs) -> Dict[str, EvalResult]:
-    """:func:`evaluate` several detection sets (the scoring modes of one model) against one ground truth, side by side.
-
-    Each set is evaluated in its own thread with single-threaded kernels (they release the GIL), so the cores work on
-    different modes instead of sharing one: the serial steps (ordering, summaries) run in parallel too. The results
-    are those of :func:`evaluate` called one by one.
-    """
+def parallel_map(fn, items: Sequence, workers: Optional[int] = None) -> List:
+    """``[fn(x) for x in items]``, side by side: each item in its own thread with single-threaded kernels (they
+    release the GIL), so the cores work on different items instead of sharing one, and the serial steps (ordering,
+    summaries) run in parallel too. One item keeps the kernels' own parallelism."""
     import os
     from concurrent.futures import ThreadPoolExecutor
 
     import numba
 
-    workers = max(1, min(len(named), workers or os.cpu_count() or 1))
+    items = list(items)
+    workers = max(1, min(len(items), workers or os.cpu_count() or 1))
     if workers == 1:
-        return {name: evaluate(gt, dets, iou_type, **kwargs) for name, dets in named.items()}
-    if iou_type in ("segm", "boundary") and any(len(d) for d in named.values()):
-        gt.gt_rles()  # built once here, not raced for by the threads
+        return [fn(x) for x in items]
+    threads = numba.get_num_threads()
 
-    def one(item):
+    def one(x):
         numba.set_num_threads(1)  # per thread: this thread's kernels stay on one core
-        return item[0], evaluate(gt, item[1], iou_type, **kwargs)
+        try:
+            return fn(x)
+        finally:
+            numba.set_num_threads(threads)
 
     with ThreadPoolExecutor(workers) as pool:
-        return dict(pool.map(one, named.items()))
+        return list(pool.map(one, items))
+
+
+def evaluate_many(gt: GroundTruth, named: Dict[str, Detections], iou_type: str = "bbox", workers: Optional[int] = None,
+                  then=None, sources: Optional[Dict[str, str]] = None, **kwargs) -> Dict:
+    """:func:`evaluate` several detection sets (the scoring modes of one model) against one ground truth, side by
+    side (:func:`parallel_map`); ``then(name, result)``, when given, runs in the same thread and its value replaces
+    the result (a summary, computed in parallel too). The results are those of :func:`evaluate` called one by one.
+    A set's errors name ``sources[name]`` (default: the name). Boundary AP runs one set at a time (its
+    ground-truth boundaries are cached on first use).
+    """
+    if iou_type in ("segm", "boundary") and any(len(d) for d in named.values()):
+        gt.gt_rles()  # built once here, not raced for by the threads
+    if iou_type == "boundary":
+        workers = 1
+
+    def one(item):
+        res = evaluate(gt, item[1], iou_type, source=(sources or {}).get(item[0], item[0]), **kwargs)
+        return item[0], (then(item[0], res) if then else res)
+
+    return dict(parallel_map(one, named.items(), workers))

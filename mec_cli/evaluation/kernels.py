@@ -49,6 +49,95 @@ def _score_order(seg, score):
     return np.argsort(neg, kind="mergesort")
 
 
+@njit(cache=True, nogil=True, inline="always")
+def _descending_key(score, bits, d):
+    """A uint64 that sorts ascending as ``score[d]`` descending: a finite double's sign-folded bits order like the
+    double; 0.0 and -0.0 share a key (they compare equal)."""
+    u = bits[d]
+    if score[d] == 0.0:
+        u = np.uint64(0)
+    top = np.uint64(1) << np.uint64(63)
+    return ~(~u if u & top else u | top)
+
+
+@njit(cache=True, nogil=True)
+def _sort_by_score(items, lo, hi, score, bits, keys, tmp_k, tmp_i, counts):
+    """``items[lo:hi]`` in place, highest score first, ties in their present order (a stable sort).
+
+    Short runs by insertion; longer ones by an LSD radix sort on the keys of :func:`_descending_key`: eight 8-bit
+    digits counted in one pass, and a digit every key shares (scores within one binade, or the zero low bits of
+    float32 scores) skipped. ``keys``, ``tmp_k``, ``tmp_i`` hold at least ``hi - lo`` values; ``counts`` is (8, 256).
+    """
+    n = hi - lo
+    if n < 2:
+        return
+    for i in range(n):
+        keys[i] = _descending_key(score, bits, items[lo + i])
+    if n <= 24:
+        for i in range(1, n):
+            k, it = keys[i], items[lo + i]
+            j = i - 1
+            while j >= 0 and keys[j] > k:
+                keys[j + 1] = keys[j]
+                items[lo + j + 1] = items[lo + j]
+                j -= 1
+            keys[j + 1] = k
+            items[lo + j + 1] = it
+        return
+    counts[:, :] = 0
+    for i in range(n):
+        key = keys[i]
+        for p in range(8):
+            counts[p, (key >> np.uint64(8 * p)) & np.uint64(255)] += 1
+    src_k, dst_k = keys, tmp_k
+    src_i, dst_i = items[lo:hi], tmp_i
+    in_items = True  # src_i is the items' own slice
+    for p in range(8):
+        shift = np.uint64(8 * p)
+        if counts[p, (src_k[0] >> shift) & np.uint64(255)] == n:
+            continue  # every key has this digit
+        acc = 0
+        for b in range(256):
+            c = counts[p, b]
+            counts[p, b] = acc
+            acc += c
+        for i in range(n):
+            b = (src_k[i] >> shift) & np.uint64(255)
+            q = counts[p, b]
+            dst_k[q] = src_k[i]
+            dst_i[q] = src_i[i]
+            counts[p, b] = q + 1
+        src_k, dst_k = dst_k, src_k
+        src_i, dst_i = dst_i, src_i
+        in_items = not in_items
+    if not in_items:
+        for i in range(n):
+            items[lo + i] = src_i[i]
+
+
+@njit(cache=True, nogil=True)
+def _sort_categories_by_score(order, cat_ptr, score, k0, k1):
+    """:func:`_sort_by_score` of the categories k0..k1-1 of ``order``."""
+    longest = 0
+    for k in range(k0, k1):
+        longest = max(longest, cat_ptr[k + 1] - cat_ptr[k])
+    bits = score.view(np.uint64)
+    keys, tmp_k = np.empty(longest, np.uint64), np.empty(longest, np.uint64)
+    tmp_i = np.empty(longest, np.int64)
+    counts = np.empty((8, 256), np.int64)
+    for k in range(k0, k1):
+        _sort_by_score(order, cat_ptr[k], cat_ptr[k + 1], score, bits, keys, tmp_k, tmp_i, counts)
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def _sort_categories_parallel(order, cat_ptr, score, chunks):
+    """:func:`_sort_categories_by_score` in ``chunks`` runs of categories, in parallel."""
+    num_cats = cat_ptr.shape[0] - 1
+    step = (num_cats + chunks - 1) // chunks
+    for c in prange(chunks):
+        _sort_categories_by_score(order, cat_ptr, score, min(c * step, num_cats), min((c + 1) * step, num_cats))
+
+
 @njit(cache=True, nogil=True)
 def _find_pair(img_ptr, img_cat, img, cat):
     """Row of (img, cat) in the ground truth's per-image table (categories sorted), or -1."""
@@ -129,10 +218,10 @@ def order_detections(img_idx, cat_idx, score, num_images, num_cats, cap_kind, ca
         img_ptr, img_cat, pair_allowed: the ground truth's per-image category rows (see ``GroundTruth``).
 
     Returns:
-        by_img, img_start: every detection image by image (file order within) and where each image starts;
-        keep: (N,) whether a detection counts;
         order: (M,) the detections that count, category by category, highest score first, ties in image then
-            file order; cat_ptr: (num_cats + 1,) start of each category in ``order``.
+            file order; cat_ptr: (num_cats + 1,) start of each category in ``order``;
+        img_seq, img_seq_ptr: the same detections image by image, each image's in ``order``'s order (category by
+            category, the matching order), and where each image starts.
     """
     n = img_idx.shape[0]
     keep = np.ones(n, np.bool_)
@@ -188,20 +277,11 @@ def order_detections(img_idx, cat_idx, score, num_images, num_cats, cap_kind, ca
             kept[m] = d
             m += 1
     order, cat_ptr = _stable_bucket_order(cat_idx, num_cats, kept)
-    _sort_categories_by_score(order, cat_ptr, score)
-    return by_img, img_start, keep, order, cat_ptr
-
-
-@njit(cache=True, nogil=True, parallel=True)
-def _sort_categories_by_score(order, cat_ptr, score):
-    """Within each category of ``order``, highest score first, ties in the order they had (a stable sort)."""
-    for k in prange(cat_ptr.shape[0] - 1):
-        s, e = cat_ptr[k], cat_ptr[k + 1]
-        if e - s > 1:
-            seg = order[s:e].copy()
-            o = _score_order(seg, score)
-            for j in range(e - s):
-                order[s + j] = seg[o[j]]
+    _sort_categories_parallel(order, cat_ptr, score, 64)
+    # 4. the matching order: image by image (a stable bucket of ``order``, so each image's detections stay category
+    #    by category, highest score first, ties in file order: each pair's in the order the reference tools match)
+    img_seq, img_seq_ptr = _stable_bucket_order(img_idx, num_images, order)
+    return order, cat_ptr, img_seq, img_seq_ptr
 
 
 @njit(cache=True, nogil=True)
@@ -219,72 +299,57 @@ def _box_iou(db, gb, crowd):
     return inter / union
 
 
-@njit(cache=True, nogil=True, parallel=True)
-def match_images(by_img, img_start, keep, cat_idx, score, det_box, det_area, use_table, iou_table, iou_off, img_ptr, img_cat,
-                 pair_gt_start, pair_gt_count, pair_nel, gt_box, gt_area, gt_ignore, gt_crowd, gt_has_id, iou_thrs, area_rng,
-                 det_tp, det_ig):
-    """Greedy matching of every (image, category) pair, images in parallel, memory touched image by image.
+@njit(cache=True, nogil=True)
+def _match_image(im, img_seq, s, e, cat_idx, det_box, det_area, use_table, iou_table, iou_off, img_ptr, img_cat,
+                 pair_gt_start, pair_gt_count, pair_nel, gt_box, gt_area, gt_ignore, gt_crowd, gt_has_id, iou_thrs,
+                 area_rng, bits, area_bits, thr_bits, max_ng, matched, det_tp, det_ig):
+    """:func:`match_images` for the detections ``img_seq[s:e]`` of image ``im`` (pair by pair, in matching order).
 
-    Args:
-        by_img, img_start, keep: from :func:`order_detections`.
-        det_box, det_area: (N, 4) xywh boxes and (N,) areas of all detections.
-        use_table, iou_table, iou_off: precomputed IoUs (segm/boundary): those of detection d with its pair's
-            ground truths start at ``iou_off[d]``; without ``use_table``, box IoUs computed on the fly.
-        img_ptr, img_cat, pair_*: the ground truth's per-image category rows: first ground truth (in ``gt_*``
-            order) and count of the pair, and whether the category is not exhaustively annotated there.
-
-    Writes, for every detection that counts, ``det_tp[d]``/``det_ig[d]``: bit masks, bit t * A + a set when matched
-    to a (non-ignored, id != 0) ground truth / ignored at IoU threshold t and area range a.
+    ``matched[gi]`` holds a ground truth's matches as bits t * A + a, like the detections' masks.
     """
     num_thr = iou_thrs.shape[0]
     num_area = area_rng.shape[0]
-    num_images = img_start.shape[0] - 1
-    matched = np.zeros((gt_box.shape[0], num_thr, num_area), np.bool_)
     lowest = min(iou_thrs[0], 1 - 1e-10)
-    bits = np.empty((num_thr, num_area), np.uint64)  # the bit of each (threshold, area range)
-    area_bits = np.zeros(num_area, np.uint64)  # the bits of every threshold of an area range
-    for t in range(num_thr):
-        for a in range(num_area):
-            bits[t, a] = np.uint64(1) << np.uint64(t * num_area + a)
-            area_bits[a] |= bits[t, a]
-    max_ng = 0
-    for r in range(pair_gt_count.shape[0]):
-        max_ng = max(max_ng, pair_gt_count[r])
-    for im in prange(num_images):
-        seg_all = by_img[img_start[im]:img_start[im + 1]]
-        m = 0
-        for d in seg_all:
-            if keep[d]:
-                m += 1
-        if m == 0:
-            continue
-        seg = np.empty(m, np.int64)
-        m = 0
-        for d in seg_all:
-            if keep[d]:
-                seg[m] = d
-                m += 1
-        # 1. the image's detections by category, highest score first within, ties in file order
-        o1 = _score_order(seg, score)
-        cats = np.empty(seg.shape[0], np.int64)
-        for j in range(seg.shape[0]):
-            cats[j] = cat_idx[seg[o1[j]]]
-        o2 = np.argsort(cats, kind="mergesort")
-        ious = np.empty(max_ng)
-        gorder = np.empty(max_ng, np.int64)
-        g_ig = np.empty(max_ng, np.bool_)
-        row, cur = -1, -1
-        gs, ng, nel = 0, 0, False
-        for j in range(seg.shape[0]):
-            d = seg[o1[o2[j]]]
-            k = cat_idx[d]
-            if k != cur:  # a new pair
-                cur = k
-                row = _find_pair(img_ptr, img_cat, im, k)
-                gs = pair_gt_start[row] if row >= 0 else 0
-                ng = pair_gt_count[row] if row >= 0 else 0
-                nel = pair_nel[row] if row >= 0 else False
-            best_iou = 0.0
+    ious = np.empty(max_ng)
+    gorder = np.empty((num_area, max_ng), np.int64)  # per area range: the pair's ground truths, regular first
+    g_ig = np.empty((num_area, max_ng), np.bool_)
+    g_igmask = np.empty(max_ng, np.uint64)  # a ground truth's ignored (threshold, area) bits
+    cand = np.empty(max_ng, np.int64)
+    cand_ig = np.empty(max_ng, np.bool_)
+    cur, gs, ng, nel = -1, 0, 0, False
+    for j in range(s, e):
+        d = img_seq[j]
+        k = cat_idx[d]
+        if k != cur:  # a new pair: its ground truths, and their matching order in every area range
+            cur = k
+            row = _find_pair(img_ptr, img_cat, im, k)
+            gs = pair_gt_start[row] if row >= 0 else 0
+            ng = pair_gt_count[row] if row >= 0 else 0
+            nel = pair_nel[row] if row >= 0 else False
+            for g in range(ng):
+                g_igmask[g] = 0
+            for a in range(num_area):
+                lo, hi = area_rng[a, 0], area_rng[a, 1]
+                # regular first, then ignored, each in file order (the tools' stable argsort on _ignore)
+                q = 0
+                for g in range(ng):
+                    gi = gs + g
+                    if not (gt_ignore[gi] or gt_area[gi] < lo or gt_area[gi] > hi):
+                        gorder[a, q] = g
+                        g_ig[a, q] = False
+                        q += 1
+                for g in range(ng):
+                    gi = gs + g
+                    if gt_ignore[gi] or gt_area[gi] < lo or gt_area[gi] > hi:
+                        gorder[a, q] = g
+                        g_ig[a, q] = True
+                        g_igmask[g] |= area_bits[a]
+                        q += 1
+        # the candidates: ground truths this detection overlaps enough to match at the lowest threshold (the others
+        # fail every threshold; dropping them changes nothing, see below)
+        nc = 0
+        last = 0
+        if ng:
             dx, dy, dw, dh = det_box[d, 0], det_box[d, 1], det_box[d, 2], det_box[d, 3]
             box_area = dw * dh
             for g in range(ng):
@@ -300,136 +365,201 @@ def match_images(by_img, img_start, keep, cat_idx, score, det_box, det_area, use
                         inter = iw * ih
                         v = inter / (box_area if gt_crowd[gi] else box_area + gw * gh - inter)
                 ious[g] = v
-                best_iou = max(best_iou, v)
-            tp_bits = np.uint64(0)
-            ig_bits = np.uint64(0)
-            da = det_area[d]
-            if ng == 0 or best_iou < lowest:
-                # nothing to match (no ground truth, or none overlaps enough at the lowest threshold): unmatched
-                # everywhere, and ignored wherever the area range or the not-exhaustive rule says so
-                for a in range(num_area):
-                    if nel or da < area_rng[a, 0] or da > area_rng[a, 1]:
-                        ig_bits |= area_bits[a]
-                det_tp[d] = tp_bits
-                det_ig[d] = ig_bits
-                continue
-            for a in range(num_area):
-                lo, hi = area_rng[a, 0], area_rng[a, 1]
-                # ground truths regular first, then ignored, each in file order (a stable argsort on _ignore)
-                q = 0
-                for g in range(ng):
-                    gi = gs + g
-                    if not (gt_ignore[gi] or gt_area[gi] < lo or gt_area[gi] > hi):
-                        gorder[q] = g
-                        g_ig[q] = False
-                        q += 1
-                for g in range(ng):
-                    gi = gs + g
-                    if gt_ignore[gi] or gt_area[gi] < lo or gt_area[gi] > hi:
-                        gorder[q] = g
-                        g_ig[q] = True
-                        q += 1
-                for t in range(num_thr):
-                    best = min(iou_thrs[t], 1 - 1e-10)
-                    mm = -1
-                    for jj in range(ng):
-                        gi = gs + gorder[jj]
-                        if matched[gi, t, a] and not gt_crowd[gi]:
-                            continue
-                        if mm > -1 and not g_ig[mm] and g_ig[jj]:
-                            break
-                        v = ious[gorder[jj]]
-                        if v < best:
-                            continue
-                        best = v
-                        mm = jj
-                    matched_id = False
-                    ignored = False
-                    if mm > -1:
-                        gi = gs + gorder[mm]
-                        matched[gi, t, a] = True
-                        ignored = g_ig[mm]
-                        matched_id = gt_has_id[gi]
-                    # unmatched detections outside the area range (or of a not-exhaustive category) are ignored
-                    if not matched_id and (da < lo or da > hi or nel):
-                        ignored = True
-                    if matched_id and not ignored:
-                        tp_bits |= bits[t, a]
-                    if ignored:
-                        ig_bits |= bits[t, a]
-            det_tp[d] = tp_bits
-            det_ig[d] = ig_bits
+                if v >= lowest:
+                    nc += 1
+                    last = g
+        # unmatched, a detection is ignored wherever its area is outside the range or the category is not exhaustive
+        da = det_area[d]
+        out_bits = np.uint64(0)
+        for a in range(num_area):
+            if nel or da < area_rng[a, 0] or da > area_rng[a, 1]:
+                out_bits |= area_bits[a]
+        if nc == 0:  # nothing to match: unmatched everywhere
+            det_tp[d] = 0
+            det_ig[d] = out_bits
+            continue
+        if nc == 1:
+            # one candidate (the common case), for every (threshold, area) at once: at each threshold its IoU
+            # reaches, the detection takes it unless it is already taken (a crowd never is)
+            gi = gs + last
+            v = ious[last]
+            reach = np.uint64(0)
+            for t in range(num_thr):
+                if v >= min(iou_thrs[t], 1 - 1e-10):
+                    reach |= thr_bits[t]
+            now = reach if gt_crowd[gi] else reach & ~matched[gi]
+            matched[gi] |= now
+            with_id = now if gt_has_id[gi] else np.uint64(0)
+            det_tp[d] = with_id & ~g_igmask[last]
+            det_ig[d] = (now & g_igmask[last]) | (out_bits & ~with_id)
+            continue
+        tp_bits = np.uint64(0)
+        ig_bits = np.uint64(0)
+        for a in range(num_area):
+            # the candidates in matching order (the first ignored candidate stops the search wherever the first
+            # ignored ground truth would have)
+            nc = 0
+            for jj in range(ng):
+                g = gorder[a, jj]
+                if ious[g] >= lowest:
+                    cand[nc] = g
+                    cand_ig[nc] = g_ig[a, jj]
+                    nc += 1
+            for t in range(num_thr):
+                bit = bits[t, a]
+                best = min(iou_thrs[t], 1 - 1e-10)
+                mm = -1
+                for c in range(nc):
+                    gi = gs + cand[c]
+                    if matched[gi] & bit and not gt_crowd[gi]:
+                        continue
+                    if mm > -1 and not cand_ig[mm] and cand_ig[c]:
+                        break
+                    v = ious[cand[c]]
+                    if v < best:
+                        continue
+                    best = v
+                    mm = c
+                matched_id = False
+                ignored = False
+                if mm > -1:
+                    gi = gs + cand[mm]
+                    matched[gi] |= bit
+                    ignored = cand_ig[mm]
+                    matched_id = gt_has_id[gi]
+                if not matched_id and out_bits & bit:
+                    ignored = True
+                if matched_id and not ignored:
+                    tp_bits |= bit
+                if ignored:
+                    ig_bits |= bit
+        det_tp[d] = tp_bits
+        det_ig[d] = ig_bits
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def match_images(img_seq, img_seq_ptr, cat_idx, det_box, det_area, use_table, iou_table, iou_off, img_ptr, img_cat,
+                 pair_gt_start, pair_gt_count, pair_nel, gt_box, gt_area, gt_ignore, gt_crowd, gt_has_id, iou_thrs,
+                 area_rng, det_tp, det_ig):
+    """Greedy matching of every (image, category) pair, images in parallel, memory touched image by image.
+
+    Args:
+        img_seq, img_seq_ptr: the counted detections in matching order, from :func:`order_detections`.
+        det_box, det_area: (N, 4) xywh boxes and (N,) areas of all detections.
+        use_table, iou_table, iou_off: precomputed IoUs (segm/boundary): those of detection d with its pair's
+            ground truths start at ``iou_off[d]``; without ``use_table``, box IoUs computed on the fly.
+        img_ptr, img_cat, pair_*: the ground truth's per-image category rows: first ground truth (in ``gt_*``
+            order) and count of the pair, and whether the category is not exhaustively annotated there.
+
+    Writes, for every detection d that counts, ``det_tp[d]``/``det_ig[d]``: bit masks, bit t * A + a set when
+    matched to a (non-ignored, id != 0) ground truth / ignored at IoU threshold t and area range a.
+    """
+    num_thr = iou_thrs.shape[0]
+    num_area = area_rng.shape[0]
+    num_images = img_seq_ptr.shape[0] - 1
+    matched = np.zeros(gt_box.shape[0], np.uint64)  # bit t * A + a: the ground truth is taken there
+    bits = np.empty((num_thr, num_area), np.uint64)  # the bit of each (threshold, area range)
+    area_bits = np.zeros(num_area, np.uint64)  # the bits of every threshold of an area range
+    thr_bits = np.zeros(num_thr, np.uint64)  # the bits of every area range of a threshold
+    for t in range(num_thr):
+        for a in range(num_area):
+            bits[t, a] = np.uint64(1) << np.uint64(t * num_area + a)
+            area_bits[a] |= bits[t, a]
+            thr_bits[t] |= bits[t, a]
+    max_ng = 1
+    for r in range(pair_gt_count.shape[0]):
+        max_ng = max(max_ng, pair_gt_count[r])
+    for im in prange(num_images):
+        _match_image(im, img_seq, img_seq_ptr[im], img_seq_ptr[im + 1], cat_idx, det_box, det_area, use_table,
+                     iou_table, iou_off, img_ptr, img_cat, pair_gt_start, pair_gt_count, pair_nel, gt_box, gt_area,
+                     gt_ignore, gt_crowd, gt_has_id, iou_thrs, area_rng, bits, area_bits, thr_bits, max_ng, matched,
+                     det_tp, det_ig)
 
 
 @njit(cache=True, nogil=True, parallel=True)
 def accumulate(tp, ig, cat_ptr, gt_npig, num_thr, rec_thrs, precision, recall):
     """Precision at each recall threshold of every category (in parallel).
 
-    ``tp``/``ig`` are the detections' bit masks in accumulation order (``order`` of :func:`order_detections`:
-    category by category, highest score first). Fills ``precision`` (T, R, K, A) and ``recall`` (T, K, A)
-    entirely, -1 where a category has no ground truth, as the reference tools hold them.
+    ``tp``/``ig`` are the detections' bit masks (bit t * A + a) in accumulation order (``order`` of
+    :func:`order_detections`: category by category, highest score first; gathered beforehand, as a separate
+    gather streams where loads inside this loop would stall it). Fills ``precision`` (T, R, K, A) and
+    ``recall`` (T, K, A) entirely, -1 where a category has no ground truth, as the reference tools hold them.
 
     Recall only grows at a true positive, and between two of them precision only falls, so the reference tools'
     precision envelope (the max over the detections from a recall threshold on) is the max over the true
     positives from there on: one pass counts, then the few true positives (at most num_gt) give rc and pr as
-    tp/num_gt and tp/(fp + tp + eps), exactly as the tools compute them.
+    tp/num_gt and tp/(fp + tp + eps), exactly as the tools compute them (the counts are whole numbers in doubles,
+    so every sum is exact).
     """
     num_cats = cat_ptr.shape[0] - 1
     num_area = gt_npig.shape[1]
-    num_rec = rec_thrs.shape[0]
     max_gt = 0  # the most true positives any category can have
     for k in range(num_cats):
         for a in range(num_area):
             max_gt = max(max_gt, gt_npig[k, a])
     for k in prange(num_cats):
-        s, e = cat_ptr[k], cat_ptr[k + 1]
-        n = e - s
-        ev_pr = np.empty((num_thr, max_gt + 1))
-        ev_rc = np.empty((num_thr, max_gt + 1))
-        tpc = np.empty(num_thr)
-        fpc = np.empty(num_thr)
-        events = np.empty(num_thr, np.int64)
+        _accumulate_category(k, tp, ig, cat_ptr[k], cat_ptr[k + 1], gt_npig, num_thr, rec_thrs, max_gt,
+                             precision, recall)
+
+
+@njit(cache=True, nogil=True)
+def _accumulate_category(k, tp, ig, s, e, gt_npig, num_thr, rec_thrs, max_gt, precision, recall):
+    """:func:`accumulate` of category ``k``: one pass over its detections for every area range and threshold."""
+    num_area = gt_npig.shape[1]
+    num_rec = rec_thrs.shape[0]
+    ev_pr = np.empty((num_area, num_thr, max_gt + 1))
+    ev_rc = np.empty((num_area, num_thr, max_gt + 1))
+    tpc = np.zeros((num_area, num_thr))
+    fpc = np.zeros((num_area, num_thr))  # false positives at some thresholds only
+    fp_all = np.zeros(num_area, np.int64)  # false positives at every threshold (the common case)
+    events = np.zeros((num_area, num_thr), np.int64)
+    area_bits = np.zeros(num_area, np.uint64)
+    counted = np.uint64(0)  # the bits of the area ranges with ground truth
+    for a in range(num_area):
+        for t in range(num_thr):
+            area_bits[a] |= np.uint64(1) << np.uint64(t * num_area + a)
+        if gt_npig[k, a] > 0:
+            counted |= area_bits[a]
+    for i in range(s, e):
+        tb_all = tp[i] & counted
+        gb_all = ig[i] & counted
         for a in range(num_area):
-            num_gt = gt_npig[k, a]
-            if num_gt == 0:  # nothing to find: -1, as the reference tools leave it
-                for t in range(num_thr):
-                    recall[t, k, a] = -1.0
-                    for r in range(num_rec):
-                        precision[t, r, k, a] = -1.0
+            ab = area_bits[a]
+            if not counted & ab:
                 continue
-            area_bits = np.uint64(0)
+            tb = tb_all & ab
+            gb = gb_all & ab
+            if tb == 0 and (gb == 0 or gb == ab):
+                fp_all[a] += gb == 0  # a false positive at every threshold, or ignored at every one
+                continue
+            num_gt = gt_npig[k, a]
             for t in range(num_thr):
-                area_bits |= np.uint64(1) << np.uint64(t * num_area + a)
-            tpc[:] = 0.0
-            fpc[:] = 0.0
-            events[:] = 0
-            for i in range(s, e):  # one pass over the category's detections for all thresholds of this area range
-                tb = tp[i] & area_bits
-                gb = ig[i] & area_bits
-                if tb == 0 and gb == 0:  # a false positive at every threshold (the common case)
-                    for t in range(num_thr):
-                        fpc[t] += 1.0
-                    continue
-                for t in range(num_thr):
-                    bit = np.uint64(1) << np.uint64(t * num_area + a)
-                    if tb & bit:
-                        tpc[t] += 1.0
-                        ev_rc[t, events[t]] = tpc[t] / num_gt
-                        ev_pr[t, events[t]] = tpc[t] / (fpc[t] + tpc[t] + EPS)
-                        events[t] += 1
-                    elif not gb & bit:
-                        fpc[t] += 1.0
-            for t in range(num_thr):
-                recall[t, k, a] = tpc[t] / num_gt if n else 0.0
-                m = events[t]
-                for i in range(m - 1, 0, -1):
-                    if ev_pr[t, i] > ev_pr[t, i - 1]:
-                        ev_pr[t, i - 1] = ev_pr[t, i]
-                j = 0
-                for r in range(num_rec):  # the first true positive whose recall reaches each threshold
-                    while j < m and ev_rc[t, j] < rec_thrs[r]:
-                        j += 1
-                    precision[t, r, k, a] = ev_pr[t, j] if j < m else 0.0
+                bit = np.uint64(1) << np.uint64(t * num_area + a)
+                if tb & bit:
+                    tpc[a, t] += 1.0
+                    ev_rc[a, t, events[a, t]] = tpc[a, t] / num_gt
+                    ev_pr[a, t, events[a, t]] = tpc[a, t] / ((fpc[a, t] + fp_all[a]) + tpc[a, t] + EPS)
+                    events[a, t] += 1
+                elif not gb & bit:
+                    fpc[a, t] += 1.0
+    for a in range(num_area):
+        num_gt = gt_npig[k, a]
+        for t in range(num_thr):
+            if num_gt == 0:  # nothing to find: -1, as the reference tools leave it
+                recall[t, k, a] = -1.0
+                for r in range(num_rec):
+                    precision[t, r, k, a] = -1.0
+                continue
+            recall[t, k, a] = tpc[a, t] / num_gt if e > s else 0.0
+            m = events[a, t]
+            for i in range(m - 1, 0, -1):
+                if ev_pr[a, t, i] > ev_pr[a, t, i - 1]:
+                    ev_pr[a, t, i - 1] = ev_pr[a, t, i]
+            j = 0
+            for r in range(num_rec):  # the first true positive whose recall reaches each threshold
+                while j < m and ev_rc[a, t, j] < rec_thrs[r]:
+                    j += 1
+                precision[t, r, k, a] = ev_pr[a, t, j] if j < m else 0.0
 
 
 @njit(cache=True, nogil=True)
