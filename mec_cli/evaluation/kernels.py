@@ -61,18 +61,19 @@ def _descending_key(score, bits, d):
 
 
 @njit(cache=True, nogil=True)
-def _sort_by_score(items, lo, hi, score, bits, keys, tmp_k, tmp_i, counts):
+def _sort_by_score(items, lo, hi, score, bits, keys, tmp_k, tmp_i, counts, mask):
     """``items[lo:hi]`` in place, highest score first, ties in their present order (a stable sort).
 
     Short runs by insertion; longer ones by an LSD radix sort on the keys of :func:`_descending_key`: eight 8-bit
     digits counted in one pass, and a digit every key shares (scores within one binade, or the zero low bits of
     float32 scores) skipped. ``keys``, ``tmp_k``, ``tmp_i`` hold at least ``hi - lo`` values; ``counts`` is (8, 256).
+    An item is a detection's index in its bits under ``mask`` (the bits above may carry other data).
     """
     n = hi - lo
     if n < 2:
         return
     for i in range(n):
-        keys[i] = _descending_key(score, bits, items[lo + i])
+        keys[i] = _descending_key(score, bits, items[lo + i] & mask)
     if n <= 24:
         for i in range(1, n):
             k, it = keys[i], items[lo + i]
@@ -116,7 +117,7 @@ def _sort_by_score(items, lo, hi, score, bits, keys, tmp_k, tmp_i, counts):
 
 
 @njit(cache=True, nogil=True)
-def _sort_categories_by_score(order, cat_ptr, score, k0, k1):
+def _sort_categories_by_score(order, cat_ptr, score, k0, k1, packed):
     """:func:`_sort_by_score` of the categories k0..k1-1 of ``order``."""
     longest = 0
     for k in range(k0, k1):
@@ -125,17 +126,20 @@ def _sort_categories_by_score(order, cat_ptr, score, k0, k1):
     keys, tmp_k = np.empty(longest, np.uint64), np.empty(longest, np.uint64)
     tmp_i = np.empty(longest, np.int64)
     counts = np.empty((8, 256), np.int64)
+    mask = (1 << 40) - 1 if packed else -1
     for k in range(k0, k1):
-        _sort_by_score(order, cat_ptr[k], cat_ptr[k + 1], score, bits, keys, tmp_k, tmp_i, counts)
+        _sort_by_score(order, cat_ptr[k], cat_ptr[k + 1], score, bits, keys, tmp_k, tmp_i, counts, mask)
 
 
 @njit(cache=True, nogil=True, parallel=True)
-def _sort_categories_parallel(order, cat_ptr, score, chunks):
-    """:func:`_sort_categories_by_score` in ``chunks`` runs of categories, in parallel."""
+def _sort_categories_parallel(order, cat_ptr, score, chunks, packed):
+    """:func:`_sort_categories_by_score` in ``chunks`` runs of categories, in parallel; ``packed``: the items carry
+    an image index above bit 40."""
     num_cats = cat_ptr.shape[0] - 1
     step = (num_cats + chunks - 1) // chunks
     for c in prange(chunks):
-        _sort_categories_by_score(order, cat_ptr, score, min(c * step, num_cats), min((c + 1) * step, num_cats))
+        _sort_categories_by_score(order, cat_ptr, score, min(c * step, num_cats), min((c + 1) * step, num_cats),
+                                  packed)
 
 
 @njit(cache=True, nogil=True)
@@ -207,7 +211,8 @@ def _image_order(img_idx, num_images):
 
 
 @njit(cache=True, nogil=True)
-def order_detections(img_idx, cat_idx, score, num_images, num_cats, cap_kind, cap, federated, img_ptr, img_cat, pair_allowed):
+def order_detections(img_idx, cat_idx, score, num_images, num_cats, cap_kind, cap, federated, img_ptr, img_cat, pair_allowed,
+                     pack=True):
     """Which detections count, image by image and in accumulation order.
 
     Args:
@@ -216,6 +221,8 @@ def order_detections(img_idx, cat_idx, score, num_images, num_cats, cap_kind, ca
         cap_kind, cap: CAP_IMAGE (LVIS), CAP_PAIR (COCO), CAP_CATEGORY (Fixed AP) or CAP_NONE, and the cap.
         federated: drop detections of categories neither annotated nor negative in their image (LVIS).
         img_ptr, img_cat, pair_allowed: the ground truth's per-image category rows (see ``GroundTruth``).
+        pack: let the sort carry each detection's image in its index's high bits where they fit (False: look it up
+            again afterwards; the same result, slower).
 
     Returns:
         order: (M,) the detections that count, category by category, highest score first, ties in image then
@@ -252,35 +259,59 @@ def order_detections(img_idx, cat_idx, score, num_images, num_cats, cap_kind, ca
                 o = _score_order(seg, score)
                 for j in range(cap, seg.shape[0]):
                     keep[seg[o[j]]] = False
-    # 2. the federated rule: a category neither annotated nor negative in the image does not count there (image by
-    #    image, the image's allowed categories marked in a scratch row: one read per detection)
-    if federated:
-        allowed = np.zeros(num_cats, np.bool_)
-        for im in range(num_images):
+    # 2. the federated rule (a category neither annotated nor negative in the image does not count there; the
+    #    image's allowed categories marked in a scratch row), and the counts of what is kept per category and image
+    allowed = np.zeros(num_cats if federated else 0, np.bool_)
+    cat_ptr = np.zeros(num_cats + 1, np.int64)
+    img_seq_ptr = np.zeros(num_images + 1, np.int64)
+    for im in range(num_images):
+        if federated:
             for row in range(img_ptr[im], img_ptr[im + 1]):
                 allowed[img_cat[row]] = pair_allowed[row]
-            for j in range(img_start[im], img_start[im + 1]):
-                d = by_img[j]
-                if keep[d]:
-                    keep[d] = allowed[cat_idx[d]]
+        c = 0
+        for j in range(img_start[im], img_start[im + 1]):
+            d = by_img[j]
+            if keep[d]:
+                if federated and not allowed[cat_idx[d]]:
+                    keep[d] = False
+                    continue
+                cat_ptr[cat_idx[d] + 1] += 1
+                c += 1
+        img_seq_ptr[im + 1] = img_seq_ptr[im] + c
+        if federated:
             for row in range(img_ptr[im], img_ptr[im + 1]):
                 allowed[img_cat[row]] = False
-    # 3. category by category (stable, so image and file order hold within), then highest score first
-    m = 0
-    for d in range(n):
-        if keep[d]:
-            m += 1
-    kept = np.empty(m, np.int64)
-    m = 0
-    for d in by_img:
-        if keep[d]:
-            kept[m] = d
-            m += 1
-    order, cat_ptr = _stable_bucket_order(cat_idx, num_cats, kept)
-    _sort_categories_parallel(order, cat_ptr, score, 64)
+    for k in range(num_cats):
+        cat_ptr[k + 1] += cat_ptr[k]
+    m = cat_ptr[num_cats]
+    # 3. category by category in image then file order (a stable bucket), then highest score first; each entry
+    #    carries its image in the bits above the detection's index when both fit
+    packed = pack and num_images < (1 << 23) and n < (1 << 40)
+    order = np.empty(m, np.int64)
+    pos = cat_ptr[:-1].copy()
+    for im in range(num_images):
+        tag = im << 40 if packed else 0
+        for j in range(img_start[im], img_start[im + 1]):
+            d = by_img[j]
+            if keep[d]:
+                k = cat_idx[d]
+                order[pos[k]] = d | tag
+                pos[k] += 1
+    _sort_categories_parallel(order, cat_ptr, score, 64, packed)
     # 4. the matching order: image by image (a stable bucket of ``order``, so each image's detections stay category
     #    by category, highest score first, ties in file order: each pair's in the order the reference tools match)
-    img_seq, img_seq_ptr = _stable_bucket_order(img_idx, num_images, order)
+    img_seq = np.empty(m, np.int64)
+    pos = img_seq_ptr[:-1].copy()
+    mask = (1 << 40) - 1
+    for p in range(m):
+        v = order[p]
+        if packed:
+            d, im = v & mask, v >> 40
+            order[p] = d
+        else:
+            d, im = v, img_idx[v]
+        img_seq[pos[im]] = d
+        pos[im] += 1
     return order, cat_ptr, img_seq, img_seq_ptr
 
 
@@ -497,18 +528,43 @@ def accumulate(tp, ig, cat_ptr, gt_npig, num_thr, rec_thrs, precision, recall):
     for k in range(num_cats):
         for a in range(num_area):
             max_gt = max(max_gt, gt_npig[k, a])
-    for k in prange(num_cats):
+    block = 8  # categories written together: a category alone touches each (t, r) row of precision apart
+    for b in prange((num_cats + block - 1) // block):
+        _accumulate_block(b * block, min((b + 1) * block, num_cats), tp, ig, cat_ptr, gt_npig, num_thr, rec_thrs,
+                          max_gt, precision, recall)
+
+
+@njit(cache=True, nogil=True)
+def _accumulate_block(k0, k1, tp, ig, cat_ptr, gt_npig, num_thr, rec_thrs, max_gt, precision, recall):
+    """:func:`accumulate` of categories k0..k1-1, computed apart and then written row by row."""
+    num_area = gt_npig.shape[1]
+    num_rec = rec_thrs.shape[0]
+    buf_p = np.empty((k1 - k0, num_thr, num_rec, num_area))
+    buf_r = np.empty((k1 - k0, num_thr, num_area))
+    for k in range(k0, k1):
         _accumulate_category(k, tp, ig, cat_ptr[k], cat_ptr[k + 1], gt_npig, num_thr, rec_thrs, max_gt,
-                             precision, recall)
+                             buf_p[k - k0], buf_r[k - k0])
+    for t in range(num_thr):
+        for r in range(num_rec):
+            for k in range(k0, k1):
+                for a in range(num_area):
+                    precision[t, r, k, a] = buf_p[k - k0, t, r, a]
+        for k in range(k0, k1):
+            for a in range(num_area):
+                recall[t, k, a] = buf_r[k - k0, t, a]
 
 
 @njit(cache=True, nogil=True)
 def _accumulate_category(k, tp, ig, s, e, gt_npig, num_thr, rec_thrs, max_gt, precision, recall):
-    """:func:`accumulate` of category ``k``: one pass over its detections for every area range and threshold."""
+    """:func:`accumulate` of category ``k`` into ``precision`` (T, R, A) and ``recall`` (T, A): one pass over its
+    detections for every area range and threshold."""
     num_area = gt_npig.shape[1]
     num_rec = rec_thrs.shape[0]
-    ev_pr = np.empty((num_area, num_thr, max_gt + 1))
-    ev_rc = np.empty((num_area, num_thr, max_gt + 1))
+    most = 0  # the most true positives this category can have
+    for a in range(num_area):
+        most = max(most, gt_npig[k, a])
+    ev_pr = np.empty((num_area, num_thr, most + 1))
+    ev_rc = np.empty((num_area, num_thr, most + 1))
     tpc = np.zeros((num_area, num_thr))
     fpc = np.zeros((num_area, num_thr))  # false positives at some thresholds only
     fp_all = np.zeros(num_area, np.int64)  # false positives at every threshold (the common case)
@@ -520,9 +576,19 @@ def _accumulate_category(k, tp, ig, s, e, gt_npig, num_thr, rec_thrs, max_gt, pr
             area_bits[a] |= np.uint64(1) << np.uint64(t * num_area + a)
         if gt_npig[k, a] > 0:
             counted |= area_bits[a]
+    first = (np.uint64(1) << np.uint64(num_area)) - np.uint64(1)  # the bits of the first threshold
+    spread = np.uint64(0)  # times the first threshold's bits: the same bits at every threshold
+    for t in range(num_thr):
+        spread |= np.uint64(1) << np.uint64(t * num_area)
     for i in range(s, e):
         tb_all = tp[i] & counted
         gb_all = ig[i] & counted
+        low = gb_all & first
+        if tb_all == 0 and gb_all == low * spread:
+            # the common case: no match, and in each area range ignored at every threshold or at none
+            for a in range(num_area):
+                fp_all[a] += ((low >> np.uint64(a)) & np.uint64(1)) ^ np.uint64(1)
+            continue
         for a in range(num_area):
             ab = area_bits[a]
             if not counted & ab:
@@ -546,11 +612,11 @@ def _accumulate_category(k, tp, ig, s, e, gt_npig, num_thr, rec_thrs, max_gt, pr
         num_gt = gt_npig[k, a]
         for t in range(num_thr):
             if num_gt == 0:  # nothing to find: -1, as the reference tools leave it
-                recall[t, k, a] = -1.0
+                recall[t, a] = -1.0
                 for r in range(num_rec):
-                    precision[t, r, k, a] = -1.0
+                    precision[t, r, a] = -1.0
                 continue
-            recall[t, k, a] = tpc[a, t] / num_gt if e > s else 0.0
+            recall[t, a] = tpc[a, t] / num_gt if e > s else 0.0
             m = events[a, t]
             for i in range(m - 1, 0, -1):
                 if ev_pr[a, t, i] > ev_pr[a, t, i - 1]:
@@ -559,7 +625,7 @@ def _accumulate_category(k, tp, ig, s, e, gt_npig, num_thr, rec_thrs, max_gt, pr
             for r in range(num_rec):  # the first true positive whose recall reaches each threshold
                 while j < m and ev_rc[a, t, j] < rec_thrs[r]:
                     j += 1
-                precision[t, r, k, a] = ev_pr[a, t, j] if j < m else 0.0
+                precision[t, r, a] = ev_pr[a, t, j] if j < m else 0.0
 
 
 @njit(cache=True, nogil=True)

@@ -268,3 +268,44 @@ def test_summaries_sum_exactly_as_numpy_does():
     for t, k, area in [(np.arange(10), np.arange(50), 0), (np.array([0]), np.arange(50), 2), (np.arange(10), np.array([3, 7, 9]), 1)]:
         s = p[t][:, :, k, area]
         assert kernels.mean_valid(p, t, k, area, scratch) == np.mean(s[s > -1])
+
+
+def test_score_sort_is_a_stable_descending_sort():
+    """The radix sort behind every ordering equals a stable argsort of -score: ties (0.0 and -0.0 included) in their
+    given order, float32 and full-double scores, scores above 1, runs short and long."""
+    from mec_cli.evaluation import kernels
+
+    rng = np.random.default_rng(0)
+    for n in [0, 1, 2, 5, 24, 25, 200, 3000]:
+        for kind in ["ties", "float32", "double", "wide"]:
+            if kind == "ties":
+                score = np.round(rng.random(n), 1)
+                score[rng.random(n) < 0.2] = 0.0
+                score[rng.random(n) < 0.2] = -0.0
+            elif kind == "float32":
+                score = rng.random(n).astype(np.float32).astype(np.float64)
+            elif kind == "double":
+                score = rng.random(n)
+            else:
+                score = rng.random(n) * 10.0 ** rng.integers(-300, 300, n)
+            items = rng.permutation(n).astype(np.int64)
+            expect = items[np.argsort(-score[items], kind="stable")]
+            got = items.copy()
+            scratch = [np.empty(max(n, 1), np.uint64), np.empty(max(n, 1), np.uint64), np.empty(max(n, 1), np.int64)]
+            kernels._sort_by_score(got, 0, n, score, score.view(np.uint64), *scratch, np.empty((8, 256), np.int64), -1)
+            assert np.array_equal(got, expect), (n, kind)
+
+
+@pytest.mark.parametrize("protocol", ["lvis", "coco"])
+def test_ordering_without_packed_image_bits_is_the_same(protocol):
+    """order_detections carries each detection's image in its index's high bits; the plain path must agree."""
+    from mec_cli.evaluation import kernels
+
+    gt = GroundTruth(_gt_fixture(), protocol)
+    dets = Detections.from_records(_random_dets(_gt_fixture(), np.random.default_rng(3), n_per_img=60))
+    img, cat = gt.images.lookup(dets.image_id), gt.cats.lookup(dets.category_id)
+    cap_kind = kernels.CAP_IMAGE if protocol == "lvis" else kernels.CAP_PAIR
+    args = (img, cat, dets.score, len(gt.images), gt.num_cats, cap_kind, 100 if protocol == "coco" else 30,
+            protocol == "lvis", gt.img_ptr, gt.img_cat, gt.pair_allowed)
+    for a, b in zip(kernels.order_detections(*args, True), kernels.order_detections(*args, False)):
+        assert np.array_equal(a, b)
