@@ -367,6 +367,7 @@ class EvalResult:
     order: Optional[np.ndarray] = None  # (M,) indices of the detections that counted, in accumulation order
     det_tp: Optional[np.ndarray] = None  # (M,) uint64 bit t * A + a: matched at IoU threshold t, area range a
     det_ig: Optional[np.ndarray] = None  # (M,) uint64: ignored
+    category_ap: Optional[np.ndarray] = None  # (K,) each category's AP (area all), -1 without ground truth
 
 
 def pair_iou_table(gt: GroundTruth, order: np.ndarray, img_idx: np.ndarray, cat_idx: np.ndarray, pair_ious) -> tuple:
@@ -475,8 +476,11 @@ def evaluate(gt: GroundTruth, dets: Detections, iou_type: str = "bbox", source: 
     precision = np.empty((T, len(REC_THRS), K, A))  # every entry is written by the kernel
     recall = np.empty((T, K, A))
     det_tp, det_ig = det_tp[order], det_ig[order]  # accumulation order, read sequentially from here on
-    kernels.accumulate(det_tp, det_ig, cat_ptr, gt.gt_npig, T, REC_THRS, precision, recall)
-    return EvalResult(precision, recall, gt.cat_ids, gt.protocol, iou_type, len(order), order, det_tp, det_ig)
+    cat_mean = np.empty(K)
+    kernels.accumulate(det_tp, det_ig, cat_ptr, gt.gt_npig, T, REC_THRS, precision, recall, cat_mean,
+                       AREA_LABELS.index("all"))
+    return EvalResult(precision, recall, gt.cat_ids, gt.protocol, iou_type, len(order), order, det_tp, det_ig,
+                      cat_mean)
 
 
 def parallel_map(fn, items: Sequence, workers: Optional[int] = None) -> List:

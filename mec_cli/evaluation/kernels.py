@@ -508,13 +508,15 @@ def match_images(img_seq, img_seq_ptr, cat_idx, det_box, det_area, use_table, io
 
 
 @njit(cache=True, nogil=True, parallel=True)
-def accumulate(tp, ig, cat_ptr, gt_npig, num_thr, rec_thrs, precision, recall):
+def accumulate(tp, ig, cat_ptr, gt_npig, num_thr, rec_thrs, precision, recall, cat_mean, mean_area):
     """Precision at each recall threshold of every category (in parallel).
 
     ``tp``/``ig`` are the detections' bit masks (bit t * A + a) in accumulation order (``order`` of
     :func:`order_detections`: category by category, highest score first; gathered beforehand, as a separate
     gather streams where loads inside this loop would stall it). Fills ``precision`` (T, R, K, A) and
-    ``recall`` (T, K, A) entirely, -1 where a category has no ground truth, as the reference tools hold them.
+    ``recall`` (T, K, A) entirely, -1 where a category has no ground truth, as the reference tools hold them, and
+    ``cat_mean`` (K,): each category's mean precision over thresholds and recalls in area range ``mean_area`` (as
+    :func:`mean_valid` of that category alone gives it, while its values are at hand).
 
     Recall only grows at a true positive, and between two of them precision only falls, so the reference tools'
     precision envelope (the max over the detections from a recall threshold on) is the max over the true
@@ -531,19 +533,28 @@ def accumulate(tp, ig, cat_ptr, gt_npig, num_thr, rec_thrs, precision, recall):
     block = 8  # categories written together: a category alone touches each (t, r) row of precision apart
     for b in prange((num_cats + block - 1) // block):
         _accumulate_block(b * block, min((b + 1) * block, num_cats), tp, ig, cat_ptr, gt_npig, num_thr, rec_thrs,
-                          max_gt, precision, recall)
+                          max_gt, precision, recall, cat_mean, mean_area)
 
 
 @njit(cache=True, nogil=True)
-def _accumulate_block(k0, k1, tp, ig, cat_ptr, gt_npig, num_thr, rec_thrs, max_gt, precision, recall):
+def _accumulate_block(k0, k1, tp, ig, cat_ptr, gt_npig, num_thr, rec_thrs, max_gt, precision, recall, cat_mean,
+                      mean_area):
     """:func:`accumulate` of categories k0..k1-1, computed apart and then written row by row."""
     num_area = gt_npig.shape[1]
     num_rec = rec_thrs.shape[0]
     buf_p = np.empty((k1 - k0, num_thr, num_rec, num_area))
     buf_r = np.empty((k1 - k0, num_thr, num_area))
+    values = np.empty(num_thr * num_rec)
     for k in range(k0, k1):
         _accumulate_category(k, tp, ig, cat_ptr[k], cat_ptr[k + 1], gt_npig, num_thr, rec_thrs, max_gt,
                              buf_p[k - k0], buf_r[k - k0])
+        if gt_npig[k, mean_area] == 0:
+            cat_mean[k] = -1.0
+        else:
+            for t in range(num_thr):
+                for r in range(num_rec):
+                    values[t * num_rec + r] = buf_p[k - k0, t, r, mean_area]
+            cat_mean[k] = numpy_sum(values, values.shape[0]) / values.shape[0]
     for t in range(num_thr):
         for r in range(num_rec):
             for k in range(k0, k1):
@@ -695,6 +706,51 @@ def mean_valid(precision, thresholds, categories, area, scratch):
     """np.mean of the valid (> -1) entries of ``precision[thresholds][:, :, categories, area]`` (-1 when none),
     bit-identical to the reference tools' ``np.mean(s[s > -1])`` on that slice."""
     m = valid_precisions(precision, thresholds, categories, area, scratch)
+    return numpy_sum(scratch, m) / m if m else -1.0
+
+
+@njit(cache=True, nogil=True)
+def area_means(precision, out, out_t):
+    """Per area range a: ``out[a]`` = :func:`mean_valid` over every threshold and category, ``out_t[a, t]`` over
+    every category at threshold t; one pass over the precision array in memory order (-1 where none is valid)."""
+    num_thr, num_rec, num_cats, num_area = precision.shape
+    scratch = np.empty((num_area, num_thr * num_rec * num_cats))
+    start = np.zeros((num_area, num_thr + 1), np.int64)
+    n = np.zeros(num_area, np.int64)
+    for t in range(num_thr):
+        for a in range(num_area):
+            start[a, t] = n[a]
+        for r in range(num_rec):
+            for k in range(num_cats):
+                for a in range(num_area):
+                    v = precision[t, r, k, a]
+                    if v > -1:
+                        scratch[a, n[a]] = v
+                        n[a] += 1
+    for a in range(num_area):
+        start[a, num_thr] = n[a]
+        out[a] = numpy_sum(scratch[a], n[a]) / n[a] if n[a] else -1.0
+        for t in range(num_thr):
+            m = start[a, t + 1] - start[a, t]
+            out_t[a, t] = numpy_sum(scratch[a, start[a, t]:], m) / m if m else -1.0
+
+
+@njit(cache=True, nogil=True)
+def set_means(precision, categories, area, out_t):
+    """:func:`mean_valid` over ``categories`` at area range ``area``: returned for all thresholds together, and
+    ``out_t[t]`` for each threshold alone (-1 where none is valid)."""
+    num_thr, num_rec = precision.shape[0], precision.shape[1]
+    scratch = np.empty(num_thr * num_rec * categories.shape[0])
+    m = 0
+    for t in range(num_thr):
+        s = m
+        for r in range(num_rec):
+            for k in categories:
+                v = precision[t, r, k, area]
+                if v > -1:
+                    scratch[m] = v
+                    m += 1
+        out_t[t] = numpy_sum(scratch[s:], m - s) / (m - s) if m > s else -1.0
     return numpy_sum(scratch, m) / m if m else -1.0
 
 

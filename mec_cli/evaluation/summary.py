@@ -19,22 +19,26 @@ def _mean_valid(s: np.ndarray) -> float:
 
 
 class _Means:
-    """Means of valid precisions over slices of one precision array (see ``kernels.valid_precisions``)."""
+    """Means of valid precisions over slices of one precision array, each bit-identical to the reference tools'
+    ``np.mean(s[s > -1])`` of the slice (see ``kernels.mean_valid``): every area range's in one pass."""
 
-    def __init__(self, precision: np.ndarray):
+    def __init__(self, res: EvalResult):
         from mec_cli.evaluation import kernels
 
-        self.p, self.kernels = precision, kernels
-        self.scratch = np.empty(precision.shape[0] * precision.shape[1] * precision.shape[2])
-        self.all_t = np.arange(precision.shape[0])
-        self.all_k = np.arange(precision.shape[2])
+        self.p, self.kernels, self.res = res.precision, kernels, res
+        num_thr, num_area = self.p.shape[0], self.p.shape[3]
+        self.area, self.area_t = np.empty(num_area), np.empty((num_area, num_thr))
+        kernels.area_means(self.p, self.area, self.area_t)
 
-    def __call__(self, area: int, thresholds=None, categories=None) -> float:
-        t = self.all_t if thresholds is None else np.asarray(thresholds, np.int64)
-        k = self.all_k if categories is None else np.asarray(categories, np.int64)
-        return float(self.kernels.mean_valid(self.p, t, k, area, self.scratch))
+    def categories(self, area: int, categories: Sequence[int]):
+        """(mean over all thresholds, [mean at each threshold]) of ``categories``."""
+        out_t = np.empty(self.p.shape[0])
+        m = self.kernels.set_means(self.p, np.asarray(categories, np.int64), area, out_t)
+        return float(m), out_t.tolist()
 
     def per_category(self, area: int) -> np.ndarray:
+        if self.res.category_ap is not None and area == AREA_LABELS.index("all"):
+            return self.res.category_ap
         out = np.empty(self.p.shape[2])
         self.kernels.category_means(self.p, area, out)
         return out
@@ -85,22 +89,22 @@ def summarize(res: EvalResult, frequency: Optional[Dict[int, str]] = None, group
         iou_profile: add ``AP_per_iou``: for ``AP`` and every group metric, the AP at each IoU threshold
             (``IOU_THRS``, 0.50:0.05:0.95), sliced from the same precision array.
     """
-    mean = _Means(res.precision)
+    mean = _Means(res)
     all_area = AREA_LABELS.index("all")
+    per_iou = mean.area_t[all_area].tolist()
     out: Dict = {
-        "AP": mean(all_area),
-        "AP50": mean(all_area, np.flatnonzero(IOU_THRS == 0.5)),
-        "AP75": mean(all_area, np.flatnonzero(IOU_THRS == 0.75)),
-        "APs": mean(AREA_LABELS.index("small")),
-        "APm": mean(AREA_LABELS.index("medium")),
-        "APl": mean(AREA_LABELS.index("large")),
+        "AP": float(mean.area[all_area]),
+        "AP50": per_iou[int(np.flatnonzero(IOU_THRS == 0.5)[0])],
+        "AP75": per_iou[int(np.flatnonzero(IOU_THRS == 0.75)[0])],
+        "APs": float(mean.area[AREA_LABELS.index("small")]),
+        "APm": float(mean.area[AREA_LABELS.index("medium")]),
+        "APl": float(mean.area[AREA_LABELS.index("large")]),
     }
-    sets = category_sets(res.cat_ids, frequency, groups, group_names)
-    for name, idx in sets.items():
-        out[name] = mean(all_area, categories=idx)
+    profile = {"AP": per_iou}
+    for name, idx in category_sets(res.cat_ids, frequency, groups, group_names).items():
+        out[name], profile[name] = mean.categories(all_area, idx)
     if iou_profile:
-        everything = {"AP": None, **sets}
-        out["AP_per_iou"] = {name: [mean(all_area, [t], idx) for t in range(len(IOU_THRS))] for name, idx in everything.items()}
+        out["AP_per_iou"] = profile
     if per_category:
         out["per_category"] = dict(zip(map(str, res.cat_ids.tolist()), mean.per_category(all_area).tolist()))
     return out

@@ -309,3 +309,38 @@ def test_ordering_without_packed_image_bits_is_the_same(protocol):
             protocol == "lvis", gt.img_ptr, gt.img_cat, gt.pair_allowed)
     for a, b in zip(kernels.order_detections(*args, True), kernels.order_detections(*args, False)):
         assert np.array_equal(a, b)
+
+
+def _reference_summary(res, sets):
+    """Every summary number as the reference tools compute it: np.mean(s[s > -1]) of the slice."""
+    def mean(s):
+        return float(np.mean(s[s > -1])) if (s > -1).any() else -1.0
+
+    p = res.precision
+    out = {"AP": mean(p[..., 0]), "AP50": mean(p[[0], :, :, 0]), "AP75": mean(p[[5], :, :, 0]),
+           "APs": mean(p[..., 1]), "APm": mean(p[..., 2]), "APl": mean(p[..., 3])}
+    profile = {"AP": [mean(p[[t], :, :, 0]) for t in range(p.shape[0])]}
+    for name, idx in sets.items():
+        out[name] = mean(p[:, :, idx, 0])
+        profile[name] = [mean(p[[t]][:, :, idx, 0]) for t in range(p.shape[0])]
+    out["AP_per_iou"] = profile
+    out["per_category"] = {str(c): mean(p[:, :, k, 0]) for k, c in enumerate(res.cat_ids.tolist())}
+    return out
+
+
+def test_summaries_equal_numpy_means_bit_for_bit():
+    """Every metric of summarize, from an evaluation and from a precision array with holes anywhere."""
+    from mec_cli.evaluation.engine import EvalResult
+    from mec_cli.evaluation.summary import category_sets
+
+    gt = GroundTruth(_gt_fixture(), "lvis")
+    res = evaluate(gt, Detections.from_records(_random_dets(_gt_fixture(), np.random.default_rng(5))))
+    rng = np.random.default_rng(1)
+    p = np.where(rng.random((10, 101, 40, 4)) < 0.3, -1.0, rng.random((10, 101, 40, 4)))
+    p[:, :, 7, :] = -1.0  # a category without ground truth anywhere
+    p[:, :, :, 2] = -1.0  # an area range without any
+    holes = EvalResult(p, np.zeros((10, 40, 4)), np.arange(1, 41), "lvis", "bbox", 0)
+    freq = {c: "rcf"[c % 3] for c in range(1, 41)}
+    for r, frequency in [(res, gt.frequency), (holes, freq)]:
+        sets = category_sets(r.cat_ids, frequency)
+        assert summarize(r, frequency) == _reference_summary(r, sets)
