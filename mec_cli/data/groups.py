@@ -2,7 +2,8 @@
 
 With bins b_1 < ... < b_N, group 0 is [0, b_1), group n is [b_n, b_{n+1}) and the last group is
 [b_N, inf). A category with zero training instances goes to group 0. The default bins (10, 100)
-follow BAGS and the MEC paper; the 4-stage variant uses (10, 100, 500).
+follow BAGS and the MEC paper; the 4-stage variant uses (10, 100, 500). These, and the group names, are
+defined here once (:data:`DEFAULT_BINS`, :func:`default_bins`, :func:`group_names`) and imported everywhere else.
 
 groups.json, written by ``mec groups`` and read by training, evaluation and reports::
 
@@ -16,14 +17,22 @@ from __future__ import annotations
 import bisect
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Union
+from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 from mec_cli.errors import MecError
 from mec_cli.io import read_json, sha256_file
 
 SCHEMA = "mec.groups/1"
-DEFAULT_BINS = (10, 100)
+DEFAULT_BINS = (10, 100)  # three groups: rare [0, 10), common [10, 100), frequent [100, inf) training instances
+BINS_FOR_GROUPS = {3: DEFAULT_BINS, 4: (10, 100, 500)}  # the paper's 3- and 4-stage models (Table 3)
+GROUP_NAMES = ("rare", "common", "frequent")  # the names of three groups; any other count is g0, g1, ...
 LVIS_FREQUENCIES = ("r", "c", "f")
+LVIS_FREQUENCY_NAMES = dict(zip(LVIS_FREQUENCIES, GROUP_NAMES))  # LVIS's own r/c/f groups (by training images)
+
+
+def default_bins(num_groups: int) -> Tuple[int, ...]:
+    """The bins for ``num_groups`` groups when a recipe names none: the paper's for 3 and 4 groups, else (10, 100)."""
+    return BINS_FOR_GROUPS.get(num_groups, DEFAULT_BINS)
 
 
 def parse_bins(bins: Union[str, Sequence[int]]) -> List[int]:
@@ -48,7 +57,14 @@ def parse_bins(bins: Union[str, Sequence[int]]) -> List[int]:
 
 
 def group_names(num_groups: int) -> List[str]:
-    return ["rare", "common", "frequent"] if num_groups == 3 else [f"g{i}" for i in range(num_groups)]
+    """Names of ``num_groups`` groups, rarest first: rare, common, frequent for three, else g0, g1, ..."""
+    return list(GROUP_NAMES) if num_groups == len(GROUP_NAMES) else [f"g{i}" for i in range(num_groups)]
+
+
+def bin_ranges(bins: Sequence[int]) -> List[str]:
+    """The count range of each group, as text: (10, 100) -> ['[0,10)', '[10,100)', '[100,inf)']."""
+    edges = [0, *bins, None]
+    return [f"[{lo},{'inf' if hi is None else hi})" for lo, hi in zip(edges, edges[1:])]
 
 
 def assign_groups(counts: Dict[int, int], bins: Sequence[int]) -> Dict[int, int]:
@@ -116,18 +132,24 @@ class GroupSpec:
     def num_groups(self) -> int:
         return len(self.bins) + 1
 
-    def class_groups(self, category_ids: Sequence[int]) -> List[int]:
-        """Group index per class, in the order of ``category_ids`` (the model's label order)."""
+    def class_groups(self, category_ids: Sequence[int], source: Optional[Union[str, Path]] = None) -> List[int]:
+        """Group index per class, in the order of ``category_ids`` (the model's label order); a category without a
+        group is a MecError naming ``source`` (the groups file, or the annotations they were computed from)."""
         missing = [c for c in category_ids if c not in self.category_group]
         if missing:
-            raise MecError(f"groups file has no group for category id {missing[0]} ({len(missing)} missing)")
+            raise MecError(f"the groups hold no group for category id {missing[0]} ({len(missing)} of the model's "
+                           "categories missing)", source)
         return [self.category_group[c] for c in category_ids]
 
 
 def load_groups(path: Union[str, Path]) -> GroupSpec:
-    """Read and check a groups.json: its schema, bins, one named group per bin range, and an integer group
-    index in range for every category id. Every problem is one MecError naming the file."""
-    doc = read_json(path)
+    """Read and check a groups.json (see :func:`groups_from_doc`); every problem is one MecError naming the file."""
+    return groups_from_doc(read_json(path), path)
+
+
+def groups_from_doc(doc: Dict, path: Optional[Union[str, Path]] = None) -> GroupSpec:
+    """Check a groups.json document: its schema, bins, one named group per bin range, and an integer group index
+    in range for every category id. Every problem is one MecError naming ``path``."""
     if not isinstance(doc, dict) or doc.get("schema") != SCHEMA:
         raise MecError(f"not a groups file of schema {SCHEMA} (write one with `mec groups`)", path)
     try:

@@ -17,13 +17,15 @@ import numpy as np
 from mmdet.registry import METRICS
 from mmengine.evaluator import BaseMetric
 
+from mec_cli.ops.modes import BASELINE_MODE
+
 
 @METRICS.register_module()
 class MECMetric(BaseMetric):
     default_prefix = "mec"
 
     def __init__(self, ann_file: str, metric: Sequence[str] = ("bbox", "segm"), protocol: str = "lvis",
-                 groups_file: Optional[str] = None, default_mode: str = "mean_logits", results_dir: Optional[str] = None,
+                 groups_file: Optional[str] = None, default_mode: str = BASELINE_MODE, results_dir: Optional[str] = None,
                  cat_ids: Optional[Sequence[int]] = None, dets_per_class: Optional[int] = None, collect_device: str = "cpu",
                  prefix: Optional[str] = None, analysis: bool = False, boundary_dilation: float = 0.02, **kwargs):
         super().__init__(collect_device=collect_device, prefix=prefix)
@@ -69,7 +71,7 @@ class MECMetric(BaseMetric):
                     masks = pred["masks"].detach().cpu().numpy().astype(np.uint8)
                     rles = mask_utils.encode(np.asfortranarray(masks.transpose(1, 2, 0))) if len(masks) else []
                     rec["segm"] = list(rles)
-                if mode.startswith("dynamic") and "stage_weights" in pred:
+                if "stage_weights" in pred:  # the dynamic modes' weights (mec_cli.models.roi_heads.ModeResult)
                     rec["stage_weights"] = pred["stage_weights"].detach().cpu().numpy().astype(np.float64)
                 per_image.append(rec)
             self.results.append(per_image)

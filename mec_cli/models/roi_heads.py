@@ -33,7 +33,7 @@ from mmengine.structures import InstanceData
 from torch import Tensor
 
 from mec_cli.ops import stage_scores
-from mec_cli.ops.modes import BASELINE_MODE, all_modes, mode_name, parse_mode
+from mec_cli.ops.modes import BASELINE_MODE, all_modes, mode_name, needs_groups, parse_mode
 
 __all__ = ["MECCascadeRoIHead", "MECHTCRoIHead", "ModeResult", "ImageResult", "all_modes", "mode_name", "parse_mode"]
 
@@ -109,10 +109,10 @@ class MECHeadMixin:
         primary = mode_name(cfg.get("ensemble", BASELINE_MODE), bool(cfg.get("group_align", False)), cfg.get("stage"))
         extra = [m for m in (cfg.get("modes") or []) if m != primary]
         for m in [primary, *extra]:
-            kind, align, stage = parse_mode(m)
+            _, _, stage = parse_mode(m)
             if stage is not None and not 0 <= stage < self.num_stages:
                 raise ValueError(f"mode {m}: this model has {self.num_stages} stages")
-            if (align or kind in ("sparse", "dynamic")) and self.mec_class_groups is None:
+            if needs_groups(m) and self.mec_class_groups is None:
                 raise ValueError(f"mode {m} needs class groups: set model.roi_head.mec.class_groups")
         return primary, extra
 

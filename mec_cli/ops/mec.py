@@ -21,7 +21,7 @@ from typing import Callable, Optional, Tuple
 import torch
 from torch import Tensor
 
-from mec_cli.ops.modes import ENSEMBLES
+from mec_cli.ops.modes import ENSEMBLES, GROUP_ENSEMBLES
 
 
 
@@ -207,7 +207,7 @@ def stage_scores(stage_logits: Tensor, groups: Optional[Tensor], mode: str = "dy
         (R, C+1) scores: the activation of the combined logits; for 'mean_probs' the mean of the
         stages' activated scores. With ``return_weights``, a pair (scores, weights or None).
     """
-    if (align or mode in ("sparse", "dynamic")) and groups is None:
+    if (align or mode in GROUP_ENSEMBLES) and groups is None:
         raise ValueError(f"mode {mode!r} with align={align} needs per-class groups")
     act = activation or _softmax
     logits = group_align(stage_logits, groups) if align else stage_logits

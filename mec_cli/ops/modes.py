@@ -19,9 +19,12 @@ from __future__ import annotations
 from typing import List, Optional, Sequence, Tuple
 
 ENSEMBLES = ("mean_logits", "mean_probs", "sparse", "dynamic")
+GROUP_ENSEMBLES = ("sparse", "dynamic")  # the ensembles that read the class groups (as group alignment does)
+EVAL_ENSEMBLES = ("mean_probs", "mean_logits", "sparse", "dynamic")  # what `mec eval` scores by default, in this order
 BASELINE_MODE = "mean_logits"  # how a plain Cascade/HTC (MMDetection) scores its stages
 MEC_MODE = "dynamic_ga"  # the paper's MEC inference: dynamic ensemble after group alignment
 GROUP_ALIGN_CHOICES = ("on", "off", "both")
+DEFAULT_GROUP_ALIGN = "both"
 
 ModeSpec = Tuple[str, bool, Optional[int]]  # (ensemble or 'stage', group_align, 0-based stage)
 
@@ -35,6 +38,12 @@ def parse_mode(name: str) -> ModeSpec:
     if base not in ENSEMBLES:
         raise ValueError(f"unknown scoring mode {name!r}: use stageN or one of {', '.join(ENSEMBLES)} with optional _ga")
     return base, align, None
+
+
+def needs_groups(name: str) -> bool:
+    """Whether scoring mode ``name`` reads the class groups: group alignment, the sparse and dynamic ensembles."""
+    kind, align, _ = parse_mode(name)
+    return align or kind in GROUP_ENSEMBLES
 
 
 def mode_name(ensemble: str, group_align: bool = False, stage: Optional[int] = None) -> str:

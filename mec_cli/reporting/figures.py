@@ -7,7 +7,9 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-GROUP_COLOURS = {"rare": "#d62728", "common": "#ff7f0e", "frequent": "#1f77b4",
+from mec_cli.data.groups import DEFAULT_BINS, GROUP_NAMES, group_names
+
+GROUP_COLOURS = {**dict(zip(GROUP_NAMES, ("#d62728", "#ff7f0e", "#1f77b4"))),  # rare, common, frequent
                  "g0": "#d62728", "g1": "#ff7f0e", "g2": "#2ca02c", "g3": "#1f77b4", "g4": "#9467bd"}
 STAGE_COLOURS = ["#c6dbef", "#6baed6", "#2171b5", "#08306b", "#041a3a"]
 FONT = 11
@@ -92,7 +94,7 @@ def lambda_figure(frame: pd.DataFrame, title: str = "AP against lambda (Figure 4
     return fig
 
 
-def distribution_figure(curves: Dict[str, Sequence[int]], bins: Sequence[int] = (10, 100),
+def distribution_figure(curves: Dict[str, Sequence[int]], bins: Sequence[int] = DEFAULT_BINS,
                         title: str = "Instances per category, sorted (Figure 5 style)") -> Figure:
     """Sorted instance-count curves on a log axis, with the group edges as bands."""
     fig = Figure(figsize=(8, 4.5), layout="constrained")
@@ -100,7 +102,7 @@ def distribution_figure(curves: Dict[str, Sequence[int]], bins: Sequence[int] = 
     palette = ["#2ca02c", "black", "#d62728", "#9467bd", "#8c564b", "#1f77b4"]
     top = max((max(c) for c in curves.values() if len(c)), default=10)
     edges = [0.8, *bins, top * 2]
-    names = ["rare", "common", "frequent"] if len(bins) == 2 else [f"g{i}" for i in range(len(bins) + 1)]
+    names = group_names(len(bins) + 1)
     for lo, hi, name in zip(edges[:-1], edges[1:], names):
         ax.axhspan(lo, hi, color=group_colour(name), alpha=0.07, lw=0)
         ax.text(1.0, (lo * hi) ** 0.5 if lo > 0 else hi / 2, f" {name}", color=group_colour(name), transform=ax.get_yaxis_transform(),

@@ -6,10 +6,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
+from mec_cli.data.groups import LVIS_FREQUENCY_NAMES, bin_ranges
 from mec_cli.errors import MecError
 
-LVIS_GROUPS = ("rare", "common", "frequent")
-LVIS_KEYS = {"rare": "APr", "common": "APc", "frequent": "APf"}
+LVIS_GROUPS = tuple(LVIS_FREQUENCY_NAMES.values())  # rare, common, frequent
+LVIS_KEYS = {name: f"AP{f}" for f, name in LVIS_FREQUENCY_NAMES.items()}  # rare -> APr, ...
 GROUPINGS = ("auto", "lvis", "groups")
 
 
@@ -102,8 +103,7 @@ def grouping_note(runs: Sequence[Run], grouping: str) -> str:
         return "APr/APc/APf: LVIS frequency groups (rare/common/frequent: categories in 1-10, 11-100, >100 training images)"
     info = runs[0].doc.get("groups") or {}
     bins, unit = info.get("bins") or [], info.get("count_by", "instances")
-    edges = [0, *bins, None]
-    ranges = ", ".join(f"{n} [{lo},{'inf' if hi is None else hi})" for n, lo, hi in zip(runs[0].groups_file_names(), edges, edges[1:]))
+    ranges = ", ".join(f"{n} {r}" for n, r in zip(runs[0].groups_file_names(), bin_ranges(bins)))
     return f"AP_<group>: the groups of groups.json, by training {unit}: {ranges}"
 
 

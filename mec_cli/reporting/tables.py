@@ -12,6 +12,7 @@ from typing import Dict, List, Optional, Sequence
 import pandas as pd
 
 from mec_cli.errors import MecError
+from mec_cli.data.groups import LVIS_FREQUENCIES, LVIS_FREQUENCY_NAMES
 from mec_cli.ops.modes import BASELINE_MODE, MEC_MODE
 from mec_cli.reporting import paper
 from mec_cli.reporting.runs import Run, grouping_note, resolve_grouping
@@ -56,7 +57,7 @@ def baseline_note(baseline_mode: str) -> str:
 
 
 def group_columns(runs: Sequence[Run], grouping: str) -> List[str]:
-    return ["r", "c", "f"] if grouping == "lvis" else runs[0].groups_file_names()
+    return list(LVIS_FREQUENCIES) if grouping == "lvis" else runs[0].groups_file_names()
 
 
 def _box_col(g: str, grouping: str) -> str:
@@ -68,7 +69,7 @@ def _mask_col(g: str, grouping: str) -> str:
 
 
 def _group_of(col: str) -> str:
-    return {"r": "rare", "c": "common", "f": "frequent"}.get(col, col)
+    return LVIS_FREQUENCY_NAMES.get(col, col)
 
 
 def marks(run: Run, mode: str) -> Dict[str, str]:
