@@ -2,16 +2,21 @@
 from __future__ import annotations
 
 import math
+import re
 from pathlib import Path
-from typing import Optional, Union
+from typing import Callable, Optional, Union
+
+
+PARAMETER = re.compile(r"`([a-z][a-z0-9_]*)`")  # a parameter named in a message, in the library's terms
 
 
 class MecError(Exception):
     """A user-facing error: bad input, a missing file, an impossible request.
 
     The message speaks the library's terms; ``path`` names the file at fault and ``option`` the parameter (a
-    library name such as ``max_iters``), which the CLI shows as its flag (``--max-iters``). The CLI prints one
-    line and exits with code 2; it never shows a traceback for it.
+    library name such as ``max_iters``), which the CLI shows as its flag (``--max-iters``). Any other parameter
+    the message mentions is written in backticks (`data_root`), which the CLI also shows as its flag (see
+    :func:`name_options`). The CLI prints one line and exits with code 2; it never shows a traceback for it.
     """
 
     def __init__(self, message: str, path: Optional[Union[str, Path]] = None, option: Optional[str] = None):
@@ -19,6 +24,12 @@ class MecError(Exception):
         self.option = option
         self.message = message
         super().__init__(f"{self.path}: {message}" if self.path else message)
+
+
+def name_options(text: str, flag: Callable[[str], Optional[str]]) -> str:
+    """``text`` with each parameter it names in backticks (`data_root`) written as ``flag(name)``, such as the CLI's
+    ``--data-root``; a name ``flag`` does not know (None) stays as it is."""
+    return PARAMETER.sub(lambda m: flag(m.group(1)) or m.group(0), text)
 
 
 def check_number(option: str, value, minimum=None, maximum=None, integer: bool = False, above: bool = False) -> None:

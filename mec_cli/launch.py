@@ -1,29 +1,50 @@
-"""Training launch: resolve a recipe into a ready config, and build the launcher command line as data.
+"""The launch layer: one path from a recipe to a running worker, for `mec train` and `mec eval --checkpoint` alike.
 
-One process runs mmengine's Runner in this process. Several processes (``gpus > 1``, ``procs > 1`` on
-the CPU with gloo, or several nodes) go through ``torchrun``; ``slurm`` goes through ``srun``. Each of
-those starts ``python -m mec_cli.worker train CONFIG`` per process, with the resolved config that
-this module wrote into the work dir.
+Every run takes the same steps, whichever command starts it:
+
+1. :func:`resolve_config`: the recipe (or config file) with its dataset part, data root and overrides applied;
+2. :func:`fit_classes`: the model's class count (and names) fitted to the annotation file it learns or scores;
+3. :func:`resolve_groups` and :func:`apply_groups`: the frequency groups, read from a groups.json or computed from
+   the training annotations with the recipe's bins, in the model's label order;
+4. :func:`choose_backend`: gloo and a device-less DDP wrapper on the CPU, the config's own backend on GPUs;
+5. :func:`plan` and :func:`run_worker`: the worker (:mod:`mec_cli.worker`) told its task explicitly, run in this
+   process when there is one process, else started by the torchrun or srun command line built here as data.
+
+What only training needs (pretrained weights, schedule, resume) is in :mod:`mec_cli.training`; what only
+evaluation needs (scoring modes, the metric) in :mod:`mec_cli.evaluation.checkpoint`. Importing this module is
+cheap (no torch, no mm*), so the CLI takes its option defaults from :class:`LaunchOptions`.
 """
 from __future__ import annotations
 
 import shlex
 import sys
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import TYPE_CHECKING, Dict, List, Optional, Sequence, Tuple
 
-from mec_cli.errors import SEED_MAX, MecError, check_number
+from mec_cli.errors import MecError, check_number
+from mec_cli.worker import TASKS
 
-OFFLINE_WEIGHTS = ("torchvision://", "open-mmlab://", "http://", "https://", "mmcls://")
+if TYPE_CHECKING:
+    from mec_cli.data.groups import GroupSpec
+
+WORKER_MODULE = "mec_cli.worker"
 
 
 @dataclass
-class TrainOptions:
+class LaunchOptions:
+    """What a training and an evaluation run share: the config to resolve, its groups, and where the worker runs.
+
+    ``gpus`` is per node (0 runs on the CPU, with ``procs`` gloo processes); more than one process in all, or
+    ``slurm``, starts the worker through torchrun or srun.
+    """
+
     recipe: Optional[str] = None
     config: Optional[str] = None
     dataset: Optional[str] = None
+    data_root: Optional[str] = None
+    cfg_options: Dict = field(default_factory=dict)
+    groups: Optional[str] = None  # groups.json; None: computed from the training annotations
     gpus: int = 1
     procs: int = 1
     nodes: int = 1
@@ -37,32 +58,15 @@ class TrainOptions:
     time: Optional[str] = None
     qos: Optional[str] = None
     srun_args: List[str] = field(default_factory=list)
-    work_dir: Optional[str] = None
-    resume: Optional[str] = None  # None, 'auto' or a checkpoint path
-    groups: Optional[str] = None
-    data_root: Optional[str] = None
-    pretrained: Optional[str] = None
-    no_pretrained: bool = False
-    amp: bool = False
-    auto_scale_lr: bool = False
-    cfg_options: Dict = field(default_factory=dict)
-    dry_run: bool = False
-    max_iters: Optional[int] = None
-    seed: Optional[int] = None
-    schedule: Optional[str] = None
 
     def validate(self) -> None:
-        """Refuse impossible options before any work starts (one MecError naming the option)."""
+        """Refuse impossible launch options before any work starts (one MecError naming the option)."""
         check_number("gpus", self.gpus, 0, integer=True)
         check_number("procs", self.procs, 1, integer=True)
         check_number("nodes", self.nodes, 1, integer=True)
         check_number("node_rank", self.node_rank, 0, self.nodes - 1, integer=True)
         check_number("master_port", self.master_port, 1, 65535, integer=True)
         check_number("cpus_per_task", self.cpus_per_task, 1, integer=True)
-        check_number("max_iters", self.max_iters, 1, integer=True)
-        check_number("seed", self.seed, 0, SEED_MAX, integer=True)
-        if self.no_pretrained and self.pretrained:
-            raise MecError("give either pretrained weights or no_pretrained, not both", option="no_pretrained")
 
     @property
     def world_size(self) -> int:
@@ -73,22 +77,22 @@ class TrainOptions:
     def distributed(self) -> bool:
         return self.slurm or self.world_size > 1
 
+    @property
+    def on_cpu(self) -> bool:
+        return self.gpus == 0
 
-@dataclass
-class PreparedRun:
-    cfg: object
-    work_dir: Path
-    recipe_name: str
-    notes: List[str]
-    groups_doc: Optional[Dict] = None
-    command: List[str] = field(default_factory=list)
+    def check_devices(self) -> None:
+        """Refuse more GPUs than CUDA sees here; other nodes' GPUs (several nodes, Slurm) cannot be counted."""
+        if self.slurm or self.nodes > 1:
+            return
+        check_devices(self.gpus)
 
 
 def check_devices(gpus: int) -> None:
     """Refuse more GPUs than CUDA sees (none on a CPU machine) before anything starts."""
     if gpus <= 0:
         return
-    import torch
+    import torch  # noqa: PLC0415  (only when GPUs are asked for)
 
     seen = torch.cuda.device_count() if torch.cuda.is_available() else 0
     if gpus > seen:
@@ -96,14 +100,14 @@ def check_devices(gpus: int) -> None:
         raise MecError(f"asks for {gpus} GPUs, but {where}", option="gpus")
 
 
-def parse_cfg_options(items: List[str]) -> Dict:
+def parse_cfg_options(items: Sequence[str]) -> Dict:
     """``k=v`` pairs as mmengine's DictAction reads them (v parsed as a Python literal where it is one)."""
-    import ast
+    import ast  # noqa: PLC0415  (rarely needed; keeps this module's import light)
 
     out: Dict = {}
     for item in items or []:
         if "=" not in item:
-            raise MecError(f"--cfg-options takes key=value pairs, got {item!r}")
+            raise MecError(f"takes key=value pairs, got {item!r}", option="cfg_options")
         key, value = item.split("=", 1)
         try:
             out[key] = ast.literal_eval(value)
@@ -112,274 +116,135 @@ def parse_cfg_options(items: List[str]) -> Dict:
     return out
 
 
-def _apply_pretrained(cfg, opts: TrainOptions, notes: List[str]) -> None:
-    backbone = cfg.model.backbone
-    if opts.no_pretrained:
-        backbone.init_cfg = None
-        return
-    if opts.pretrained:
-        from mec_cli.compat import check_checkpoint
-
-        path = Path(opts.pretrained)
-        if not path.is_file():
-            raise MecError("pretrained backbone weights not found", path)
-        check_checkpoint(path)
-        backbone.init_cfg = dict(type="Pretrained", checkpoint=str(path.resolve()))
-        return
-    init = backbone.get("init_cfg") or {}
-    ckpt = str(init.get("checkpoint", "")) if init.get("type") == "Pretrained" else ""
-    if ckpt.startswith(OFFLINE_WEIGHTS):
-        name = ckpt.split("://", 1)[-1].split("/")[-1]
-        msg = (f"backbone weights {ckpt} cannot be fetched on this machine: download the ImageNet {name} "
-               f"checkpoint (e.g. {name}-*.pth) elsewhere and pass --pretrained PATH, or train from scratch with --no-pretrained")
-        if opts.dry_run:
-            notes.append("note: " + msg)
-        else:
-            raise MecError(msg)
-
-
-def _apply_groups(cfg, opts: TrainOptions, ann: Optional[Dict], notes: List[str]) -> Optional[Dict]:
-    """Fill ``mec.class_groups`` from --groups or from the training annotations with the recipe's bins."""
-    from mec_cli import recipes
-    from mec_cli.data.annotations import category_counts
-    from mec_cli.data.groups import build_groups, load_groups, parse_bins
-    from mec_cli.io import sha256_file
-
-    ann_path = recipes.annotation_path(cfg, "train")
-    if opts.groups:
-        spec = load_groups(opts.groups)
-        doc = spec.doc
-        if spec.num_groups != cfg.model.roi_head.num_stages:
-            raise MecError(f"has {spec.num_groups} groups but the recipe has {cfg.model.roi_head.num_stages} stages", opts.groups)
-        bins = list(recipes.mec_bins(cfg))
-        if spec.bins != bins or spec.count_by != "instances":
-            notes.append(f"warning: {opts.groups} groups categories by {spec.count_by} with bins {spec.bins}; the recipe's "
-                         f"groups are by instances with bins {bins}. Training uses the file's groups.")
-    elif ann is not None:
-        doc = build_groups(category_counts(ann), parse_bins(recipes.mec_bins(cfg)), "instances", str(ann_path), sha256_file(ann_path))
-    elif opts.dry_run:
-        notes.append(f"note: {ann_path} not found here; a real run computes the class groups from it (or pass --groups)")
-        return None
-    else:
-        raise MecError("training annotations not found (set --data-root, or pass --groups)", ann_path)
-    if ann is None:
-        notes.append(f"note: {ann_path} not found; groups are applied in category-id order")
-        cat_ids = sorted(int(k) for k in doc["category_group"])
-    else:
-        cat_ids = recipes.label_category_ids(cfg, ann)
-    groups = {int(k): int(v) for k, v in doc["category_group"].items()}
-    missing = [c for c in cat_ids if c not in groups]
-    if missing:
-        raise MecError(f"groups have no entry for category id {missing[0]} of {ann_path}", opts.groups or ann_path)
-    recipes.set_class_groups(cfg, [groups[c] for c in cat_ids])
-    return doc
-
-
-def _match_classes(cfg, ann: Optional[Dict], notes: List[str]) -> None:
-    """Adapt the class count (and names) to the training annotation file when they differ from the recipe."""
-    from mec_cli import recipes
-
-    if ann is None or recipes.inner_dataset(cfg.train_dataloader.dataset).get("type") == "CocoDataset":
-        return  # COCO datasets select classes by metainfo names
-    cats = ann.get("categories", [])
-    heads = cfg.model.roi_head.bbox_head
-    current = (heads[0] if isinstance(heads, (list, tuple)) else heads)["num_classes"]
-    if cats and len(cats) != current:
-        recipes.set_num_classes(cfg, len(cats))
-        names = tuple(c["name"] for c in cats)
-        for key in ("train_dataloader", "val_dataloader", "test_dataloader"):
-            recipes.inner_dataset(cfg[key].dataset).metainfo = dict(classes=names)
-        notes.append(f"note: {recipes.annotation_path(cfg, 'train')} has {len(cats)} categories; the model was set to {len(cats)} classes")
-
-
-def prepare_training(opts: TrainOptions) -> PreparedRun:
-    """Resolve the recipe into the exact config that will run (nothing is written or started)."""
-    opts.validate()
-    import torch
-
-    from mec_cli import recipes
-    from mec_cli.data.annotations import load_annotations
+# ---- 1. config ------------------------------------------------------------------------------------------------
+def resolve_config(opts: LaunchOptions) -> Tuple[object, Path, str]:
+    """The config of ``opts.recipe`` or ``opts.config``, with the dataset part, the data root and ``cfg_options``
+    applied in that order; returns (config, its file, the recipe's short name or the file's stem)."""
+    from mec_cli import recipes  # noqa: PLC0415  (mmengine, only once a run is prepared)
 
     path = recipes.config_path(opts.recipe, opts.config)
     cfg = recipes.load_config(path, dataset=opts.dataset)
     name = cfg.get("mec_recipe", {}).get("name", path.stem)
-    notes: List[str] = []
     if opts.data_root:
         recipes.set_data_root(cfg, opts.data_root)
     if opts.cfg_options:
         cfg.merge_from_dict(opts.cfg_options)
-    # The training annotations are read (and validated) once, for the class count and the groups.
-    ann_path = recipes.annotation_path(cfg, "train")
-    needs_ann = not opts.dry_run or (recipes.is_mec(cfg) and not opts.groups)
-    ann = load_annotations(ann_path) if needs_ann and ann_path.is_file() else None
-    _match_classes(cfg, ann, notes)
-    _apply_pretrained(cfg, opts, notes)
-    groups_doc = _apply_groups(cfg, opts, ann, notes) if recipes.is_mec(cfg) else None
-    if opts.schedule:
-        recipes.apply_schedule(cfg, opts.schedule)
-    if opts.max_iters is not None:
-        set_max_iters(cfg, opts.max_iters)
-    cuda = torch.cuda.is_available()
-    if not opts.dry_run and not opts.slurm and opts.nodes == 1:  # other nodes' GPUs cannot be counted from here
-        check_devices(opts.gpus)
-    if opts.amp:
-        if not cuda and not opts.dry_run:
-            raise MecError("--amp needs a CUDA device")
-        cfg.optim_wrapper.type = "AmpOptimWrapper"
-        cfg.optim_wrapper.loss_scale = "dynamic"
-    if opts.auto_scale_lr:
-        cfg.auto_scale_lr.enable = True
-    note = batch_note(cfg, opts.world_size)
-    if note:
-        notes.append(note)
-    on_cpu = opts.gpus == 0 or (not cuda and not opts.dry_run)
-    if on_cpu:
-        cfg.env_cfg.dist_cfg = dict(backend="gloo")
-        cfg.model_wrapper_cfg = dict(type="MECDistributedDataParallel", broadcast_buffers=False, find_unused_parameters=False)
-    if opts.seed is not None:
-        cfg.randomness = dict(seed=opts.seed, deterministic=False)
-    work_dir = Path(opts.work_dir or Path("work_dirs") / name)
-    cfg.work_dir = str(work_dir)
-    if opts.resume:
-        if opts.resume == "auto":
-            found = resume_point(work_dir, notes)
-            cfg.resume, cfg.load_from = found is not None, (str(found) if found else None)
-        else:
-            from mec_cli.compat import check_checkpoint
-
-            check_checkpoint(opts.resume)
-            cfg.resume, cfg.load_from = True, str(opts.resume)
-    run = PreparedRun(cfg=cfg, work_dir=work_dir, recipe_name=name, notes=notes, groups_doc=groups_doc)
-    run.command = launch_command(opts, work_dir / "config.py")
-    return run
+    return cfg, path, name
 
 
-def set_max_iters(cfg, max_iters: int) -> None:
-    """Shorten or lengthen an iteration-based schedule, moving its LR steps with it (in proportion to the
-    recipe's own length)."""
-    if cfg.train_cfg.get("type") != "IterBasedTrainLoop":
-        raise MecError("--max-iters applies to iteration-based recipes (the tiny ones); use --cfg-options train_cfg.max_epochs=N")
-    length = int(cfg.train_cfg.max_iters)
-    cfg.train_cfg.max_iters = max_iters
-    for sched in cfg.param_scheduler:
-        if sched.get("type") == "MultiStepLR" and not sched.get("by_epoch", True):
-            sched.end = max_iters
-            sched.milestones = [int(max_iters * m / length) for m in sched.milestones]
+# ---- 2. classes -----------------------------------------------------------------------------------------------
+def fit_classes(cfg, ann: Optional[Dict], split: str, notes: List[str]) -> None:
+    """Set the class count (and the class names) of ``cfg`` to those of ``ann``, the ``split`` annotations, when
+    they differ from the recipe's. COCO datasets select their classes by the metainfo names and keep them."""
+    from mec_cli import recipes  # noqa: PLC0415
+
+    if ann is None or recipes.inner_dataset(cfg[f"{split}_dataloader"].dataset).get("type") == "CocoDataset":
+        return
+    cats = ann.get("categories", [])
+    if cats and len(cats) != recipes.num_classes(cfg):
+        recipes.set_num_classes(cfg, len(cats))
+        names = tuple(c["name"] for c in cats)
+        for key in ("train_dataloader", "val_dataloader", "test_dataloader"):
+            recipes.inner_dataset(cfg[key].dataset).metainfo = dict(classes=names)
+        notes.append(f"note: {recipes.annotation_path(cfg, split)} has {len(cats)} categories; the model was set to "
+                     f"{len(cats)} classes")
 
 
-def batch_note(cfg, world_size: int) -> Optional[str]:
-    """A note when the total batch differs from the one the recipe's learning rate was set for (16 in the paper)."""
-    per_gpu = int(cfg.train_dataloader.get("batch_size", 1))
-    total, base = per_gpu * world_size, int(cfg.get("auto_scale_lr", {}).get("base_batch_size", 0) or 0)
-    if not base or total == base:
+# ---- 3. groups ------------------------------------------------------------------------------------------------
+def resolve_groups(cfg, groups_file: Optional[str], train_ann: Optional[Dict]) -> Optional["GroupSpec"]:
+    """The frequency groups of a run: read from ``groups_file``, else computed from the training annotations
+    ``train_ann`` (by instances, with the recipe's bins: :func:`mec_cli.recipes.group_bins`); None without either."""
+    from mec_cli import recipes  # noqa: PLC0415
+    from mec_cli.data.annotations import category_counts  # noqa: PLC0415
+    from mec_cli.data.groups import build_groups, groups_from_doc, load_groups  # noqa: PLC0415
+    from mec_cli.io import sha256_file  # noqa: PLC0415
+
+    if groups_file:
+        return load_groups(groups_file)
+    if train_ann is None:
         return None
-    lr = cfg.optim_wrapper.optimizer.get("lr")
-    if cfg.auto_scale_lr.get("enable"):
-        return (f"note: total batch {total} ({world_size} x {per_gpu}) differs from the recipe's {base}; --auto-scale-lr "
-                f"scales the learning rate linearly, {lr} -> {lr * total / base:g}")
-    return (f"note: total batch {total} ({world_size} x {per_gpu}) differs from the recipe's {base} (the paper's 16 for the LVIS "
-            f"and COCO-LT recipes); the learning rate stays {lr}. --auto-scale-lr scales it linearly to {lr * total / base:g}")
+    path = recipes.annotation_path(cfg, "train")
+    return groups_from_doc(build_groups(category_counts(train_ann), recipes.group_bins(cfg), "instances", str(path),
+                                        sha256_file(path)))
 
 
-def launch_command(opts: TrainOptions, config_file: Path, task: str = "train", extra: Optional[List[str]] = None) -> List[str]:
-    """The command line that starts the worker(s): python, torchrun or srun."""
-    worker = ["-m", "mec_cli.worker", task, str(config_file)] + list(extra or [])
+def apply_groups(cfg, spec: "GroupSpec", category_ids: Sequence[int], source) -> None:
+    """Give the MEC head the group of each class, ``category_ids`` being the model's label order."""
+    cfg.model.roi_head.mec.class_groups = spec.class_groups(category_ids, source)
+
+
+# ---- 4. backend -----------------------------------------------------------------------------------------------
+def choose_backend(cfg, opts: LaunchOptions) -> None:
+    """On the CPU: gloo, and DDP without device ids (:class:`mec_cli.models.MECDistributedDataParallel`); on GPUs the
+    config's own backend (nccl in every recipe)."""
+    if opts.on_cpu:
+        cfg.env_cfg.dist_cfg = dict(backend="gloo")
+        cfg.model_wrapper_cfg = dict(type="MECDistributedDataParallel", broadcast_buffers=False,
+                                     find_unused_parameters=False)
+
+
+# ---- 5. the worker --------------------------------------------------------------------------------------------
+@dataclass
+class Launch:
+    """How a resolved config runs: the worker's task, the command line that starts it, and whether it runs here."""
+
+    task: str  # 'train' or 'test' (mec_cli.worker.TASKS)
+    command: List[str]  # python, torchrun or srun; for one process, the command the worker would have alone
+    in_process: bool  # one process: the worker runs in this process (the command is only shown)
+
+
+def plan(opts: LaunchOptions, task: str, config_file: Path, out: Optional[Path] = None) -> Launch:
+    """The launch of ``task`` on ``config_file``: in this process for one process, else through torchrun or srun
+    (``out``: where rank 0 of a test writes its results)."""
+    if task not in TASKS:
+        raise ValueError(f"unknown worker task {task!r}; expected one of {', '.join(TASKS)}")
+    worker = ["-m", WORKER_MODULE, task, str(config_file)] + (["--out", str(out)] if out is not None else [])
     if opts.slurm:
-        if not opts.partition:
-            raise MecError("--slurm needs --partition P")
-        per_node = max(1, opts.gpus)
-        cmd = ["srun", "-p", opts.partition, f"--job-name={opts.job_name or 'mec'}", f"--gres=gpu:{per_node}",
-               f"--ntasks={per_node * max(1, opts.nodes)}", f"--ntasks-per-node={per_node}",
-               f"--cpus-per-task={opts.cpus_per_task}", "--kill-on-bad-exit=1"]
-        if opts.time:
-            cmd.append(f"--time={opts.time}")
-        if opts.qos:
-            cmd.append(f"--qos={opts.qos}")
-        return cmd + list(opts.srun_args) + [sys.executable, "-u"] + worker + ["--launcher", "slurm"]
+        return Launch(task, _srun(opts) + [sys.executable, "-u"] + worker + ["--launcher", "slurm"], in_process=False)
     if opts.distributed:
         per_node = opts.gpus if opts.gpus > 0 else opts.procs
         torchrun = Path(sys.executable).with_name("torchrun")
         launcher = [str(torchrun)] if torchrun.is_file() else [sys.executable, "-m", "torch.distributed.run"]
-        return launcher + [f"--nnodes={max(1, opts.nodes)}", f"--node_rank={opts.node_rank}",
-                f"--master_addr={opts.master_addr}", f"--master_port={opts.master_port}", f"--nproc_per_node={per_node}"] \
-            + worker + ["--launcher", "pytorch"]
-    return [sys.executable] + worker
+        command = launcher + [f"--nnodes={max(1, opts.nodes)}", f"--node_rank={opts.node_rank}",
+                              f"--master_addr={opts.master_addr}", f"--master_port={opts.master_port}",
+                              f"--nproc_per_node={per_node}"]
+        return Launch(task, command + worker + ["--launcher", "pytorch"], in_process=False)
+    return Launch(task, [sys.executable] + worker, in_process=True)
 
 
-def write_run_files(run: PreparedRun) -> Path:
-    """Write the resolved config (and groups.json for MEC) into the work dir; return the config path."""
-    from mec_cli.io import atomic_path, write_json_atomic
-
-    run.work_dir.mkdir(parents=True, exist_ok=True)
-    config_file = run.work_dir / "config.py"
-    with atomic_path(config_file) as tmp:
-        run.cfg.dump(str(tmp))
-    if run.groups_doc is not None:
-        write_json_atomic(run.work_dir / "groups.json", run.groups_doc)
-    return config_file
-
-
-def _checkpoint_step(path: Path) -> int:
-    stem = path.stem.split("_")[-1]
-    return int(stem) if stem.isdigit() else -1
+def _srun(opts: LaunchOptions) -> List[str]:
+    if not opts.partition:
+        raise MecError("is needed to launch through Slurm", option="partition")
+    per_node = max(1, opts.gpus)
+    cmd = ["srun", "-p", opts.partition, f"--job-name={opts.job_name or 'mec'}", f"--gres=gpu:{per_node}",
+           f"--ntasks={per_node * max(1, opts.nodes)}", f"--ntasks-per-node={per_node}",
+           f"--cpus-per-task={opts.cpus_per_task}", "--kill-on-bad-exit=1"]
+    if opts.time:
+        cmd.append(f"--time={opts.time}")
+    if opts.qos:
+        cmd.append(f"--qos={opts.qos}")
+    return cmd + list(opts.srun_args)
 
 
-def resume_point(work_dir: Path, notes: List[str]) -> Optional[Path]:
-    """The checkpoint `--resume` continues from: the one ``last_checkpoint`` names when it is complete, else the
-    newest complete ``iter_N.pth``/``epoch_N.pth`` (each damaged file skipped is named in ``notes``).
+def run_worker(launch: Launch, config_file: Path, out: Optional[Path] = None,
+               env: Optional[Dict[str, str]] = None) -> Optional[Dict]:
+    """Run the worker: in this process, or as ``launch.command`` (SIGINT and SIGTERM passed on to it).
 
-    Returns None, with a note, when the work dir holds no checkpoint at all; raises MecError when it holds
-    checkpoints but none is complete, so that a preempted run never silently starts over.
+    Returns the task's results: a test's per-mode metrics (read from ``out`` when a child process wrote them);
+    None for training.
     """
-    from mec_cli.compat import check_checkpoint
+    import os  # noqa: PLC0415
 
-    work_dir = Path(work_dir)
-    files = sorted((p for p in work_dir.glob("*.pth") if _checkpoint_step(p) >= 0 and not p.name.startswith(".")),
-                   key=_checkpoint_step, reverse=True)
-    marker = work_dir / "last_checkpoint"
-    named = Path(marker.read_text().strip()) if marker.is_file() else None
-    if named is not None and not named.is_absolute() and not named.exists():
-        named = work_dir / named.name
-    candidates = ([named] if named is not None else []) + [p for p in files if named is None or p.resolve() != named.resolve()]
-    damaged = []
-    for path in candidates:
-        try:
-            check_checkpoint(path)
-        except MecError as e:
-            damaged.append(str(e))
-            continue
-        for d in damaged:
-            notes.append(f"note: skipping a damaged checkpoint: {d}")
-        return path
-    if damaged:
-        raise MecError(f"nothing complete to resume from: {'; '.join(damaged)}. Remove the damaged files to start over", work_dir)
-    notes.append(f"note: {work_dir} holds no checkpoint yet; --resume starts from iteration 0")
-    return None
+    from mec_cli import worker  # noqa: PLC0415  (torch and mmengine, only when a run starts)
+    from mec_cli.signals import run_child  # noqa: PLC0415
 
+    if launch.in_process:
+        return worker.run(launch.task, str(config_file), "none")
+    code = run_child(launch.command, env={**os.environ, **(env or {})})
+    if code != 0 or (out is not None and not Path(out).is_file()):
+        raise MecError(f"{TASKS[launch.task]} exited with code {code}: {shlex.join(launch.command)}")
+    if out is None:
+        return None
+    from mec_cli.io import read_json  # noqa: PLC0415
 
-def last_checkpoint(work_dir: Path) -> Optional[Path]:
-    marker = Path(work_dir) / "last_checkpoint"
-    if marker.is_file():
-        path = Path(marker.read_text().strip())
-        return path if path.is_file() else None
-    return None
-
-
-def train(run: PreparedRun, env: Optional[Dict[str, str]] = None) -> Dict:
-    """Run the prepared training (in this process, or through the launcher); return the summary."""
-    import os
-
-    from mec_cli.signals import run_child
-
-    config_file = write_run_files(run)
-    start = time.time()
-    if run.command[1:3] == ["-m", "mec_cli.worker"] and len(run.command) == 5:
-        from mec_cli.worker import run_train
-
-        run_train(str(config_file), launcher="none")
-    else:
-        code = run_child(run.command, env={**os.environ, **(env or {})})
-        if code != 0:
-            raise MecError(f"training exited with code {code}: {shlex.join(run.command)}")
-    return {"work_dir": str(run.work_dir), "config": str(config_file), "last_checkpoint": str(last_checkpoint(run.work_dir) or ""),
-            "wall_time_s": round(time.time() - start, 1), "recipe": run.recipe_name}
+    return read_json(out)

@@ -85,9 +85,9 @@ def resolve_recipe(name: str) -> RecipeInfo:
 
 
 def config_path(recipe: Optional[str] = None, config: Optional[str] = None) -> Path:
-    """The config file of ``--recipe NAME`` or ``--config FILE`` (exactly one)."""
+    """The config file of a recipe name or a config file path (exactly one)."""
     if (recipe is None) == (config is None):
-        raise MecError("give exactly one of --recipe NAME or --config FILE")
+        raise MecError("give exactly one of `recipe` (a name) or `config` (a file)")
     if config is not None:
         path = Path(config)
         if not path.is_file():
@@ -222,8 +222,19 @@ def is_mec(cfg) -> bool:
     return "mec" in cfg.model.get("roi_head", {})
 
 
-def mec_bins(cfg) -> Sequence[int]:
-    return list(cfg.model.roi_head.mec.get("bins") or [10, 100])
+def num_classes(cfg) -> int:
+    """The class count of the RoI head (its first bbox head's)."""
+    heads = cfg.model.roi_head.bbox_head
+    return int((heads[0] if isinstance(heads, (list, tuple)) else heads)["num_classes"])
+
+
+def group_bins(cfg) -> List[int]:
+    """The bins a model's frequency groups are computed with: the MEC recipe's own, else (a baseline, or an MEC
+    recipe that names none) the default for one group per stage (:func:`mec_cli.data.groups.default_bins`)."""
+    from mec_cli.data.groups import default_bins
+
+    bins = cfg.model.roi_head.mec.get("bins") if is_mec(cfg) else None
+    return list(bins or default_bins(int(cfg.model.roi_head.num_stages)))
 
 
 def set_class_groups(cfg, groups: Sequence[int]) -> None:

@@ -1,6 +1,7 @@
 """The process that runs mmengine's Runner: `python -m mec_cli.worker train|test CONFIG [--launcher L]`.
 
-Started once by `mec train` for a single process, or once per rank by torchrun / srun.
+The launch layer (:mod:`mec_cli.launch`) names the task explicitly: it calls :func:`run` in its own process for
+a single process, or has torchrun / srun start this module once per rank.
 """
 from __future__ import annotations
 
@@ -68,6 +69,19 @@ def run_test(config: str, launcher: str = "none", checkpoint: Optional[str] = No
     return getattr(metric, "last_results", None)
 
 
+TASKS = {"train": "training", "test": "inference"}  # the worker's tasks, and what each runs
+
+
+def run(task: str, config: str, launcher: str = "none") -> Optional[dict]:
+    """Run ``task`` ('train' or 'test') on ``config``: the one entry point of the launch layer
+    (:func:`mec_cli.launch.run_worker`) and of this module's command line. A test returns its results."""
+    if task == "train":
+        return run_train(config, launcher)
+    if task == "test":
+        return run_test(config, launcher)
+    raise ValueError(f"unknown worker task {task!r}; expected one of {', '.join(TASKS)}")
+
+
 def _close_process_group() -> None:
     """Meet the other ranks, then tear the process group down before the interpreter exits.
 
@@ -84,7 +98,7 @@ def _close_process_group() -> None:
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(prog="python -m mec_cli.worker")
-    parser.add_argument("task", choices=["train", "test"])
+    parser.add_argument("task", choices=list(TASKS))
     parser.add_argument("config")
     parser.add_argument("--launcher", default="none", choices=["none", "pytorch", "slurm"])
     parser.add_argument("--checkpoint")

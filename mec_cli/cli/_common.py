@@ -5,16 +5,18 @@ Imports only typer and rich, so that `mec --help` stays fast.
 from __future__ import annotations
 
 import functools
+import inspect
 import json
 import sys
 from pathlib import Path
-from typing import Any, Callable, TypeVar
+from typing import Any, Callable, Dict, TypeVar
 
 import typer
 from rich.console import Console
 from rich.markup import escape
+from typer.models import OptionInfo
 
-from mec_cli.errors import MecError
+from mec_cli.errors import MecError, name_options
 
 console = Console(highlight=False)
 err_console = Console(stderr=True, highlight=False)
@@ -26,9 +28,28 @@ def error_line(message: str) -> None:
     err_console.print(f"[bold red]error:[/] {escape(message)}", soft_wrap=True)
 
 
+def option_flags(command: Callable) -> Dict[str, str]:
+    """A Typer command's long flag per parameter, under its Python name and under the name its flag spells
+    (``time_limit`` and ``time`` -> ``--time``)."""
+    flags: Dict[str, str] = {}
+    for name, param in inspect.signature(command).parameters.items():
+        if isinstance(param.default, OptionInfo):
+            longs = [d.split("/")[0] for d in param.default.param_decls or () if d.startswith("--")]
+            flag = longs[0] if longs else "--" + name.replace("_", "-")
+            flags[name] = flags[flag[2:].replace("-", "_")] = flag
+    return flags
+
+
+def cli_text(text: str, command: Callable) -> str:
+    """A library message or note with the parameters it names (`data_root`) written as ``command``'s flags."""
+    return name_options(text, option_flags(command).get)
+
+
 def cli_errors(fn: F) -> F:
-    """Turn a :class:`MecError` into one red line on stderr and exit code 2 (never a traceback); SIGINT and
-    SIGTERM into one line and exit 130 or 143 (temporary files are gone by then: every write is atomic)."""
+    """Turn a :class:`MecError` into one red line on stderr and exit code 2 (never a traceback), the parameters it
+    names written as flags; SIGINT and SIGTERM into one line and exit 130 or 143 (temporary files are gone by then:
+    every write is atomic)."""
+    flags = option_flags(fn)
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -37,8 +58,9 @@ def cli_errors(fn: F) -> F:
         try:
             return fn(*args, **kwargs)
         except MecError as e:
-            flag = f"--{e.option.replace('_', '-')}" if e.option else ""
-            error_line(f"{flag} {e}" if flag and flag not in str(e) else str(e))
+            message = name_options(str(e), flags.get)
+            option = (flags.get(e.option) or f"--{e.option.replace('_', '-')}") if e.option else ""
+            error_line(f"{option} {message}" if option and option not in message else message)
             raise typer.Exit(2) from None
         except Terminated:
             err_console.print("[yellow]terminated (SIGTERM): stopped; outputs that were not complete were not written[/]")

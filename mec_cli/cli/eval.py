@@ -8,7 +8,9 @@ import typer
 from rich.markup import escape
 
 from mec_cli.cli import app
-from mec_cli.cli._common import cli_errors, console, data_table, print_table, rel
+from mec_cli.cli._common import cli_errors, cli_text, console, data_table, print_table, rel
+from mec_cli.cli._launch import CONFIG, DATA_ROOT, DATASET, GROUPS, PROCS, RECIPE, launch_fields
+from mec_cli.evaluation.checkpoint import EvalOptions
 
 SHOWN = ("AP", "AP50", "AP75", "APr", "APc", "APf")  # the terminal table; the JSON has every metric
 IOU_LABEL = {"bbox": "box AP", "segm": "mask AP", "boundary": "Boundary AP"}
@@ -62,33 +64,41 @@ def print_metrics(doc: Dict) -> None:
 @cli_errors
 def eval_cmd(
     checkpoint: Optional[Path] = typer.Option(None, help="Model checkpoint (with --recipe or --config)."),
-    recipe: Optional[str] = typer.Option(None, "--recipe", "-r", help="Recipe the checkpoint was trained with."),
-    config: Optional[Path] = typer.Option(None, help="Config file instead of a recipe."),
+    recipe: Optional[str] = RECIPE,
+    config: Optional[Path] = CONFIG,
     results: Optional[Path] = typer.Option(None, help="An LVIS/COCO results JSON to evaluate instead of a checkpoint."),
     ann: Optional[Path] = typer.Option(None, help="Ground-truth annotations for --results."),
-    per_stage: bool = typer.Option(False, "--per-stage", help="Also score every cascade stage alone."),
-    modes: str = typer.Option("mean_probs,mean_logits,sparse,dynamic", help="Stage ensembles to score."),
-    group_align: str = typer.Option("both", help="Group alignment before the ensemble: on, off or both."),
-    tau: Optional[float] = typer.Option(None, help="Temperature of the dynamic ensemble (default: the recipe's)."),
-    groups: Optional[Path] = typer.Option(None, help="groups.json (default: beside the checkpoint, else computed)."),
+    per_stage: bool = typer.Option(EvalOptions.per_stage, "--per-stage", help="Also score every cascade stage alone."),
+    modes: str = typer.Option(",".join(EvalOptions.modes), help="Stage ensembles to score."),
+    group_align: str = typer.Option(EvalOptions.group_align,
+                                    help="Group alignment before the ensemble: on, off or both."),
+    tau: Optional[float] = typer.Option(EvalOptions.tau,
+                                        help="Temperature of the dynamic ensemble (default: the recipe's)."),
+    groups: Optional[Path] = GROUPS,
     iou_type: Optional[str] = typer.Option(None, help="bbox, segm, boundary (Boundary AP, from masks), "
-                                           "comma-separated; default: what the results hold (--results), bbox,segm "
-                                           "for a checkpoint."),
-    boundary_dilation: float = typer.Option(0.02, help="Boundary AP's dilation ratio: the boundary width as a fraction "
-                                            "of the image diagonal (Cheng et al. 2021), in (0, 1)."),
-    analysis: bool = typer.Option(False, "--analysis", help="Also store, per frequency group, TIDE-style errors and "
-                                  "the calibration of the scores (for `mec report errors` and `mec report "
-                                  "calibration`)."),
-    protocol: Optional[str] = typer.Option(None, help="lvis or coco (default: from the annotation format)."),
-    dataset: Optional[str] = typer.Option(None, help="Dataset part of the recipe: lvis_v1, coco_lt or synth."),
-    data_root: Optional[str] = typer.Option(None, help="Dataset root folder."),
-    gpus: int = typer.Option(0, help="GPUs for inference (>1 runs torchrun); 0 (CPU) or 1 runs in this process."),
-    procs: int = typer.Option(1, help="CPU processes for inference when --gpus 0 (>1 runs torchrun with gloo)."),
-    master_port: int = typer.Option(29510, help="torchrun port for --gpus/--procs > 1."),
-    max_images: Optional[int] = typer.Option(None, help="Evaluate only the first N val images (quick checks)."),
-    dump_dir: Optional[Path] = typer.Option(None, help="Also write each mode's detections as an LVIS/COCO results JSON here."),
-    fixed_ap: bool = typer.Option(False, "--fixed-ap", help="Also compute Fixed AP (Dave et al.): the top --dets-per-class "
-                                  "detections of each category over the dataset, no per-image cap; beside the standard metrics."),
+                                           "comma-separated; default: what the results hold (--results), "
+                                           f"{','.join(EvalOptions.iou_types)} for a checkpoint."),
+    boundary_dilation: float = typer.Option(EvalOptions.boundary_dilation, help="Boundary AP's dilation ratio: the "
+                                            "boundary width as a fraction of the image diagonal (Cheng et al. "
+                                            "2021), in (0, 1)."),
+    analysis: bool = typer.Option(EvalOptions.analysis, "--analysis", help="Also store, per frequency group, "
+                                  "TIDE-style errors and the calibration of the scores (for `mec report errors` and "
+                                  "`mec report calibration`)."),
+    protocol: Optional[str] = typer.Option(EvalOptions.protocol,
+                                           help="lvis or coco (default: from the annotation format)."),
+    dataset: Optional[str] = DATASET,
+    data_root: Optional[str] = DATA_ROOT,
+    gpus: int = typer.Option(EvalOptions.gpus, help="GPUs for inference (>1 runs torchrun); 0 (CPU) or 1 runs in "
+                             "this process."),
+    procs: int = PROCS,
+    master_port: int = typer.Option(EvalOptions.master_port, help="torchrun port for --gpus/--procs > 1."),
+    max_images: Optional[int] = typer.Option(EvalOptions.max_images,
+                                             help="Evaluate only the first N val images (quick checks)."),
+    dump_dir: Optional[Path] = typer.Option(None, help="Also write each mode's detections as an LVIS/COCO results "
+                                            "JSON here."),
+    fixed_ap: bool = typer.Option(False, "--fixed-ap", help="Also compute Fixed AP (Dave et al.): the top "
+                                  "--dets-per-class detections of each category over the dataset, no per-image cap; "
+                                  "beside the standard metrics."),
     dets_per_class: int = typer.Option(10000, help="Detections kept per category for --fixed-ap."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Write the metrics JSON here."),
 ) -> None:
@@ -120,17 +130,16 @@ def eval_cmd(
     else:
         if checkpoint is None:
             raise MecError("give --checkpoint (with --recipe or --config) or --results with --ann")
-        from mec_cli.evaluation.checkpoint import EvalOptions, evaluate_checkpoint
+        from mec_cli.evaluation.checkpoint import evaluate_checkpoint
 
-        opts = EvalOptions(checkpoint=str(checkpoint), recipe=recipe, config=str(config) if config else None, dataset=dataset,
-                           data_root=data_root, per_stage=per_stage, modes=[m.strip() for m in modes.split(",") if m.strip()],
-                           group_align=group_align, tau=tau, groups=str(groups) if groups else None,
-                           iou_types=iou_types or ["bbox", "segm"],
-                           protocol=protocol, gpus=gpus, procs=procs, master_port=master_port, max_images=max_images,
-                           dump_dir=str(dump_dir) if dump_dir else None,
-                           dets_per_class=dets_per_class if fixed_ap else None, analysis=analysis,
-                           boundary_dilation=boundary_dilation)
-        doc = evaluate_checkpoint(opts)
+        opts = EvalOptions(
+            **launch_fields(recipe, config, dataset, data_root, groups, procs), gpus=gpus, master_port=master_port,
+            checkpoint=str(checkpoint), per_stage=per_stage, modes=[m.strip() for m in modes.split(",") if m.strip()],
+            group_align=group_align, tau=tau, iou_types=iou_types or list(EvalOptions.iou_types), protocol=protocol,
+            max_images=max_images, dump_dir=str(dump_dir) if dump_dir else None,
+            dets_per_class=dets_per_class if fixed_ap else None, analysis=analysis,
+            boundary_dilation=boundary_dilation)
+        doc = evaluate_checkpoint(opts, on_note=lambda note: console.print(f"[yellow]{escape(cli_text(note, eval_cmd))}[/]"))
     print_metrics(doc)
     if out is not None:
         write_json_atomic(out, doc)

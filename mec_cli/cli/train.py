@@ -9,7 +9,9 @@ import typer
 from rich.markup import escape
 
 from mec_cli.cli import app
-from mec_cli.cli._common import cli_errors, console, data_table, print_json, print_table, rel
+from mec_cli.cli._common import cli_errors, cli_text, console, data_table, print_json, print_table, rel
+from mec_cli.cli._launch import CONFIG, DATA_ROOT, DATASET, GROUPS, PROCS, RECIPE, launch_fields
+from mec_cli.training import TrainOptions
 
 recipes_app = typer.Typer(help="List the recipes and show their resolved configs.", no_args_is_help=False,
                           rich_markup_mode="rich", invoke_without_command=True)
@@ -65,70 +67,79 @@ def recipes_show(
              "  [bold]mec train --recipe tiny --gpus 0 --resume[/]   (continue from the last checkpoint)")
 @cli_errors
 def train(
-    recipe: Optional[str] = typer.Option(None, "--recipe", "-r", help="Recipe short name (see `mec recipes`)."),
-    config: Optional[Path] = typer.Option(None, help="An MMDetection config file instead of a recipe."),
-    dataset: Optional[str] = typer.Option(None, help="Dataset part: lvis_v1 (recipes' default), coco_lt or synth."),
-    schedule: Optional[str] = typer.Option(None, help="Schedule part of recipes/_base_/schedules, e.g. "
-                                           "lvis_8xb2-20e_steps-12-16 (Appendix A.2's LR steps; the default is A.1's 16/18)."),
-    gpus: int = typer.Option(1, help="GPUs per node; >1 launches torchrun; 0 trains on the CPU."),
-    procs: int = typer.Option(1, help="CPU processes (gloo) when --gpus 0."),
-    nodes: int = typer.Option(1, help="Number of nodes."),
-    node_rank: int = typer.Option(0, help="Rank of this node."),
-    master_addr: str = typer.Option("127.0.0.1", help="Address of node 0."),
-    master_port: int = typer.Option(29500, help="Port on node 0."),
-    slurm: bool = typer.Option(False, help="Launch through srun."),
-    partition: Optional[str] = typer.Option(None, help="Slurm partition."),
-    job_name: Optional[str] = typer.Option(None, help="Slurm job name."),
-    cpus_per_task: int = typer.Option(5, help="Slurm CPUs per task."),
-    time_limit: Optional[str] = typer.Option(None, "--time", help="Slurm time limit, e.g. 2-00:00:00."),
-    qos: Optional[str] = typer.Option(None, help="Slurm QOS."),
-    work_dir: Optional[Path] = typer.Option(None, help="Work dir (default work_dirs/<recipe>)."),
-    resume: Optional[str] = typer.Option(None, "--resume", metavar="[CKPT]",
-                                         help="Resume: alone (or 'auto'), from the work dir's last checkpoint; or from CKPT."),
-    groups: Optional[Path] = typer.Option(None, help="groups.json (default: computed from the training annotations with the recipe's bins)."),
-    data_root: Optional[str] = typer.Option(None, help="Dataset root folder."),
-    pretrained: Optional[Path] = typer.Option(None, help="Local ImageNet backbone checkpoint."),
-    no_pretrained: bool = typer.Option(False, "--no-pretrained", help="Train the backbone from scratch."),
-    amp: bool = typer.Option(False, help="Mixed precision (CUDA)."),
-    auto_scale_lr: bool = typer.Option(False, help="Scale the learning rate to the actual total batch size."),
-    cfg_options: Optional[List[str]] = typer.Option(None, "--cfg-options", help="Config overrides key=value (repeatable)."),
-    max_iters: Optional[int] = typer.Option(None, help="Override the iteration count (iteration-based recipes)."),
-    seed: Optional[int] = typer.Option(None, help="Random seed."),
-    dry_run: bool = typer.Option(False, "--dry-run", help="Print the command line and resolved config; run nothing."),
+    recipe: Optional[str] = RECIPE,
+    config: Optional[Path] = CONFIG,
+    dataset: Optional[str] = DATASET,
+    schedule: Optional[str] = typer.Option(TrainOptions.schedule, help="Schedule part of recipes/_base_/schedules, "
+                                           "e.g. lvis_8xb2-20e_steps-12-16 (Appendix A.2's LR steps; the default is "
+                                           "A.1's 16/18)."),
+    gpus: int = typer.Option(TrainOptions.gpus, help="GPUs per node; >1 launches torchrun; 0 trains on the CPU."),
+    procs: int = PROCS,
+    nodes: int = typer.Option(TrainOptions.nodes, help="Number of nodes."),
+    node_rank: int = typer.Option(TrainOptions.node_rank, help="Rank of this node."),
+    master_addr: str = typer.Option(TrainOptions.master_addr, help="Address of node 0."),
+    master_port: int = typer.Option(TrainOptions.master_port, help="Port on node 0."),
+    slurm: bool = typer.Option(TrainOptions.slurm, help="Launch through srun."),
+    partition: Optional[str] = typer.Option(TrainOptions.partition, help="Slurm partition."),
+    job_name: Optional[str] = typer.Option(TrainOptions.job_name, help="Slurm job name."),
+    cpus_per_task: int = typer.Option(TrainOptions.cpus_per_task, help="Slurm CPUs per task."),
+    time_limit: Optional[str] = typer.Option(TrainOptions.time, "--time", help="Slurm time limit, e.g. 2-00:00:00."),
+    qos: Optional[str] = typer.Option(TrainOptions.qos, help="Slurm QOS."),
+    work_dir: Optional[Path] = typer.Option(TrainOptions.work_dir, help="Work dir (default work_dirs/<recipe>)."),
+    resume: Optional[str] = typer.Option(TrainOptions.resume, "--resume", metavar="[CKPT]",
+                                         help="Resume: alone (or 'auto'), from the work dir's last checkpoint; or "
+                                              "from CKPT."),
+    groups: Optional[Path] = GROUPS,
+    data_root: Optional[str] = DATA_ROOT,
+    pretrained: Optional[Path] = typer.Option(TrainOptions.pretrained, help="Local ImageNet backbone checkpoint."),
+    no_pretrained: bool = typer.Option(TrainOptions.no_pretrained, "--no-pretrained",
+                                       help="Train the backbone from scratch."),
+    amp: bool = typer.Option(TrainOptions.amp, help="Mixed precision (CUDA)."),
+    auto_scale_lr: bool = typer.Option(TrainOptions.auto_scale_lr,
+                                       help="Scale the learning rate to the actual total batch size."),
+    cfg_options: Optional[List[str]] = typer.Option(None, "--cfg-options",
+                                                    help="Config overrides key=value (repeatable)."),
+    max_iters: Optional[int] = typer.Option(TrainOptions.max_iters,
+                                            help="Override the iteration count (iteration-based recipes)."),
+    seed: Optional[int] = typer.Option(TrainOptions.seed, help="Random seed."),
+    dry_run: bool = typer.Option(TrainOptions.dry_run, "--dry-run",
+                                 help="Print the command line and resolved config; run nothing."),
 ) -> None:
     """Train a recipe on one GPU, many GPUs or nodes (torchrun), Slurm (srun) or the CPU."""
     from rich.table import Table
 
-    from mec_cli import launch
+    from mec_cli import training
+    from mec_cli.launch import parse_cfg_options
 
     if recipe is None and config is None:
         from mec_cli.recipes import DEFAULT_RECIPE
 
         recipe = DEFAULT_RECIPE
-    opts = launch.TrainOptions(
-        recipe=recipe, config=str(config) if config else None, dataset=dataset, gpus=gpus, procs=procs, nodes=nodes,
+    opts = TrainOptions(
+        **launch_fields(recipe, config, dataset, data_root, groups, procs), gpus=gpus, nodes=nodes,
         node_rank=node_rank, master_addr=master_addr, master_port=master_port, slurm=slurm, partition=partition,
-        job_name=job_name, cpus_per_task=cpus_per_task, time=time_limit, qos=qos, work_dir=str(work_dir) if work_dir else None,
-        resume=resume, groups=str(groups) if groups else None, data_root=data_root, pretrained=str(pretrained) if pretrained else None,
-        no_pretrained=no_pretrained, amp=amp, auto_scale_lr=auto_scale_lr, cfg_options=launch.parse_cfg_options(cfg_options or []),
-        dry_run=dry_run, max_iters=max_iters, seed=seed, schedule=schedule)
-    run = launch.prepare_training(opts)
+        job_name=job_name, cpus_per_task=cpus_per_task, time=time_limit, qos=qos,
+        cfg_options=parse_cfg_options(cfg_options or []), schedule=schedule,
+        work_dir=str(work_dir) if work_dir else None, resume=resume,
+        pretrained=str(pretrained) if pretrained else None, no_pretrained=no_pretrained, amp=amp,
+        auto_scale_lr=auto_scale_lr, max_iters=max_iters, seed=seed, dry_run=dry_run)
+    run = training.prepare_training(opts)
     for note in run.notes:
-        console.print(f"[yellow]{escape(note)}[/]")
+        console.print(f"[yellow]{escape(cli_text(note, train))}[/]")
     if dry_run:
         console.print("# command", markup=False)
         console.print(shlex.join(run.command), markup=False, soft_wrap=True)
         console.print(f"# resolved config ({rel(run.work_dir / 'config.py')})")
         console.print(run.cfg.pretty_text, markup=False, soft_wrap=True)
         return
-    console.print(f"[bold]training[/] {escape(run.recipe_name)} -> {rel(run.work_dir)}\n  {escape(shlex.join(run.command))}",
-                  soft_wrap=True)
+    console.print(f"[bold]training[/] {escape(run.recipe_name)} -> {rel(run.work_dir)}\n"
+                  f"  {escape(shlex.join(run.command))}", soft_wrap=True)
     from mec_cli.hooks import TrainingStopped
 
     try:
-        summary = launch.train(run)
+        summary = training.train(run)
     except TrainingStopped as stop:
-        console.print(f"[yellow]{escape(str(stop))}[/]", soft_wrap=True)
+        console.print(f"[yellow]{escape(cli_text(str(stop), train))}[/]", soft_wrap=True)
         raise typer.Exit(stop.exit_code) from None
     table = Table(title="training finished", show_header=False)
     table.add_row("work dir", rel(Path(summary["work_dir"])))

@@ -171,7 +171,7 @@ def test_each_dataset_part_sets_its_protocol_and_metadata():
 
 
 def test_max_iters_moves_the_lr_steps_with_the_recipes_own_length():
-    from mec_cli.launch import set_max_iters
+    from mec_cli.training import set_max_iters
 
     cfg = load_config(resolve_recipe("tiny").file)
     assert cfg.train_cfg.max_iters == 300 and cfg.param_scheduler[1].milestones == [240, 280]

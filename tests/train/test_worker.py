@@ -26,14 +26,14 @@ def test_a_second_runner_in_one_process_gets_its_own_visualizer(synth_data, tmp_
     # writing into (or failing on, once deleted) the first run's log dir.
     import shutil
 
-    from mec_cli import launch
+    from mec_cli import training
     from mec_cli.worker import _runner
 
     runners = []
     for name in ("a", "b"):
-        run = launch.prepare_training(launch.TrainOptions(recipe="tiny_baseline", gpus=0, data_root=str(synth_data),
-                                                          work_dir=str(tmp_path / name)))
-        runners.append(_runner(str(launch.write_run_files(run)), "none"))
+        run = training.prepare_training(training.TrainOptions(recipe="tiny_baseline", gpus=0, data_root=str(synth_data),
+                                                              work_dir=str(tmp_path / name)))
+        runners.append(_runner(str(training.write_run_files(run)), "none"))
         if name == "a":
             shutil.rmtree(tmp_path / "a")  # a finished evaluation's temporary work dir is removed
     first, second = runners
