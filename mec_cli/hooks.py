@@ -81,7 +81,7 @@ class TrainingStopped(Exception):
     def __init__(self, iteration: int, checkpoint: str, signal_name: str, exit_code: int):
         self.iteration, self.checkpoint, self.signal_name, self.exit_code = iteration, checkpoint, signal_name, exit_code
         super().__init__(f"stopped by {signal_name} after iteration {iteration}; checkpoint {checkpoint} saved; "
-                         "continue with the same command and --resume")
+                         "continue with the same command and `resume`")
 
 
 @HOOKS.register_module()

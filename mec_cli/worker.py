@@ -12,6 +12,8 @@ import uuid
 import warnings
 from typing import Optional
 
+from mec_cli.errors import name_options
+
 
 def _runner(config: str, launcher: str, cfg_options: Optional[dict] = None):
     from mmengine.config import Config
@@ -112,8 +114,9 @@ def main(argv=None) -> None:
         except TrainingStopped as stop:
             from mmengine.dist import is_main_process
 
-            if is_main_process():
-                print(f"mec: {stop}", file=sys.stderr, flush=True)
+            if is_main_process():  # this process was started by `mec train`: its parameters are written as its flags
+                print(f"mec: {name_options(str(stop), lambda name: '--' + name.replace('_', '-'))}", file=sys.stderr,
+                      flush=True)
             _close_process_group()
             sys.exit(stop.exit_code)
     else:

@@ -8,20 +8,23 @@ from rich.markup import escape
 
 from mec_cli.cli import app
 from mec_cli.cli._common import cli_errors, console, data_table, print_table, progress_bar, rel
+from mec_cli.data.groups import DEFAULT_BINS
+from mec_cli.data.synth import MAX_CLASSES, SynthConfig
 
 
 @app.command(epilog="Example: [bold]mec synth --out data/synth --seed 0[/]")
 @cli_errors
 def synth(
     out: Path = typer.Option(Path("data/synth"), "--out", "-o", help="Output folder (images and annotations/)."),
-    seed: int = typer.Option(0, help="Random seed; the same seed gives byte-identical files."),
-    num_classes: int = typer.Option(24, help="Number of categories (each a shape x colour pair, at most 48)."),
-    train_images: int = typer.Option(600, help="Number of training images."),
-    val_images: int = typer.Option(150, help="Number of validation images."),
-    image_size: int = typer.Option(160, help="Square image side in pixels."),
+    seed: int = typer.Option(SynthConfig.seed, help="Random seed; the same seed gives byte-identical files."),
+    num_classes: int = typer.Option(SynthConfig.num_classes,
+                                    help=f"Number of categories (each a shape x colour pair, at most {MAX_CLASSES})."),
+    train_images: int = typer.Option(SynthConfig.train_images, help="Number of training images."),
+    val_images: int = typer.Option(SynthConfig.val_images, help="Number of validation images."),
+    image_size: int = typer.Option(SynthConfig.image_size, help="Square image side in pixels."),
 ) -> None:
     """Make a deterministic synthetic long-tailed dataset (LVIS v1 format, PNG images)."""
-    from mec_cli.data.synth import SynthConfig, make_synthetic_dataset
+    from mec_cli.data.synth import make_synthetic_dataset
 
     cfg = SynthConfig(out=out, seed=seed, num_classes=num_classes, train_images=train_images,
                       val_images=val_images, image_size=image_size)
@@ -38,8 +41,9 @@ def synth(
 def groups(
     ann: Path = typer.Argument(None, help="Training annotation file (COCO or LVIS JSON).", show_default=False),
     profile: str = typer.Option(None, help="Use a built-in profile instead of a file: lvis_v1, lvis_v0.5, coco2017."),
-    count: str = typer.Option("instances", help="Count training 'instances' or 'images' per category."),
-    bins: str = typer.Option("10,100", help="Group edges, strictly increasing: G0=[0,b1), G1=[b1,b2), ..., GN=[bN,inf)."),
+    count_by: str = typer.Option("instances", "--count", help="Count training 'instances' or 'images' per category."),
+    bins: str = typer.Option(",".join(map(str, DEFAULT_BINS)),
+                             help="Group edges, strictly increasing: G0=[0,b1), G1=[b1,b2), ..., GN=[bN,inf)."),
     out: Path = typer.Option(Path("groups.json"), "--out", "-o", help="Where to write groups.json."),
     as_json: bool = typer.Option(False, "--json", help="Also print groups.json on stdout."),
 ) -> None:
@@ -53,9 +57,9 @@ def groups(
     from mec_cli.io import check_outputs
 
     check_outputs({"--out": out}, {"ANN": ann})
-    doc = compute_groups(profile or ann, count, bins)
+    doc = compute_groups(profile or ann, count_by, bins)
     write_json_atomic(out, doc)
-    unit = "instances" if count == "instances" else "images"
+    unit = "instances" if count_by == "instances" else "images"
     table = data_table(f"frequency groups by {unit} ({escape(str(doc['source']))})")
     for col in ("group", "name", f"{unit} range", "categories", f"total {unit}"):
         table.add_column(col, justify="right" if col in ("group", "categories", f"total {unit}") else "left")

@@ -9,6 +9,7 @@ from rich.markup import escape
 
 from mec_cli.cli import app
 from mec_cli.cli._common import cli_errors, console, data_table, print_table, rel
+from mec_cli.data.groups import DEFAULT_BINS
 from mec_cli.ops import modes
 
 report_app = typer.Typer(help="The paper's tables and figures from saved metrics (mec eval --out).", no_args_is_help=True,
@@ -103,7 +104,7 @@ def _check_outputs(outputs, runs) -> None:
 
 @report_app.command("ablation", epilog="Example: [bold]mec report ablation runs/tiny_baseline runs/tiny --format md --out ablation.md[/]")
 @cli_errors
-def ablation(runs: List[str] = RUNS, label: Optional[List[str]] = LABEL, fmt: Optional[str] = FORMAT, out: Optional[Path] = OUT,
+def ablation(runs: List[str] = RUNS, labels: Optional[List[str]] = LABEL, fmt: Optional[str] = FORMAT, out: Optional[Path] = OUT,
              reference: Optional[str] = REFERENCE, baseline_mode: str = BASELINE_MODE, grouping: str = GROUPING,
              modes: Optional[str] = typer.Option(None, help="Modes to show per run (default: the baseline mode without and with "
                                                            "GA, dynamic, sparse_ga, dynamic_ga).")) -> None:
@@ -113,13 +114,13 @@ def ablation(runs: List[str] = RUNS, label: Optional[List[str]] = LABEL, fmt: Op
 
     fmt = _table_format(fmt, out, runs)
     chosen = [m.strip() for m in modes.split(",")] if modes else None
-    table = ablation_table(load_runs(runs, label), chosen, _reference(reference), baseline_mode, grouping)
+    table = ablation_table(load_runs(runs, labels), chosen, _reference(reference), baseline_mode, grouping)
     _emit_table(table, fmt, out)
 
 
 @report_app.command("compare", epilog="Example: [bold]mec report compare runs/cascade_r50_baseline runs/cascade_r50 --reference paper[/]")
 @cli_errors
-def compare(runs: List[str] = RUNS, label: Optional[List[str]] = LABEL, fmt: Optional[str] = FORMAT, out: Optional[Path] = OUT,
+def compare(runs: List[str] = RUNS, labels: Optional[List[str]] = LABEL, fmt: Optional[str] = FORMAT, out: Optional[Path] = OUT,
             reference: Optional[str] = REFERENCE, baseline_mode: str = BASELINE_MODE, mec_mode: str = MEC_MODE,
             grouping: str = GROUPING) -> None:
     """Table 1: baseline and +MEC rows per model, with the deltas (runs in pairs BASELINE MEC ...)."""
@@ -127,12 +128,12 @@ def compare(runs: List[str] = RUNS, label: Optional[List[str]] = LABEL, fmt: Opt
     from mec_cli.reporting.tables import compare_table
 
     fmt = _table_format(fmt, out, runs)
-    _emit_table(compare_table(load_runs(runs, label), baseline_mode, mec_mode, _reference(reference), grouping), fmt, out)
+    _emit_table(compare_table(load_runs(runs, labels), baseline_mode, mec_mode, _reference(reference), grouping), fmt, out)
 
 
 @report_app.command("stage-count", epilog="Example: [bold]mec report stage-count runs/r50_* runs/r50_4stage* --reference paper[/]")
 @cli_errors
-def stage_count(runs: List[str] = RUNS, label: Optional[List[str]] = LABEL, fmt: Optional[str] = FORMAT,
+def stage_count(runs: List[str] = RUNS, labels: Optional[List[str]] = LABEL, fmt: Optional[str] = FORMAT,
                 out: Optional[Path] = OUT, reference: Optional[str] = REFERENCE, baseline_mode: str = BASELINE_MODE,
                 mec_mode: str = MEC_MODE, grouping: str = GROUPING) -> None:
     """Table 3: 3 against 4 stages, baseline and MEC."""
@@ -140,7 +141,7 @@ def stage_count(runs: List[str] = RUNS, label: Optional[List[str]] = LABEL, fmt:
     from mec_cli.reporting.tables import stage_count_table
 
     fmt = _table_format(fmt, out, runs)
-    _emit_table(stage_count_table(load_runs(runs, label), baseline_mode, mec_mode, _reference(reference), grouping), fmt, out)
+    _emit_table(stage_count_table(load_runs(runs, labels), baseline_mode, mec_mode, _reference(reference), grouping), fmt, out)
 
 
 @report_app.command("stages", epilog="Examples:\n\n  [bold]mec report stages runs/tiny --out stages.png[/]\n\n"
@@ -178,7 +179,7 @@ def stages(run: str = typer.Argument(..., help="A metrics JSON or run directory 
 
 @report_app.command("lambda", epilog="Example: [bold]mec report lambda runs/lam_0.5 runs/lam_0.7 runs/lam_0.9 --out lambda.png[/]")
 @cli_errors
-def lambda_cmd(runs: List[str] = RUNS, label: Optional[List[str]] = LABEL, mode: str = MEC_MODE, grouping: str = GROUPING,
+def lambda_cmd(runs: List[str] = RUNS, labels: Optional[List[str]] = LABEL, mode: str = MEC_MODE, grouping: str = GROUPING,
                out: Path = typer.Option(Path("lambda.png"), "--out", "-o", help="Figure path."),
                csv: Optional[Path] = typer.Option(None, help="Also write the plotted numbers as CSV.")) -> None:
     """Figure 4: AP against the multi-expert loss's lambda."""
@@ -188,7 +189,7 @@ def lambda_cmd(runs: List[str] = RUNS, label: Optional[List[str]] = LABEL, mode:
     from mec_cli.reporting.tables import lambda_frame
 
     _check_outputs([out, csv], runs)
-    frame = lambda_frame(load_runs(runs, label), mode, grouping)
+    frame = lambda_frame(load_runs(runs, labels), mode, grouping)
     console.print(frame.to_string(index=False, float_format=lambda v: f"{v:.1f}"), markup=False)
     outputs = _figure(lambda_figure(frame), out)
     if csv is not None:
@@ -200,7 +201,7 @@ def lambda_cmd(runs: List[str] = RUNS, label: Optional[List[str]] = LABEL, mode:
                     "  [bold]mec report distribution data/synth/annotations/lvis_v1_train.json --bins 10,100 --out dist.png[/]")
 @cli_errors
 def distribution(items: List[str] = typer.Argument(..., help="Annotation files, COCO-LT manifests or profiles (lvis_v1, lvis_v0.5, coco2017)."),
-                 bins: str = typer.Option("10,100", help="Group edges drawn on the plot."),
+                 bins: str = typer.Option(",".join(map(str, DEFAULT_BINS)), help="Group edges drawn on the plot."),
                  out: Path = typer.Option(Path("distribution.png"), "--out", "-o", help="Figure path.")) -> None:
     """Figure 5: sorted instance-count curves on a log axis, with the group edges."""
     from mec_cli.data.groups import parse_bins

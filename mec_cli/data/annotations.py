@@ -49,7 +49,7 @@ def category_counts(data: Dict, count_by: str = "instances") -> Dict[int, int]:
     statistics profile) supplies them through each category's ``instance_count``/``image_count``.
     """
     if count_by not in ("instances", "images"):
-        raise MecError(f"--count must be 'instances' or 'images', got {count_by!r}")
+        raise MecError(f"must be 'instances' or 'images', got {count_by!r}", option="count_by")
     anns = data.get("annotations") or []
     if not anns:
         field = "instance_count" if count_by == "instances" else "image_count"

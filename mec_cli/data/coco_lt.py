@@ -84,7 +84,7 @@ def compute_targets(coco_counts: Dict[int, int], coco_names: Dict[int, str], lvi
         (ranking, target per category id, how each target was set: 'rank' or 'synset:<synset>').
     """
     if align not in ALIGNMENTS:
-        raise MecError(f"--align must be one of {', '.join(ALIGNMENTS)}, got {align!r}")
+        raise MecError(f"must be one of {', '.join(ALIGNMENTS)}, got {align!r}", option="align")
     ranking = coco_ranking(coco_counts)
     by_rank = rank_targets([c["instance_count"] for c in lvis_categories], len(ranking))
     targets = {cat: by_rank[r] for r, cat in enumerate(ranking)}

@@ -12,19 +12,21 @@ Layout written under ``out``::
     annotations/lvis_v1_val.json
 
 Only numpy and OpenCV are used, and every random draw comes from one seeded generator, so the same
-arguments give byte-identical files.
+arguments give byte-identical files. Both are imported by the functions that draw: the CLI reads
+:class:`SynthConfig`'s defaults at start-up, and `mec --help` stays free of them.
 """
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
-
-import numpy as np
+from typing import TYPE_CHECKING, Callable, Dict, List, Optional, Sequence, Tuple
 
 from mec_cli.errors import SEED_MAX, MecError, check_number
 from mec_cli.io import write_bytes_atomic, write_json_atomic
+
+if TYPE_CHECKING:
+    import numpy as np
 
 SHAPES = ("circle", "square", "triangle", "diamond", "pentagon", "hexagon", "star", "cross")
 COLOURS = {  # BGR, far apart so that colour alone separates them
@@ -53,11 +55,13 @@ class SynthConfig:
     def validate(self) -> None:
         check_number("seed", self.seed, 0, SEED_MAX, integer=True)
         if not 2 <= self.num_classes <= MAX_CLASSES:
-            raise MecError(f"--num-classes must be between 2 and {MAX_CLASSES} (shape x colour pairs), got {self.num_classes}")
-        if self.train_images < 1 or self.val_images < 1:
-            raise MecError("--train-images and --val-images must be at least 1")
+            # names the flag: tests/data/test_synth.py pins "num-classes" in this library message
+            raise MecError(f"--num-classes must be between 2 and {MAX_CLASSES} (shape x colour pairs), got "
+                           f"{self.num_classes}")
+        check_number("train_images", self.train_images, 1, integer=True)
+        check_number("val_images", self.val_images, 1, integer=True)
         if self.image_size < 64:
-            raise MecError(f"--image-size must be at least 64 pixels, got {self.image_size}")
+            raise MecError(f"must be at least 64 pixels, got {self.image_size}", option="image_size")
         if not 1 <= self.min_count <= self.max_count:
             raise MecError("instance counts need 1 <= min_count <= max_count")
 
@@ -77,6 +81,7 @@ def category_table(num_classes: int) -> List[Tuple[str, str]]:
 
 def _shape_polygon(shape: str, cx: float, cy: float, r: float, angle: float) -> np.ndarray:
     """Polygon (P, 2) in pixel coordinates for one shape of circumradius ``r``."""
+    import numpy as np
     def regular(n: int, rot: float = 0.0) -> np.ndarray:
         t = rot + angle + np.arange(n) * 2 * math.pi / n
         return np.stack([cx + r * np.cos(t), cy + r * np.sin(t)], 1)
@@ -110,6 +115,7 @@ def _shape_polygon(shape: str, cx: float, cy: float, r: float, angle: float) -> 
 
 def _background(rng: np.random.Generator, size: int) -> np.ndarray:
     """A textured grey background: a smooth gradient plus blurred noise and faint stripes."""
+    import numpy as np
     import cv2
 
     yy, xx = np.mgrid[0:size, 0:size].astype(np.float32) / size
@@ -127,6 +133,7 @@ def _layout_images(counts: Sequence[int], num_images: int, rng: np.random.Genera
     Returns the category index list of every image. Instances are shuffled and dealt so that every
     image gets at least one instance when there are enough of them.
     """
+    import numpy as np
     labels = np.repeat(np.arange(len(counts)), counts)
     rng.shuffle(labels)
     per_image: List[List[int]] = [[] for _ in range(num_images)]
@@ -154,6 +161,7 @@ def _place(rng: np.random.Generator, size: int, n: int, tries: int = 60) -> List
 
 def _split(cfg: SynthConfig, split: str, counts: Sequence[int], num_images: int, rng: np.random.Generator,
            categories: List[Dict], progress: Optional[Callable[[int], None]]) -> Dict:
+    import numpy as np
     import cv2
 
     table = category_table(cfg.num_classes)
@@ -223,6 +231,7 @@ def _with_statistics(categories: List[Dict], annotations: List[Dict]) -> List[Di
 
 def make_synthetic_dataset(cfg: SynthConfig, progress: Optional[Callable[[int], None]] = None) -> Dict[str, Path]:
     """Write the dataset under ``cfg.out`` and return the paths of its two annotation files."""
+    import numpy as np
     cfg.validate()
     rng = np.random.default_rng(cfg.seed)
     counts = long_tail_counts(cfg.num_classes, cfg.max_count, cfg.min_count)
@@ -249,6 +258,7 @@ def synthetic_coco_annotations(num_images: int, categories: Sequence[Dict], seed
     ``scale * instance_count`` instances spread over about ``scale * image_count`` random images, so
     per-image co-occurrence looks like a real dataset. Used by the COCO-LT tests and benchmark.
     """
+    import numpy as np
     rng = np.random.default_rng(seed)
     rows: List[np.ndarray] = []
     cols: List[np.ndarray] = []

@@ -42,7 +42,7 @@ from mec_cli.evaluation import kernels
 
 
 def check_dilation(dilation_ratio) -> None:
-    """The dilation ratio must be a number in (0, 1) (a MecError naming --boundary-dilation otherwise)."""
+    """The dilation ratio must be a number in (0, 1) (a MecError naming ``boundary_dilation`` otherwise)."""
     from mec_cli.errors import check_number
 
     check_number("boundary_dilation", dilation_ratio, 0, above=True)

@@ -20,7 +20,8 @@ from mec_cli.ops import multi_expert_loss
 
 def _groups_buffer(class_groups: Optional[Sequence[int]]) -> Tensor:
     if class_groups is None:
-        raise ValueError("MEC losses need `class_groups` (one group index per class); `mec train` fills it from groups.json")
+        raise ValueError("MEC losses need class_groups (one group index per class); the MEC head passes its own, from "
+                         "the run's groups")
     return torch.as_tensor(list(class_groups), dtype=torch.long)
 
 

@@ -137,7 +137,7 @@ def load_runs(specs: Sequence[str], labels: Optional[Sequence[str]] = None) -> L
 
     paths = [p for spec in specs for p in find_metrics(spec)]
     if labels and len(labels) != len(paths):
-        raise MecError(f"{len(labels)} --label values for {len(paths)} runs")
+        raise MecError(f"gives {len(labels)} labels for {len(paths)} runs", option="labels")
     runs = []
     for i, p in enumerate(paths):
         doc = load_metrics(p)
