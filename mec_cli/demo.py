@@ -1,19 +1,20 @@
 """`mec demo`: the whole story on the built-in synthetic data, into one folder with an index.
 
-synth -> groups -> train the tiny baseline and the tiny MEC recipe -> `eval --per-stage` (every mode)
--> every report that applies -> README.md index. A step whose outputs are complete is skipped on a
-rerun; ``force`` redoes everything.
+synth -> groups -> train the tiny baseline and the tiny MEC recipe -> evaluate every mode, each stage
+included -> every report that applies -> README.md index. A step whose outputs are complete is skipped on
+a rerun; ``force`` redoes everything. Training and evaluation go through the launch layer
+(:mod:`mec_cli.launch`), as `mec train` and `mec eval` do, each worker in a process of its own.
 """
 from __future__ import annotations
 
 import json
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Dict, List, Optional
 
-from mec_cli.errors import SEED_MAX, MecError, check_number
+from mec_cli.data.groups import DEFAULT_BINS, bin_ranges
+from mec_cli.errors import SEED_MAX, check_number
 
 STEP_NAMES = ["synth", "groups", "train tiny_baseline", "train tiny", "eval tiny_baseline", "eval tiny", "reports"]
 
@@ -58,18 +59,22 @@ def environment() -> Dict:
             "python": platform.python_version()}
 
 
-def run_demo(opts: DemoOptions, on_step: Optional[Callable[[str, str], None]] = None) -> Dict:
-    """Run every step; ``on_step(name, status)`` reports 'start', 'skip' or 'done'. Returns the output summary.
+def run_demo(opts: DemoOptions, on_step: Optional[Callable[[str, str], None]] = None,
+             on_metrics: Optional[Callable[[str, Dict], None]] = None) -> Dict:
+    """Run every step; ``on_step(name, status)`` reports 'start', 'skip' or 'done', and ``on_metrics(recipe,
+    document)`` each evaluation's metrics. Returns the output summary.
 
     A step is skipped when its outputs exist and its stamp (``.stamps/<step>.json``: the options it ran with, the
     fingerprint of mec's code and recipes, and the stamps of the steps before it) matches this run; anything else
-    is redone, so a rerun never mixes results of other code or other options. Training and evaluation each run as
-    their own `mec` process, as a user would run them, so no state of one run reaches the next.
+    is redone, so a rerun never mixes results of other code or other options. The worker of each training and
+    evaluation runs in its own process (``own_process``), so no state of one run reaches the next.
     """
     opts.validate()
     from mec_cli.data.groups import compute_groups
     from mec_cli.data.synth import SynthConfig, make_synthetic_dataset
+    from mec_cli.evaluation.checkpoint import EvalOptions, evaluate_checkpoint
     from mec_cli.io import write_json_atomic, write_text_atomic
+    from mec_cli.training import TrainOptions, prepare_training, train
 
     report = on_step or (lambda name, status: None)
     out = Path(opts.out)
@@ -96,32 +101,31 @@ def run_demo(opts: DemoOptions, on_step: Optional[Callable[[str, str], None]] = 
         make_synthetic_dataset(SynthConfig(out=data, seed=opts.seed, train_images=opts.train_images, val_images=opts.val_images))
         (data / ".complete").write_text("ok\n")
 
-    def mec(*args) -> None:
-        from mec_cli.signals import run_child
+    def train_tiny(recipe: str, work: Path) -> None:
+        train(prepare_training(TrainOptions(recipe=recipe, gpus=0, data_root=str(data), work_dir=str(work),
+                                            groups=str(out / "groups.json"), max_iters=opts.iters, seed=opts.seed,
+                                            cfg_options={"log_level": "WARNING"}, own_process=True)))
 
-        cmd = [sys.executable, "-m", "mec_cli.cli", *map(str, args)]
-        code = run_child(cmd)
-        if code != 0:
-            raise MecError(f"`mec {' '.join(map(str, args))}` failed with exit code {code}")
+    def evaluate(recipe: str, work: Path) -> None:
+        # every mode of the model, each stage alone included; the inference runs in a process of its own, whose
+        # memory is returned before the next one starts
+        doc = evaluate_checkpoint(EvalOptions(checkpoint=str(work / f"iter_{opts.iters}.pth"), recipe=recipe,
+                                              data_root=str(data), per_stage=True, groups=str(out / "groups.json"),
+                                              own_process=True))
+        if on_metrics is not None:
+            on_metrics(recipe, doc)
+        write_json_atomic(work / "metrics.json", doc)
 
     step("synth", data / ".complete", synth, seed=opts.seed, train_images=opts.train_images, val_images=opts.val_images)
     step("groups", out / "groups.json",
          lambda: write_json_atomic(out / "groups.json", compute_groups(data / "annotations" / "lvis_v1_train.json")))
     for recipe in ("tiny_baseline", "tiny"):
         work = runs / recipe
-        step(f"train {recipe}", work / f"iter_{opts.iters}.pth",
-             lambda recipe=recipe, work=work: mec("train", "--recipe", recipe, "--gpus", "0", "--data-root", data, "--work-dir", work,
-                                                  "--groups", out / "groups.json", "--max-iters", opts.iters, "--seed", opts.seed,
-                                                  "--cfg-options", "log_level=WARNING"),
+        step(f"train {recipe}", work / f"iter_{opts.iters}.pth", lambda recipe=recipe, work=work: train_tiny(recipe, work),
              iters=opts.iters, seed=opts.seed)
     for recipe in ("tiny_baseline", "tiny"):
         work = runs / recipe
-        # each evaluation is the `mec eval` a user would run: it prints its metrics table, and its inference
-        # memory is returned before the next one starts
-        step(f"eval {recipe}", work / "metrics.json",
-             lambda recipe=recipe, work=work: mec("eval", "--checkpoint", work / f"iter_{opts.iters}.pth", "--recipe", recipe,
-                                                  "--data-root", data, "--per-stage", "--groups", out / "groups.json",
-                                                  "--out", work / "metrics.json"))
+        step(f"eval {recipe}", work / "metrics.json", lambda recipe=recipe, work=work: evaluate(recipe, work))
 
     report("reports", "start")
     t = time.time()
@@ -183,7 +187,7 @@ def write_reports(out: Path, runs: List) -> List[Dict[str, str]]:
     save_figure(distribution_figure(curves), str(reports / "distribution.png"))
     items.append({"path": "reports/distribution.png", "also": "distribution.svg",
                   "what": "Figure 5 style: sorted training instances per category of the synthetic set, LVIS v1 and COCO, "
-                          "with the group edges 10 and 100."})
+                          f"with the group edges {' and '.join(map(str, DEFAULT_BINS))}."})
     return items
 
 
@@ -201,7 +205,7 @@ def write_index(out: Path, items: List[Dict[str, str]], opts: DemoOptions, runs:
              "## Outputs", ""]
     for it in items:
         lines.append(f"- [{it['path']}]({it['path']}) (also {it['also']}): {it['what']}")
-    lines += ["- [groups.json](groups.json): the frequency groups (instances in [0,10), [10,100), [100,inf)) used by training, "
+    lines += [f"- [groups.json](groups.json): the frequency groups (instances in {', '.join(bin_ranges(DEFAULT_BINS))}) used by training, "
               "evaluation and the reports.",
               "- [runs/tiny_baseline/metrics.json](runs/tiny_baseline/metrics.json), [runs/tiny/metrics.json](runs/tiny/metrics.json): "
               "every mode's box and mask AP (per group and per category) from one inference pass each (`mec eval --per-stage`).",

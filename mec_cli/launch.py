@@ -58,6 +58,7 @@ class LaunchOptions:
     time: Optional[str] = None
     qos: Optional[str] = None
     srun_args: List[str] = field(default_factory=list)
+    own_process: bool = False  # run even one process's worker as a child, so that none of its state stays here
 
     def validate(self) -> None:
         """Refuse impossible launch options before any work starts (one MecError naming the option)."""
@@ -194,8 +195,8 @@ class Launch:
 
 
 def plan(opts: LaunchOptions, task: str, config_file: Path, out: Optional[Path] = None) -> Launch:
-    """The launch of ``task`` on ``config_file``: in this process for one process, else through torchrun or srun
-    (``out``: where rank 0 of a test writes its results)."""
+    """The launch of ``task`` on ``config_file``: in this process for one process (as a child process with
+    ``own_process``), else through torchrun or srun (``out``: where rank 0 of a test writes its results)."""
     if task not in TASKS:
         raise ValueError(f"unknown worker task {task!r}; expected one of {', '.join(TASKS)}")
     worker = ["-m", WORKER_MODULE, task, str(config_file)] + (["--out", str(out)] if out is not None else [])
@@ -209,7 +210,7 @@ def plan(opts: LaunchOptions, task: str, config_file: Path, out: Optional[Path] 
                               f"--master_addr={opts.master_addr}", f"--master_port={opts.master_port}",
                               f"--nproc_per_node={per_node}"]
         return Launch(task, command + worker + ["--launcher", "pytorch"], in_process=False)
-    return Launch(task, [sys.executable] + worker, in_process=True)
+    return Launch(task, [sys.executable] + worker, in_process=not opts.own_process)
 
 
 def _srun(opts: LaunchOptions) -> List[str]:
