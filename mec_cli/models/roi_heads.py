@@ -26,6 +26,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 import torch
 from mmdet.models.layers import multiclass_nms
 from mmdet.models.roi_heads import CascadeRoIHead, HybridTaskCascadeRoIHead
+from mmdet.models.test_time_augs import merge_aug_masks
 from mmdet.models.utils import empty_instances
 from mmdet.registry import MODELS
 from mmdet.structures.bbox import bbox2roi, get_box_tensor, scale_boxes
@@ -35,8 +36,8 @@ from torch import Tensor
 from mec_cli.ops import stage_scores
 from mec_cli.ops.modes import BASELINE_MODE, all_modes, mode_name, needs_groups, parse_mode
 
-__all__ = ["MECCascadeRoIHead", "MECHTCRoIHead", "ModeResult", "ImageResult", "all_modes", "mode_name", "parse_mode"]
-
+__all__ = ["MECCascadeRoIHead", "MECHTCRoIHead", "ModeResult", "ImageResult", "MaskPairs", "all_modes", "mode_name",
+           "parse_mode"]
 
 
 @dataclass
@@ -63,6 +64,22 @@ class ImageResult:
     boxes: Tensor
 
 
+@dataclass
+class MaskPairs:
+    """The distinct (RoI, class) pairs of every mode's detections in one image, for one shared mask-head pass.
+
+    ``unit_boxes`` (U, 4) are the boxes the mask head runs on; each pair has its unit ``pair_unit`` (P,), its class
+    ``pair_label`` (P,) and the box its mask is pasted at ``pair_boxes`` (P, 4); ``per_mode`` maps each mode to the
+    pair of each of its detections ((N,) per mode).
+    """
+
+    unit_boxes: Tensor
+    pair_unit: Tensor
+    pair_label: Tensor
+    pair_boxes: Tensor
+    per_mode: Dict[str, Tensor]
+
+
 class MECHeadMixin:
     """What Cascade and HTC MEC heads share; mixed in before the mmdet head class."""
 
@@ -82,8 +99,8 @@ class MECHeadMixin:
             if self.mec_loss and num_groups != num_stages:
                 raise ValueError(f"MEC needs one group per stage: {num_stages} stages but class_groups has {num_groups} groups")
         elif self.mec_loss:
-            raise ValueError("MEC heads need mec.class_groups (one group index per class); pass --groups to `mec train` "
-                             "or let it compute them from the training annotations")
+            raise ValueError("MEC heads need mec.class_groups (one group index per class): from a groups.json, or "
+                             "computed from the training annotations (mec_cli.launch.resolve_groups)")
         if not self.mec_loss or bbox_head is None:
             return bbox_head
         heads = copy.deepcopy(bbox_head if isinstance(bbox_head, (list, tuple)) else [bbox_head] * num_stages)
@@ -218,15 +235,15 @@ class MECHeadMixin:
     def _bbox_kwargs(self) -> dict:
         return {}
 
-    def _mask_pairs(self, img: ImageResult, names: Sequence[str], num_classes: int):
+    def _last_mask_head(self):
+        return self.mask_head[-1] if isinstance(self.mask_head, torch.nn.ModuleList) else self.mask_head
+
+    def _mask_pairs(self, img: ImageResult, names: Sequence[str], num_classes: int) -> MaskPairs:
         """The distinct (RoI, class) pairs of all modes' detections in one image, and the boxes the mask head runs on.
 
         A detection's mask is predicted at its own box, as MMDetection does: the RoI's box under class-agnostic
         regression (so one mask-head row serves every class of that RoI), the box of the detection's class under
         class-specific regression (one row per pair).
-
-        Returns (unit boxes (U, 4), unit of each pair (P,), class of each pair (P,), box of each pair (P, 4),
-        per mode the pair of each detection).
         """
         roi_inds = torch.cat([img.modes[m].roi_inds for m in names])
         labels = torch.cat([img.modes[m].instances.labels for m in names])
@@ -238,47 +255,57 @@ class MECHeadMixin:
         else:  # class-specific: every pair has its own box
             p_unit = torch.arange(len(pairs), device=pairs.device)
             unit_boxes = pair_boxes = img.boxes[p_roi, p_label]
-        return unit_boxes, p_unit, p_label, pair_boxes, inverse.split([len(img.modes[m].roi_inds) for m in names])
+        per_mode = inverse.split([len(img.modes[m].roi_inds) for m in names])
+        return MaskPairs(unit_boxes, p_unit, p_label, pair_boxes, dict(zip(names, per_mode)))
 
-    def _merged_pair_masks(self, x, metas, units: List[Tensor], pair_unit: List[Tensor], pair_label: List[Tensor]):
-        """Mask probabilities (P, 1, M, M) of each pair, merged over the stages as MMDetection merges them."""
-        from mmdet.models.test_time_augs import merge_aug_masks
-
-        head = self.mask_head[-1] if isinstance(self.mask_head, torch.nn.ModuleList) else self.mask_head
-        counts = [len(u) for u in units]
+    def _merged_pair_masks(self, x, metas, pairs: List[MaskPairs]) -> List[Tensor]:
+        """Mask probabilities (P, 1, M, M) of each image's pairs, merged over the stages as MMDetection merges them."""
+        head = self._last_mask_head()
+        counts = [len(p.unit_boxes) for p in pairs]
         if not sum(counts):
-            return [u.new_zeros(0, 1, head.roi_feat_size * 2, head.roi_feat_size * 2) for u in units]
-        stage_logits = self._mask_stage_logits(x, bbox2roi(units))
+            return [p.unit_boxes.new_zeros(0, 1, head.roi_feat_size * 2, head.roi_feat_size * 2) for p in pairs]
+        stage_logits = self._mask_stage_logits(x, bbox2roi([p.unit_boxes for p in pairs]))
         merged = []
-        for i, meta in enumerate(metas):
-            chans = pair_unit[i].new_zeros(len(pair_unit[i])) if head.class_agnostic else pair_label[i]
-            per_stage = [lg.split(counts, 0)[i][pair_unit[i], chans][:, None].sigmoid() for lg in stage_logits]
+        for i, (meta, p) in enumerate(zip(metas, pairs)):
+            chans = p.pair_unit.new_zeros(len(p.pair_unit)) if head.class_agnostic else p.pair_label
+            per_stage = [lg.split(counts, 0)[i][p.pair_unit, chans][:, None].sigmoid() for lg in stage_logits]
             merged.append(merge_aug_masks(per_stage, meta))
         return merged
+
+    def _paste_pair_masks(self, merged: List[Tensor], pairs: List[MaskPairs], metas, rescale: bool) -> List[InstanceData]:
+        """Each pair's mask pasted into its image at its box (bboxes (P, 4), masks (P, H, W)), once for every mode."""
+        # the pair's mask channel is already picked, hence label 0 for the paste
+        to_paste = [InstanceData(bboxes=p.pair_boxes, labels=p.pair_label.new_zeros(len(p.pair_label)),
+                                 scores=p.pair_boxes.new_ones(len(p.pair_label))) for p in pairs]
+        return self._last_mask_head().predict_by_feat(mask_preds=merged, results_list=to_paste, batch_img_metas=metas,
+                                                      rcnn_test_cfg=self.test_cfg, rescale=rescale, activate_map=True)
+
+    @staticmethod
+    def _detections_with_masks(img: ImageResult, pasted: InstanceData, pairs: MaskPairs) -> Dict[str, InstanceData]:
+        """Every mode's detections in one image, each with the box and mask of its (RoI, class) pair."""
+        out = {}
+        for m, inverse in pairs.per_mode.items():
+            det = img.modes[m].instances
+            inst = InstanceData(bboxes=pasted.bboxes[inverse], scores=det.scores, labels=det.labels,
+                                masks=pasted.masks[inverse])
+            if "stage_weights" in det:
+                inst.stage_weights = det.stage_weights
+            out[m] = inst
+        return out
 
     def _masks_for_modes(self, x, metas, images: List[ImageResult], rescale: bool) -> Dict[str, List[InstanceData]]:
         """Every mode's detections with masks, from ONE mask-head pass over the boxes they need.
 
-        Each distinct (RoI, class) pair is merged over stages and pasted once, and shared by all modes.
+        1. the distinct (RoI, class) pairs of all modes' detections, per image;
+        2. one mask-head pass over their boxes, merged over the stages;
+        3. each pair's mask pasted once;
+        4. every mode's detections take the mask of their pair.
         """
         names = list(images[0].modes) if images else []
-        head = self.mask_head[-1] if isinstance(self.mask_head, torch.nn.ModuleList) else self.mask_head
-        num_classes = self.bbox_head[-1].num_classes
-        pairs = [self._mask_pairs(img, names, num_classes) for img in images]
-        merged = self._merged_pair_masks(x, metas, [p[0] for p in pairs], [p[1] for p in pairs], [p[2] for p in pairs])
-        # the pair's mask channel is already picked, hence label 0 for the paste
-        to_paste = [InstanceData(bboxes=p[3], labels=p[2].new_zeros(len(p[2])), scores=p[3].new_ones(len(p[2]))) for p in pairs]
-        pasted = head.predict_by_feat(mask_preds=merged, results_list=to_paste, batch_img_metas=metas,
-                                      rcnn_test_cfg=self.test_cfg, rescale=rescale, activate_map=True)
-        out: Dict[str, List[InstanceData]] = {m: [] for m in names}
-        for img, paste, (*_, inverse) in zip(images, pasted, pairs):
-            for m, inv in zip(names, inverse):
-                det = img.modes[m].instances
-                inst = InstanceData(bboxes=paste.bboxes[inv], scores=det.scores, labels=det.labels, masks=paste.masks[inv])
-                if "stage_weights" in det:
-                    inst.stage_weights = det.stage_weights
-                out[m].append(inst)
-        return out
+        pairs = [self._mask_pairs(img, names, self.bbox_head[-1].num_classes) for img in images]
+        pasted = self._paste_pair_masks(self._merged_pair_masks(x, metas, pairs), pairs, metas, rescale)
+        per_image = [self._detections_with_masks(img, paste, p) for img, paste, p in zip(images, pasted, pairs)]
+        return {m: [dets[m] for dets in per_image] for m in names}
 
     def predict(self, x, rpn_results_list, batch_data_samples, rescale: bool = False):
         """Every requested mode from one pass; each data sample gets ``mec_modes`` (primary first), the primary is returned."""
