@@ -38,7 +38,10 @@ import numpy as np
 from numba import njit
 
 from mec_cli.errors import MecError
-from mec_cli.evaluation import kernels
+from mec_cli.evaluation import (
+    kernels,
+    numba_setup,  # noqa: F401  (before any kernel runs: see its docstring)
+)
 
 
 def check_dilation(dilation_ratio) -> None:
@@ -524,6 +527,6 @@ def boundary_iou_table(gt, dets, order: np.ndarray, img_idx: np.ndarray, cat_idx
     needed = np.repeat(starts - (np.cumsum(counts) - counts), counts) + np.arange(int(counts.sum()))
     # decoded in the order pair_iou_table visits the pairs: image, then category
     counted = order[ng > 0]
-    keys = img_idx[counted] * gt.num_cats + cat_idx[counted]
+    keys = img_idx[counted].astype(np.int64) * gt.num_cats + cat_idx[counted]
     ious = BoundaryIous(gt, dets, counted, needed, dilation_ratio, keys)
     return pair_iou_table(gt, order, img_idx, cat_idx, lambda d, gs, n_g: ious.block(d, np.arange(gs, gs + n_g)))

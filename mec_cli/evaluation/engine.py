@@ -195,10 +195,10 @@ class IdIndex:
     def __len__(self) -> int:
         return int(self.ids.size)
 
-    def lookup(self, values: np.ndarray) -> np.ndarray:
-        """Positions of ``values`` (-1 for an id that is not here)."""
+    def lookup(self, values: np.ndarray, dtype=np.int64) -> np.ndarray:
+        """Positions of ``values`` (-1 for an id that is not here), as ``dtype``."""
         values = np.ascontiguousarray(values, np.int64)
-        out = np.empty(values.shape, np.int64)
+        out = np.empty(values.shape, dtype)
         kernels.lookup_ids(values, self.table if self.table is not None else np.zeros(0, np.int64), self.ids, out)
         return out
 
@@ -387,7 +387,7 @@ def pair_iou_table(gt: GroundTruth, order: np.ndarray, img_idx: np.ndarray, cat_
     table = np.zeros(int(ng.sum()), np.float64)
     has = np.flatnonzero(ng > 0)
     # group the counted detections by pair (their order within a pair is the matching order)
-    pair_key = img_idx[order[has]] * K + cat_idx[order[has]]
+    pair_key = img_idx[order[has]].astype(np.int64) * K + cat_idx[order[has]]
     sort = np.argsort(pair_key, kind="stable")
     grouped, keys = has[sort], pair_key[sort]
     bounds = np.flatnonzero(np.diff(np.r_[-1, keys, -1]))
@@ -415,11 +415,11 @@ def _segm_ious(gt: GroundTruth, dets: Detections, order: np.ndarray, img_idx: np
 
 def _index(gt: GroundTruth, dets: Detections, source: str):
     """Image and category index of every detection; an id the annotations lack is a MecError naming it."""
-    img_idx = gt.images.lookup(dets.image_id)
+    img_idx = gt.images.lookup(dets.image_id, np.int32)  # positions of images and categories fit 32 bits
     if (img_idx < 0).any():
         raise MecError(f"detection of image id {int(dets.image_id[np.argmax(img_idx < 0)])}, which the annotation file does not have",
                        source)
-    cat_idx = gt.cats.lookup(dets.category_id)
+    cat_idx = gt.cats.lookup(dets.category_id, np.int32)
     if (cat_idx < 0).any():
         bad = int(dets.category_id[np.argmax(cat_idx < 0)])
         raise MecError(f"detection of category id {bad}, which the annotation file does not have", source)
@@ -455,8 +455,8 @@ def evaluate(gt: GroundTruth, dets: Detections, iou_type: str = "bbox", source: 
         img_idx, cat_idx, dets.score, len(gt.images), K, cap_kind, cap, gt.protocol == "lvis", gt.img_ptr, gt.img_cat,
         gt.pair_allowed)
     box = dets.bbox if dets.bbox is not None else np.zeros((len(dets), 4))
-    if dets.area_from_box:
-        area = box[:, 2] * box[:, 3]
+    if dets.area_from_box:  # w * h, computed by the matcher
+        area = np.zeros(0)
     else:  # results without boxes: the mask's area, as the reference tools set it (needed only where it counts)
         area = np.zeros(len(dets))
         area[order] = dets.mask_area(order)
@@ -470,12 +470,14 @@ def evaluate(gt: GroundTruth, dets: Detections, iou_type: str = "bbox", source: 
         table, offset = boundary_iou_table(gt, dets, order, img_idx, cat_idx, dilation_ratio)
     det_tp = np.empty(len(dets), np.uint64)  # written for every detection that counts
     det_ig = np.empty(len(dets), np.uint64)
-    kernels.match_images(img_seq, img_seq_ptr, cat_idx, box, area, iou_type != "bbox", table, offset, gt.img_ptr,
-                         gt.img_cat, gt.pair_gt_start, gt.pair_gt_count, gt.pair_nel, gt.gt_box, gt.gt_area,
-                         gt.gt_ignore, gt.gt_crowd, gt.gt_id != 0, IOU_THRS, AREA_RNG, det_tp, det_ig)
+    kernels.match_images(img_seq, img_seq_ptr, cat_idx, box, area, dets.area_from_box, iou_type != "bbox", table,
+                         offset, gt.img_ptr, gt.img_cat, gt.pair_gt_start, gt.pair_gt_count, gt.pair_nel, gt.gt_box,
+                         gt.gt_area, gt.gt_ignore, gt.gt_crowd, gt.gt_id != 0, IOU_THRS, AREA_RNG, det_tp, det_ig)
+    del img_seq, img_idx, cat_idx, table, offset, area  # what matching needed; the peak memory is what is held below
+    det_tp = det_tp[order]  # accumulation order, read sequentially from here on (one at a time: less memory)
+    det_ig = det_ig[order]
     precision = np.empty((T, len(REC_THRS), K, A))  # every entry is written by the kernel
     recall = np.empty((T, K, A))
-    det_tp, det_ig = det_tp[order], det_ig[order]  # accumulation order, read sequentially from here on
     cat_mean = np.empty(K)
     kernels.accumulate(det_tp, det_ig, cat_ptr, gt.gt_npig, T, REC_THRS, precision, recall, cat_mean,
                        AREA_LABELS.index("all"))

@@ -49,6 +49,7 @@ from typing import Dict, List, Optional, Sequence
 import numpy as np
 from numba import njit
 
+from mec_cli.evaluation import numba_setup  # noqa: F401  (before any kernel runs: see its docstring)
 from mec_cli.evaluation.engine import AREA_RNG, REC_THRS, EvalResult
 
 FG_IOU, BG_IOU = 0.5, 0.1

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,6 +40,7 @@ from numba.core import cgutils
 from numba.extending import intrinsic
 
 from mec_cli.errors import MecError
+from mec_cli.evaluation import numba_setup  # noqa: F401  (before any kernel runs: see its docstring)
 
 __all__ = ["ResultsArrays", "scan_results", "read_results_file"]
 
@@ -896,12 +898,16 @@ def _parse_polygons(buf, i, n, rec, fb, nfb):
 
 @njit(cache=True, nogil=True)
 def _scan_core(buf, image_id, category_id, score, bbox, has_bbox, segm_kind, segm_span, rle_size, counts_span,
-               counts_escaped, err):
+               counts_escaped, err, top, final):
     """One pass over the results list; fills the output arrays (capacity ``image_id.shape[0]``).
 
     Returns ``(n_records, fallback, n_fallback)``; on a problem ``err`` holds
     ``[kind, record, field, pos, what, index, value_start]`` and the scan stops there. ``fallback[:n]`` rows are
     ``(record, field, slot, start, end)`` number tokens for Python's ``float()``; field -1 marks a dead row.
+
+    A piece of the list: without ``top`` the buffer starts at a record (the opening bracket and the separators
+    before it lie in earlier pieces); without ``final`` it ends right after a record's separating comma and
+    whitespace, where the scan stops (a buffer that ends anywhere else is a syntax error at its end).
     """
     buf = _borrowed(buf)
     err = _borrowed(err)
@@ -920,24 +926,28 @@ def _scan_core(buf, image_id, category_id, score, bbox, has_bbox, segm_kind, seg
     fb = np.empty((64, 5), dtype=np.int64)
     nfb = 0
     pend = np.zeros((6, 4), dtype=np.int64)  # per field: problem, pos, index, value start
-    i = _ws_hot(buf, 0, n)
-    if i >= n:
-        err[0] = K_EMPTY
-        return 0, fb, 0
-    if buf[i] != 91:
-        err[0] = K_TOP
-        err[3] = i
-        return 0, fb, 0
-    i = _ws_hot(buf, i + 1, n)
-    if i < n and buf[i] == 93:
+    i = 0
+    if top:
+        i = _ws_hot(buf, 0, n)
+        if i >= n:
+            err[0] = K_EMPTY
+            return 0, fb, 0
+        if buf[i] != 91:
+            err[0] = K_TOP
+            err[3] = i
+            return 0, fb, 0
         i = _ws_hot(buf, i + 1, n)
-        if i != n:
-            _syntax(err, i, X_END)
-        return 0, fb, 0
+        if i < n and buf[i] == 93:
+            i = _ws_hot(buf, i + 1, n)
+            if i != n:
+                _syntax(err, i, X_END)
+            return 0, fb, 0
     rec = 0
     while True:
         # ---- one record: an object whose known keys are parsed in place, the others validated and skipped
         if i >= n:
+            if not final and rec > 0:
+                return rec, fb, nfb  # the end of a piece, after a record's separator
             _syntax(err, i, X_VALUE)
             return rec, fb, nfb
         if buf[i] != 123:
@@ -955,7 +965,14 @@ def _scan_core(buf, image_id, category_id, score, bbox, has_bbox, segm_kind, seg
         bbox[rec, 2] = np.nan
         bbox[rec, 3] = np.nan
         has_bbox[rec] = False
-        segm_kind[rec] = 0  # the other segmentation fields are zeroed pages, written only for records with one
+        segm_kind[rec] = 0
+        segm_span[rec, 0] = 0
+        segm_span[rec, 1] = 0
+        rle_size[rec, 0] = 0
+        rle_size[rec, 1] = 0
+        counts_span[rec, 0] = 0
+        counts_span[rec, 1] = 0
+        counts_escaped[rec] = False
         seen = 0  # bit f set once field f was met
         any_pending = False
         rec_fb0 = nfb
@@ -1457,7 +1474,7 @@ def scan_results(buf: BufferLike, source: str = "results") -> ResultsArrays:
         err = np.zeros(8, dtype=np.int64)
         count, fb, nfb = _scan_core(arr, out["image_id"], out["category_id"], out["score"], out["bbox"],
                                     out["has_bbox"], out["segm_kind"], out["segm_span"], out["rle_size"],
-                                    out["counts_span"], out["counts_escaped"], err)
+                                    out["counts_span"], out["counts_escaped"], err, True, True)
         if err[0] != K_CAPACITY:
             break
         # unreachable by step 1's bound (records before this one were valid); every record starts with '{'
@@ -1479,31 +1496,152 @@ def scan_results(buf: BufferLike, source: str = "results") -> ResultsArrays:
     return ResultsArrays(**{k: v[:count] for k, v in out.items()})
 
 
-def _allocate(cap: int) -> dict:
-    """Output arrays for up to ``cap`` records: the scanner writes every field of every record except the segmentation
-    spans, which stay zero where a record has no segmentation (untouched pages cost no memory)."""
-    return {"image_id": np.empty(cap, np.int64), "category_id": np.empty(cap, np.int64),
-            "score": np.empty(cap, np.float64), "bbox": np.empty((cap, 4), np.float64),
-            "has_bbox": np.empty(cap, np.bool_), "segm_kind": np.empty(cap, np.int8),
-            # zeroed and written only for records with a segmentation: a box-only file never touches their pages
-            "segm_span": np.zeros((cap, 2), np.int64), "rle_size": np.zeros((cap, 2), np.int64),
-            "counts_span": np.zeros((cap, 2), np.int64), "counts_escaped": np.zeros(cap, np.bool_)}
+SEGM_FIELDS = ("segm_span", "rle_size", "counts_span", "counts_escaped")
 
 
-def read_results_file(path: Union[str, Path]) -> Tuple[ResultsArrays, np.ndarray]:
+def _allocate(cap: int, segm: bool = True) -> dict:
+    """Output arrays for up to ``cap`` records (the scanner writes every field of every record; pages past the last
+    record are never touched); without ``segm``, the segmentation fields are left out."""
+    out = {"image_id": np.empty(cap, np.int64), "category_id": np.empty(cap, np.int64),
+           "score": np.empty(cap, np.float64), "bbox": np.empty((cap, 4), np.float64),
+           "has_bbox": np.empty(cap, np.bool_), "segm_kind": np.empty(cap, np.int8)}
+    if segm:
+        out.update(segm_span=np.empty((cap, 2), np.int64), rle_size=np.empty((cap, 2), np.int64),
+                   counts_span=np.empty((cap, 2), np.int64), counts_escaped=np.empty(cap, np.bool_))
+    return out
+
+
+PIECE_BYTES = 4 << 20  # a large file is scanned in pieces of about this size, side by side
+_PIECE_START = re.compile(rb"\}[ \t\r\n]*,[ \t\r\n]*(\{)[ \t\r\n]*\"")  # a record's end, a comma, a record
+
+
+def _open_error(path: Path, exc: OSError) -> MecError:
+    if isinstance(exc, FileNotFoundError):
+        return MecError("no such results file", path)
+    if isinstance(exc, IsADirectoryError):
+        return MecError("is a directory, not a results file", path)
+    return MecError(f"cannot read the results file ({exc.strerror or exc})", path)
+
+
+def _piece_starts(path: Path, size: int, piece_bytes: int) -> list:
+    """Likely record starts about ``piece_bytes`` apart: a '{' after a record's '}' and a comma. A guess (a string
+    may hold that text); :func:`_scan_pieces` confirms each one by the scan of the piece before it."""
+    starts = [0]
+    with open(path, "rb") as f:
+        for off in range(piece_bytes, size - piece_bytes // 2, piece_bytes):
+            f.seek(off)
+            match = _PIECE_START.search(f.read(1 << 16))
+            if match and off + match.start(1) > starts[-1]:
+                starts.append(off + match.start(1))
+    return starts
+
+
+def _lazy_zeros(shape, dtype) -> np.ndarray:
+    """A zero array whose pages cost no memory until written (an anonymous mapping, whatever the allocator does)."""
+    import mmap
+
+    nbytes = max(1, int(np.prod(shape)) * np.dtype(dtype).itemsize)
+    return np.frombuffer(mmap.mmap(-1, nbytes), dtype=dtype, count=int(np.prod(shape))).reshape(shape)
+
+
+class _Pieces:
+    """The state of :func:`_scan_pieces`: the output arrays, and each piece's first record once known."""
+
+    def __init__(self, path: Path, starts: list, size: int, piece_bytes: int):
+        import threading
+
+        self.path, self.starts, self.ends = path, starts, starts[1:] + [size]
+        cap = size // 41 + 1  # a valid record takes at least 40 bytes plus a separator
+        self.out = _allocate(cap, segm=False)
+        self.out.update({f: _lazy_zeros((cap, 2) if f != "counts_escaped" else (cap,),
+                                        np.bool_ if f == "counts_escaped" else np.int64) for f in SEGM_FIELDS})
+        self.first = [0] + [None] * len(starts)  # first[k]: the index of piece k's first record; -1: give up
+        self.ready = [threading.Event() for _ in range(len(starts) + 1)]
+        self.ready[0].set()
+        self.local = threading.local()
+        self.longest = max(e - s for s, e in zip(starts, self.ends))
+
+    def scratch(self):
+        """This thread's buffer and arrays, made once and reused for each of its pieces."""
+        if not hasattr(self.local, "buf"):
+            self.local.buf = np.empty(self.longest, np.uint8)
+            self.local.arrays = _allocate(self.longest // 41 + 1)
+        return self.local.buf, self.local.arrays
+
+    def scan(self, k: int) -> None:
+        """Scan piece k into this thread's scratch, then, once piece k - 1 is placed, copy it after it."""
+        ok, n = False, 0
+        try:
+            buf, tmp = self.scratch()
+            start, end = self.starts[k], self.ends[k]
+            with open(self.path, "rb") as f:
+                f.seek(start)
+                got = f.readinto(memoryview(buf)[:end - start])
+            arr = buf[:got]
+            err = np.zeros(8, dtype=np.int64)
+            n, fb, nfb = _scan_core(arr, tmp["image_id"], tmp["category_id"], tmp["score"], tmp["bbox"],
+                                    tmp["has_bbox"], tmp["segm_kind"], tmp["segm_span"], tmp["rle_size"],
+                                    tmp["counts_span"], tmp["counts_escaped"], err, k == 0,
+                                    k == len(self.starts) - 1)
+            ok = got == end - start and err[0] == K_NONE and \
+                _apply_fallback(arr, fb[:nfb], tmp["score"], tmp["bbox"], tmp["has_bbox"])[0] < 0
+        finally:
+            self.ready[k].wait()
+            at = self.first[k]
+            if not ok or at < 0:
+                self.first[k + 1] = -1
+            else:
+                for key in ("image_id", "category_id", "score", "bbox", "has_bbox", "segm_kind"):
+                    self.out[key][at:at + n] = tmp[key][:n]
+                rows = np.flatnonzero(tmp["segm_kind"][:n])
+                if rows.size:  # spans into the piece become spans into the file
+                    self.out["segm_span"][at + rows] = tmp["segm_span"][rows] + start
+                    counts = tmp["counts_span"][rows]
+                    self.out["counts_span"][at + rows] = np.where(counts >= 0, counts + start, counts)
+                    self.out["rle_size"][at + rows] = tmp["rle_size"][rows]
+                    self.out["counts_escaped"][at + rows] = tmp["counts_escaped"][rows]
+                self.first[k + 1] = at + n
+            self.ready[k + 1].set()
+
+
+def _scan_pieces(path: Path, size: int, piece_bytes: int):
+    """The arrays of a large file scanned piece by piece on the cores, holding one piece's bytes per core instead of
+    the whole file; None where the pieces do not give them exactly (the caller then scans the whole file, which
+    also words any error). Spans are made file offsets."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    pieces = _Pieces(path, _piece_starts(path, size, piece_bytes), size, piece_bytes)
+    count = len(pieces.starts)
+    with ThreadPoolExecutor(max(1, min(2, count, os.cpu_count() or 1))) as pool:
+        for job in [pool.submit(pieces.scan, k) for k in range(count)]:
+            job.result()
+    total = pieces.first[count]
+    if total < 0:
+        return None
+    return ResultsArrays(**{k: v[:total] for k, v in pieces.out.items()})
+
+
+def read_results_file(path: Union[str, Path], piece_bytes: int = PIECE_BYTES) -> Tuple[ResultsArrays, np.ndarray]:
     """Read and scan the results file at ``path``.
 
     Returns ``(arrays, buf)``: ``buf`` is the file's bytes as a read-only (n,) uint8 array, the buffer that the
     spans of ``arrays`` refer to (pass it to ``rle_counts`` and ``segmentation``; keep it while you need them).
+    A file of at least two pieces (``piece_bytes``) is scanned in pieces, side by side; ``buf`` is then read only
+    when some record has a segmentation (else it is empty), so box results never hold the file's bytes at once.
     """
     path = Path(path)
     try:
-        buf = np.fromfile(path, dtype=np.uint8)
-    except FileNotFoundError:
-        raise MecError("no such results file", path) from None
-    except IsADirectoryError:
-        raise MecError("is a directory, not a results file", path) from None
+        size = path.stat().st_size
+        if path.is_dir():
+            raise IsADirectoryError(21, "Is a directory")
+        arrays = _scan_pieces(path, size, piece_bytes) if size >= 2 * piece_bytes else None
+        if arrays is not None and not arrays.segm_kind.any():
+            buf = np.zeros(0, np.uint8)
+        else:
+            buf = np.fromfile(path, dtype=np.uint8)
     except OSError as exc:
-        raise MecError(f"cannot read the results file ({exc.strerror or exc})", path) from None
+        raise _open_error(path, exc) from None
     buf.flags.writeable = False
-    return scan_results(buf, source=str(path)), buf
+    if arrays is None:
+        arrays = scan_results(buf, source=str(path))
+    return arrays, buf

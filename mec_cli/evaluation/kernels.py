@@ -19,8 +19,11 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
+from mec_cli.evaluation import numba_setup  # noqa: F401  (before any kernel runs: see its docstring)
+
 EPS = np.spacing(1)
 CAP_NONE, CAP_IMAGE, CAP_PAIR, CAP_CATEGORY = 0, 1, 2, 3
+BLOCK = 8192  # numpy sums a contiguous array in blocks of its buffer size (see numpy_sum)
 
 
 @njit(cache=True, nogil=True)
@@ -192,10 +195,9 @@ def pair_rows(img_ptr, img_cat, img, cat):
 
 @njit(cache=True, nogil=True)
 def _image_order(img_idx, num_images):
-    """Every detection image by image, file order kept within (a stable counting sort), and each image's start.
-
-    Results files usually come image by image already; then the order is the identity and no sort is needed.
-    """
+    """Every detection image by image, file order kept within (a stable counting sort), each image's start, and
+    whether the detections already lie image by image (usual for results files): then the order is the identity,
+    returned empty (``_nth`` reads it)."""
     n = img_idx.shape[0]
     starts = np.zeros(num_images + 1, np.int64)
     grouped = True
@@ -206,8 +208,15 @@ def _image_order(img_idx, num_images):
     for i in range(num_images):
         starts[i + 1] += starts[i]
     if grouped:
-        return np.arange(n), starts
-    return _stable_bucket_order(img_idx, num_images, np.arange(n))
+        return np.empty(0, np.int64), starts, True
+    by_img, starts = _stable_bucket_order(img_idx, num_images, np.arange(n))
+    return by_img, starts, False
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _nth(by_img, grouped, j):
+    """The j-th detection in image order (see :func:`_image_order`)."""
+    return j if grouped else by_img[j]
 
 
 @njit(cache=True, nogil=True)
@@ -233,13 +242,14 @@ def order_detections(img_idx, cat_idx, score, num_images, num_cats, cap_kind, ca
     n = img_idx.shape[0]
     keep = np.ones(n, np.bool_)
     # 1. every detection, image by image, file order kept
-    by_img, img_start = _image_order(img_idx, num_images)
+    by_img, img_start, grouped = _image_order(img_idx, num_images)
     if cap_kind == CAP_IMAGE or cap_kind == CAP_PAIR:
         seen = np.zeros(num_cats, np.int64)
         for im in range(num_images):
-            seg = by_img[img_start[im]:img_start[im + 1]]
-            if seg.shape[0] <= cap and cap_kind == CAP_IMAGE:
+            if img_start[im + 1] - img_start[im] <= cap and cap_kind == CAP_IMAGE:
                 continue
+            lo, hi = img_start[im], img_start[im + 1]
+            seg = np.arange(lo, hi) if grouped else by_img[lo:hi]
             o = _score_order(seg, score)
             for j in range(seg.shape[0]):
                 d = seg[o[j]]
@@ -270,7 +280,7 @@ def order_detections(img_idx, cat_idx, score, num_images, num_cats, cap_kind, ca
                 allowed[img_cat[row]] = pair_allowed[row]
         c = 0
         for j in range(img_start[im], img_start[im + 1]):
-            d = by_img[j]
+            d = _nth(by_img, grouped, j)
             if keep[d]:
                 if federated and not allowed[cat_idx[d]]:
                     keep[d] = False
@@ -292,7 +302,7 @@ def order_detections(img_idx, cat_idx, score, num_images, num_cats, cap_kind, ca
     for im in range(num_images):
         tag = im << 40 if packed else 0
         for j in range(img_start[im], img_start[im + 1]):
-            d = by_img[j]
+            d = _nth(by_img, grouped, j)
             if keep[d]:
                 k = cat_idx[d]
                 order[pos[k]] = d | tag
@@ -331,8 +341,8 @@ def _box_iou(db, gb, crowd):
 
 
 @njit(cache=True, nogil=True)
-def _match_image(im, img_seq, s, e, cat_idx, det_box, det_area, use_table, iou_table, iou_off, img_ptr, img_cat,
-                 pair_gt_start, pair_gt_count, pair_nel, gt_box, gt_area, gt_ignore, gt_crowd, gt_has_id, iou_thrs,
+def _match_image(im, img_seq, s, e, cat_idx, det_box, det_area, area_from_box, use_table, iou_table, iou_off,
+                 img_ptr, img_cat, pair_gt_start, pair_gt_count, pair_nel, gt_box, gt_area, gt_ignore, gt_crowd, gt_has_id, iou_thrs,
                  area_rng, bits, area_bits, thr_bits, max_ng, matched, det_tp, det_ig):
     """:func:`match_images` for the detections ``img_seq[s:e]`` of image ``im`` (pair by pair, in matching order).
 
@@ -400,7 +410,7 @@ def _match_image(im, img_seq, s, e, cat_idx, det_box, det_area, use_table, iou_t
                     nc += 1
                     last = g
         # unmatched, a detection is ignored wherever its area is outside the range or the category is not exhaustive
-        da = det_area[d]
+        da = det_box[d, 2] * det_box[d, 3] if area_from_box else det_area[d]
         out_bits = np.uint64(0)
         for a in range(num_area):
             if nel or da < area_rng[a, 0] or da > area_rng[a, 1]:
@@ -469,14 +479,15 @@ def _match_image(im, img_seq, s, e, cat_idx, det_box, det_area, use_table, iou_t
 
 
 @njit(cache=True, nogil=True, parallel=True)
-def match_images(img_seq, img_seq_ptr, cat_idx, det_box, det_area, use_table, iou_table, iou_off, img_ptr, img_cat,
-                 pair_gt_start, pair_gt_count, pair_nel, gt_box, gt_area, gt_ignore, gt_crowd, gt_has_id, iou_thrs,
+def match_images(img_seq, img_seq_ptr, cat_idx, det_box, det_area, area_from_box, use_table, iou_table, iou_off,
+                 img_ptr, img_cat, pair_gt_start, pair_gt_count, pair_nel, gt_box, gt_area, gt_ignore, gt_crowd, gt_has_id, iou_thrs,
                  area_rng, det_tp, det_ig):
     """Greedy matching of every (image, category) pair, images in parallel, memory touched image by image.
 
     Args:
         img_seq, img_seq_ptr: the counted detections in matching order, from :func:`order_detections`.
-        det_box, det_area: (N, 4) xywh boxes and (N,) areas of all detections.
+        det_box, det_area: (N, 4) xywh boxes and (N,) areas of all detections; with ``area_from_box`` the area is
+            the box's w * h, computed here (``det_area`` unused).
         use_table, iou_table, iou_off: precomputed IoUs (segm/boundary): those of detection d with its pair's
             ground truths start at ``iou_off[d]``; without ``use_table``, box IoUs computed on the fly.
         img_ptr, img_cat, pair_*: the ground truth's per-image category rows: first ground truth (in ``gt_*``
@@ -501,8 +512,8 @@ def match_images(img_seq, img_seq_ptr, cat_idx, det_box, det_area, use_table, io
     for r in range(pair_gt_count.shape[0]):
         max_ng = max(max_ng, pair_gt_count[r])
     for im in prange(num_images):
-        _match_image(im, img_seq, img_seq_ptr[im], img_seq_ptr[im + 1], cat_idx, det_box, det_area, use_table,
-                     iou_table, iou_off, img_ptr, img_cat, pair_gt_start, pair_gt_count, pair_nel, gt_box, gt_area,
+        _match_image(im, img_seq, img_seq_ptr[im], img_seq_ptr[im + 1], cat_idx, det_box, det_area, area_from_box,
+                     use_table, iou_table, iou_off, img_ptr, img_cat, pair_gt_start, pair_gt_count, pair_nel, gt_box, gt_area,
                      gt_ignore, gt_crowd, gt_has_id, iou_thrs, area_rng, bits, area_bits, thr_bits, max_ng, matched,
                      det_tp, det_ig)
 
@@ -656,36 +667,70 @@ def valid_precisions(precision, thresholds, categories, area, out):
 
 
 @njit(cache=True, nogil=True)
-def pairwise_sum(a, lo, n):
-    """numpy's pairwise summation of a[lo:lo + n], step for step (8 accumulators up to 128 values, halves above),
-    so a sum (and a mean) here is bit-identical to np.sum (np.mean) of the same contiguous values."""
+def _pairwise_leaf(a, lo, n):
+    """numpy's pairwise sum of a[lo:lo + n] for n <= 128: 8 accumulators, then the remainder."""
     if n < 8:
         res = 0.0
         for i in range(n):
             res += a[lo + i]
         return res
+    r0, r1, r2, r3 = a[lo], a[lo + 1], a[lo + 2], a[lo + 3]
+    r4, r5, r6, r7 = a[lo + 4], a[lo + 5], a[lo + 6], a[lo + 7]
+    i = 8
+    while i < n - (n % 8):
+        r0 += a[lo + i]
+        r1 += a[lo + i + 1]
+        r2 += a[lo + i + 2]
+        r3 += a[lo + i + 3]
+        r4 += a[lo + i + 4]
+        r5 += a[lo + i + 5]
+        r6 += a[lo + i + 6]
+        r7 += a[lo + i + 7]
+        i += 8
+    res = ((r0 + r1) + (r2 + r3)) + ((r4 + r5) + (r6 + r7))
+    while i < n:
+        res += a[lo + i]
+        i += 1
+    return res
+
+
+@njit(cache=True, nogil=True)
+def pairwise_sum(a, lo, n):
+    """numpy's pairwise summation of a[lo:lo + n], step for step (8 accumulators up to 128 values, halves above,
+    the left half first), so a sum (and a mean) here is bit-identical to np.sum (np.mean) of the same contiguous
+    values. The halving runs on an explicit stack: numba's cache mislinks recursive functions."""
     if n <= 128:
-        r0, r1, r2, r3 = a[lo], a[lo + 1], a[lo + 2], a[lo + 3]
-        r4, r5, r6, r7 = a[lo + 4], a[lo + 5], a[lo + 6], a[lo + 7]
-        i = 8
-        while i < n - (n % 8):
-            r0 += a[lo + i]
-            r1 += a[lo + i + 1]
-            r2 += a[lo + i + 2]
-            r3 += a[lo + i + 3]
-            r4 += a[lo + i + 4]
-            r5 += a[lo + i + 5]
-            r6 += a[lo + i + 6]
-            r7 += a[lo + i + 7]
-            i += 8
-        res = ((r0 + r1) + (r2 + r3)) + ((r4 + r5) + (r6 + r7))
-        while i < n:
-            res += a[lo + i]
-            i += 1
-        return res
-    n2 = n // 2
-    n2 -= n2 % 8
-    return pairwise_sum(a, lo, n2) + pairwise_sum(a, lo + n2, n - n2)
+        return _pairwise_leaf(a, lo, n)
+    los = np.empty(64, np.int64)
+    ns = np.empty(64, np.int64)
+    waiting = np.zeros(64, np.int64)  # 1: the left half is being summed; 2: the right half
+    left = np.empty(64)
+    top = 0
+    los[0], ns[0] = lo, n
+    while True:
+        m = ns[top]
+        if m > 128:  # split: the left half first
+            half = m // 2
+            half -= half % 8
+            waiting[top] = 1
+            top += 1
+            los[top], ns[top], waiting[top] = los[top - 1], half, 0
+            continue
+        ret = _pairwise_leaf(a, los[top], m)
+        top -= 1
+        while top >= 0:  # hand the sum to the frames waiting for it
+            if waiting[top] == 1:  # it was the left half: now the right one
+                left[top] = ret
+                waiting[top] = 2
+                half = ns[top] // 2
+                half -= half % 8
+                top += 1
+                los[top], ns[top], waiting[top] = los[top - 1] + half, ns[top - 1] - half, 0
+                break
+            ret = left[top] + ret
+            top -= 1
+        if top < 0:
+            return ret
 
 
 @njit(cache=True, nogil=True)
@@ -695,7 +740,7 @@ def numpy_sum(a, n):
     res = 0.0
     i = 0
     while i < n:
-        m = min(8192, n - i)
+        m = min(BLOCK, n - i)
         res += pairwise_sum(a, i, m)
         i += m
     return res
@@ -710,48 +755,75 @@ def mean_valid(precision, thresholds, categories, area, scratch):
 
 
 @njit(cache=True, nogil=True)
+def _push(buf, fill, sums, s, v):
+    """Stream s: add v to its block ``buf[s]`` (``fill[s]`` values so far); a full block is summed pairwise into
+    ``sums[s]``, so a stream ends as :func:`numpy_sum` of all its values without holding them."""
+    buf[s, fill[s]] = v
+    fill[s] += 1
+    if fill[s] == BLOCK:
+        sums[s] += pairwise_sum(buf[s], 0, BLOCK)
+        fill[s] = 0
+
+
+@njit(cache=True, nogil=True)
+def _close(buf, fill, sums, count, s):
+    """The mean of stream s over its ``count`` values (-1 when none), and the stream emptied."""
+    if fill[s]:
+        sums[s] += pairwise_sum(buf[s], 0, fill[s])
+    mean = sums[s] / count if count else -1.0
+    sums[s] = 0.0
+    fill[s] = 0
+    return mean
+
+
+@njit(cache=True, nogil=True)
 def area_means(precision, out, out_t):
     """Per area range a: ``out[a]`` = :func:`mean_valid` over every threshold and category, ``out_t[a, t]`` over
-    every category at threshold t; one pass over the precision array in memory order (-1 where none is valid)."""
+    every category at threshold t; one pass over the precision array in memory order (-1 where none is valid),
+    each mean streamed block by block (nothing the size of the array is held)."""
     num_thr, num_rec, num_cats, num_area = precision.shape
-    scratch = np.empty((num_area, num_thr * num_rec * num_cats))
-    start = np.zeros((num_area, num_thr + 1), np.int64)
+    buf = np.empty((2 * num_area, BLOCK))  # stream a: all thresholds of area a; num_area + a: this threshold's
+    fill = np.zeros(2 * num_area, np.int64)
+    sums = np.zeros(2 * num_area)
     n = np.zeros(num_area, np.int64)
     for t in range(num_thr):
-        for a in range(num_area):
-            start[a, t] = n[a]
+        n_t = np.zeros(num_area, np.int64)
         for r in range(num_rec):
             for k in range(num_cats):
                 for a in range(num_area):
                     v = precision[t, r, k, a]
                     if v > -1:
-                        scratch[a, n[a]] = v
-                        n[a] += 1
+                        _push(buf, fill, sums, a, v)
+                        _push(buf, fill, sums, num_area + a, v)
+                        n_t[a] += 1
+        for a in range(num_area):
+            out_t[a, t] = _close(buf, fill, sums, n_t[a], num_area + a)
+            n[a] += n_t[a]
     for a in range(num_area):
-        start[a, num_thr] = n[a]
-        out[a] = numpy_sum(scratch[a], n[a]) / n[a] if n[a] else -1.0
-        for t in range(num_thr):
-            m = start[a, t + 1] - start[a, t]
-            out_t[a, t] = numpy_sum(scratch[a, start[a, t]:], m) / m if m else -1.0
+        out[a] = _close(buf, fill, sums, n[a], a)
 
 
 @njit(cache=True, nogil=True)
 def set_means(precision, categories, area, out_t):
     """:func:`mean_valid` over ``categories`` at area range ``area``: returned for all thresholds together, and
-    ``out_t[t]`` for each threshold alone (-1 where none is valid)."""
+    ``out_t[t]`` for each threshold alone (-1 where none is valid); streamed as in :func:`area_means`."""
     num_thr, num_rec = precision.shape[0], precision.shape[1]
-    scratch = np.empty(num_thr * num_rec * categories.shape[0])
-    m = 0
+    buf = np.empty((2, BLOCK))
+    fill = np.zeros(2, np.int64)
+    sums = np.zeros(2)
+    n = 0
     for t in range(num_thr):
-        s = m
+        n_t = 0
         for r in range(num_rec):
             for k in categories:
                 v = precision[t, r, k, area]
                 if v > -1:
-                    scratch[m] = v
-                    m += 1
-        out_t[t] = numpy_sum(scratch[s:], m - s) / (m - s) if m > s else -1.0
-    return numpy_sum(scratch, m) / m if m else -1.0
+                    _push(buf, fill, sums, 0, v)
+                    _push(buf, fill, sums, 1, v)
+                    n_t += 1
+        out_t[t] = _close(buf, fill, sums, n_t, 1)
+        n += n_t
+    return _close(buf, fill, sums, n, 0)
 
 
 @njit(cache=True, nogil=True)

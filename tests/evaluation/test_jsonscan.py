@@ -638,3 +638,55 @@ def test_deep_nesting_in_an_unknown_key_is_skipped():
         scan_results(b'[{"image_id": 1, "deep": ' + b"[" * 100_000 + b"}]")
     with pytest.raises(MecError, match="'bbox' must be a list of 4 numbers"):
         scan_results(_rec(OK + ', "bbox": ' + "[" * 100_000 + "]" * 100_000))
+
+
+def _same_arrays(a, b):
+    for field in ("image_id", "category_id", "score", "bbox", "has_bbox", "segm_kind", "segm_span", "rle_size",
+                  "counts_span", "counts_escaped"):
+        x, y = getattr(a, field), getattr(b, field)
+        assert x.dtype == y.dtype and x.shape == y.shape, field
+        assert np.array_equal(x.view(np.uint8), y.view(np.uint8)), field  # bit for bit (NaN boxes included)
+
+
+@settings(max_examples=60, **SETTINGS)
+@given(st.lists(records(), min_size=1, max_size=12), st.integers(0, 2 ** 32), st.sampled_from([None, 0, 2]),
+       st.integers(40, 400))
+def test_files_read_in_pieces_equal_one_scan(tmp_path_factory, recs, seed, indent, piece):
+    """A large file is scanned in pieces side by side; any piece size gives the whole scan's arrays, spans into
+    the file, and the same error when there is one (unknown keys may hold text that looks like a record start)."""
+    text = _dump(recs, random.Random(seed), indent).encode("utf-8")
+    path = tmp_path_factory.mktemp("pieces") / "results.json"
+    path.write_bytes(text)
+    whole = scan_results(text)
+    arrays, buf = read_results_file(path, piece_bytes=piece)
+    _same_arrays(arrays, whole)
+    # the file's bytes when records hold segmentations (or when the pieces gave way to one whole scan)
+    assert buf.tobytes() in ((text,) if whole.segm_kind.any() or len(text) < 2 * piece else (b"", text))
+    for i in np.flatnonzero(whole.segm_kind):
+        assert arrays.segmentation(buf, i) == whole.segmentation(text, i)
+
+
+def test_pieces_with_a_misleading_string_and_bad_records(tmp_path):
+    """A string holding '}, {"' fools the guess of a piece start: the result is still exact; a bad record in any
+    piece gives the one message of the whole scan."""
+    recs = [{"image_id": i, "category_id": 1, "score": 0.5, "bbox": [1, 2, 3, 4],
+             "note": 'x}, {"image_id": 1' * (i % 3)} for i in range(400)]
+    text = json.dumps(recs).encode()
+    path = tmp_path / "r.json"
+    path.write_bytes(text)
+    for piece in (97, 500, 4096):
+        _same_arrays(read_results_file(path, piece_bytes=piece)[0], scan_results(text))
+    for bad in (b'"score": -1', b'"bbox": [1, 2]', b'"image_id": 1.5'):
+        broken = text.replace(b'"score": 0.5', bad, 1) if bad.startswith(b'"score"') else \
+            text[:len(text) * 2 // 3] + text[len(text) * 2 // 3:].replace(b'"bbox": [1, 2, 3, 4]', bad, 1)
+        if bad.startswith(b'"image_id"'):
+            broken = text[:len(text) // 2] + text[len(text) // 2:].replace(b'"image_id": 300', bad, 1)
+        path.write_bytes(broken)
+        with pytest.raises(MecError) as whole:
+            scan_results(broken, source=str(path))
+        with pytest.raises(MecError) as pieces:
+            read_results_file(path, piece_bytes=600)
+        assert str(pieces.value) == str(whole.value)
+    path.write_bytes(text[:-40])  # truncated
+    with pytest.raises(MecError, match="expected"):
+        read_results_file(path, piece_bytes=600)
