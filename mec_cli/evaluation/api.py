@@ -256,10 +256,12 @@ def evaluate_results_file(results: Union[str, Path], ann: Union[str, Path], iou_
     ``iou_types`` defaults to what the results hold: bbox when the records carry boxes, segm when they carry
     segmentations, both when they carry both; boundary (Boundary AP, from the segmentations) only when asked
     for, with ``dilation_ratio``. ``analysis`` adds the errors and calibration sections.
-    Inputs are checked in the order groups, results, annotations,
-    before any evaluation. The results are read first so that, for box results, the file's bytes are gone
-    before the ground truth is indexed (the peak memory is the larger of the two, not their sum).
+    Inputs are checked in the order groups, results, annotations, before any evaluation: the results are read
+    (in their own threads; a large file of boxes is never held whole) while the annotations are indexed here,
+    and a problem with the results is reported before one with the annotations.
     """
+    from concurrent.futures import ThreadPoolExecutor
+
     from mec_cli.evaluation.engine import KIND_POLYGONS, Detections
     from mec_cli.evaluation.jsonscan import read_results_file
 
@@ -268,14 +270,20 @@ def evaluate_results_file(results: Union[str, Path], ann: Union[str, Path], iou_
 
         check_dilation(dilation_ratio)
     groups, names, _ = _group_info(groups_file)
-    arrays, buf = read_results_file(results)
-    gt = _load_gt(ann, protocol) if (arrays.segm_kind == KIND_POLYGONS).any() else None  # polygons need image sizes
-    dets = Detections.from_scan(arrays, buf, str(results), gt.image_size if gt else None)
+    with ThreadPoolExecutor(1) as pool:
+        reading = pool.submit(read_results_file, results)
+        try:
+            gt, gt_error = _load_gt(ann, protocol), None
+        except MecError as exc:
+            gt, gt_error = None, exc
+        arrays, buf = reading.result()  # the results' own problem first
+    if gt_error is not None:
+        raise gt_error
+    polygons = (arrays.segm_kind == KIND_POLYGONS).any()  # they need the images' sizes
+    dets = Detections.from_scan(arrays, buf, str(results), gt.image_size if polygons else None)
     del arrays, buf  # box-only results keep nothing of the file's bytes (masks keep them through dets.segm)
-    if gt is None:
-        gt = _load_gt(ann, protocol)
-        if dets.segm is not None:
-            dets.segm.image_size = gt.image_size
+    if dets.segm is not None:
+        dets.segm.image_size = gt.image_size
     if not iou_types:
         iou_types = dets.iou_types()
     scorable = dets.scorable_by() + (["boundary"] if "segm" in dets.scorable_by() else [])

@@ -64,15 +64,12 @@ def _power_of_five_table() -> np.ndarray:
             c = 2 ** (z + 127) // power5 + 1
         else:
             c = 2 ** (2 * z + 128) // power5 + 1
-            while c >= 1 << 128:
-                c //= 2
+            c >>= max(0, c.bit_length() - 128)  # halved (truncating) until below 2**128
         words += [c >> 64, c & 0xFFFFFFFFFFFFFFFF]
     for q in range(0, 309):
         power5 = 5 ** q
-        while power5 < 1 << 127:
-            power5 *= 2
-        while power5 >= 1 << 128:
-            power5 //= 2
+        bits = power5.bit_length()  # doubled until at least 2**127, or halved (truncating) until below 2**128
+        power5 = power5 << (128 - bits) if bits < 128 else power5 >> (bits - 128)
         words += [power5 >> 64, power5 & 0xFFFFFFFFFFFFFFFF]
     return np.array(words, dtype=np.uint64)
 

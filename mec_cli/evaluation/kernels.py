@@ -755,47 +755,55 @@ def mean_valid(precision, thresholds, categories, area, scratch):
 
 
 @njit(cache=True, nogil=True)
-def _push(buf, fill, sums, s, v):
-    """Stream s: add v to its block ``buf[s]`` (``fill[s]`` values so far); a full block is summed pairwise into
-    ``sums[s]``, so a stream ends as :func:`numpy_sum` of all its values without holding them."""
-    buf[s, fill[s]] = v
-    fill[s] += 1
-    if fill[s] == BLOCK:
-        sums[s] += pairwise_sum(buf[s], 0, BLOCK)
-        fill[s] = 0
+def _flush(buf, fill, sums, s):
+    """Stream s's full block summed pairwise into ``sums[s]``; see :func:`area_means`."""
+    sums[s] += pairwise_sum(buf[s], 0, fill[s])
+    fill[s] = 0
 
 
 @njit(cache=True, nogil=True)
 def _close(buf, fill, sums, count, s):
     """The mean of stream s over its ``count`` values (-1 when none), and the stream emptied."""
     if fill[s]:
-        sums[s] += pairwise_sum(buf[s], 0, fill[s])
+        _flush(buf, fill, sums, s)
     mean = sums[s] / count if count else -1.0
     sums[s] = 0.0
-    fill[s] = 0
     return mean
 
 
 @njit(cache=True, nogil=True)
 def area_means(precision, out, out_t):
     """Per area range a: ``out[a]`` = :func:`mean_valid` over every threshold and category, ``out_t[a, t]`` over
-    every category at threshold t; one pass over the precision array in memory order (-1 where none is valid),
-    each mean streamed block by block (nothing the size of the array is held)."""
+    every category at threshold t; one pass over the precision array in memory order (-1 where none is valid).
+
+    Each mean is streamed: values go to a block of numpy's size, and a full block is summed pairwise into the
+    stream's sum, so the result is :func:`numpy_sum` of all its values without holding them. (The pushes are
+    written out in the loop: a call per value, with its arrays' reference counting, costs ten times more.)
+    """
     num_thr, num_rec, num_cats, num_area = precision.shape
     buf = np.empty((2 * num_area, BLOCK))  # stream a: all thresholds of area a; num_area + a: this threshold's
     fill = np.zeros(2 * num_area, np.int64)
     sums = np.zeros(2 * num_area)
     n = np.zeros(num_area, np.int64)
+    n_t = np.zeros(num_area, np.int64)
     for t in range(num_thr):
-        n_t = np.zeros(num_area, np.int64)
+        n_t[:] = 0
         for r in range(num_rec):
             for k in range(num_cats):
                 for a in range(num_area):
                     v = precision[t, r, k, a]
                     if v > -1:
-                        _push(buf, fill, sums, a, v)
-                        _push(buf, fill, sums, num_area + a, v)
                         n_t[a] += 1
+                        s = a
+                        buf[s, fill[s]] = v
+                        fill[s] += 1
+                        if fill[s] == BLOCK:
+                            _flush(buf, fill, sums, s)
+                        s = num_area + a
+                        buf[s, fill[s]] = v
+                        fill[s] += 1
+                        if fill[s] == BLOCK:
+                            _flush(buf, fill, sums, s)
         for a in range(num_area):
             out_t[a, t] = _close(buf, fill, sums, n_t[a], num_area + a)
             n[a] += n_t[a]
@@ -818,9 +826,12 @@ def set_means(precision, categories, area, out_t):
             for k in categories:
                 v = precision[t, r, k, area]
                 if v > -1:
-                    _push(buf, fill, sums, 0, v)
-                    _push(buf, fill, sums, 1, v)
                     n_t += 1
+                    for s in range(2):
+                        buf[s, fill[s]] = v
+                        fill[s] += 1
+                        if fill[s] == BLOCK:
+                            _flush(buf, fill, sums, s)
         out_t[t] = _close(buf, fill, sums, n_t, 1)
         n += n_t
     return _close(buf, fill, sums, n, 0)

@@ -33,7 +33,9 @@ def _acceptable(field, value, command) -> bool:
     """The few (field, value) pairs that are valid after all."""
     key = field[-1]
     if key == "segmentation" and command == "eval":
-        return True  # box evaluation never reads ground-truth segmentations (mec_cli.data.schema)
+        # box evaluation never reads ground-truth segmentations (mec_cli.data.schema), but the file must still be
+        # JSON: NaN and Infinity literals (which json.dumps writes) are not
+        return not (isinstance(value, float) and value in (float("inf"),)) and value == value
     if key == "name":
         return isinstance(value, str)
     if key in ("width",):
