@@ -186,15 +186,30 @@ def _first(mask: np.ndarray) -> int:
     return int(np.argmax(mask))
 
 
-def check_references(ds: Dataset, path, require_annotations: bool = True, raw_keys=None) -> None:
-    """What the types cannot say: unique ids, known images and categories, boxes with a positive size."""
+ANNOTATION_COLUMNS = np.dtype([("id", np.int64), ("image_id", np.int64), ("category_id", np.int64),
+                               ("bbox", np.float64, (4,)), ("area", np.float64), ("has_area", np.bool_),
+                               ("iscrowd", np.bool_), ("ignore", np.bool_)])
+
+
+def annotation_columns(anns) -> np.ndarray:
+    """The annotations' scalar fields as one structured array (:data:`ANNOTATION_COLUMNS`), read in one pass; area
+    0 where the record has none (``has_area`` False)."""
+    return np.fromiter(((a.id, a.image_id, a.category_id, a.bbox, 0.0 if a.area is UNSET else a.area,
+                         a.area is not UNSET, a.iscrowd, a.ignore) for a in anns), ANNOTATION_COLUMNS, len(anns))
+
+
+def check_references(ds: Dataset, path, require_annotations: bool = True, raw_keys=None,
+                     columns: Optional[np.ndarray] = None) -> None:
+    """What the types cannot say: unique ids, known images and categories, boxes with a positive size.
+    ``columns``: :func:`annotation_columns` of the annotations, when the caller has them."""
     if require_annotations and raw_keys is not None and not ({"images", "annotations"} <= raw_keys):
         missing = "images" if "images" not in raw_keys else "annotations"
         raise MecError(f"missing top-level key '{missing}'", path)
     img_ids = np.fromiter((i.id for i in ds.images), np.int64, len(ds.images))
     cat_ids = np.fromiter((c.id for c in ds.categories), np.int64, len(ds.categories))
     anns = ds.annotations
-    ann_ids = np.fromiter((a.id for a in anns), np.int64, len(anns))
+    cols = annotation_columns(anns) if columns is None else columns
+    ann_ids = cols["id"]
     for what, ids in (("image", img_ids), ("category", cat_ids), ("annotation", ann_ids)):
         uniq, counts = np.unique(ids, return_counts=True)
         if (counts > 1).any():
@@ -211,13 +226,12 @@ def check_references(ds: Dataset, path, require_annotations: bool = True, raw_ke
                 raise MecError(f"image id {im.id} lists unknown category id {cat} in {field}", path)
     if not anns:
         return
-    for field, ids, known in (("image", np.fromiter((a.image_id for a in anns), np.int64, len(anns)), img_ids),
-                              ("category", np.fromiter((a.category_id for a in anns), np.int64, len(anns)), cat_ids)):
+    for field, ids, known in (("image", cols["image_id"], img_ids), ("category", cols["category_id"], cat_ids)):
         bad = ~np.isin(ids, known)
         if bad.any():
             i = _first(bad)
             raise MecError(f"annotation id {int(ann_ids[i])} points at unknown {field} id {int(ids[i])}", path)
-    boxes = np.array([a.bbox for a in anns], np.float64)
+    boxes = cols["bbox"]
     bad = ~np.isfinite(boxes).all(1)
     if bad.any():
         i = _first(bad)
@@ -231,7 +245,7 @@ def check_references(ds: Dataset, path, require_annotations: bool = True, raw_ke
     odd = next((a for a in anns if isinstance(a.segmentation, list) and any(len(p) % 2 for p in a.segmentation)), None)
     if odd is not None:
         raise MecError(f"annotation id {odd.id}: a segmentation polygon must be a list of x, y pairs (an even count)", path)
-    areas = np.fromiter((0.0 if a.area is UNSET else a.area for a in anns), np.float64, len(anns))
+    areas = cols["area"]
     if not np.isfinite(areas).all():
         i = _first(~np.isfinite(areas))
         raise MecError(f"annotation id {int(ann_ids[i])} has area {anns[i].area}, not a finite number >= 0", path)

@@ -214,10 +214,10 @@ class GroundTruth:
     annotated (``pair_nel``).
     """
 
-    def __init__(self, data, protocol: str = "lvis", source: str = "annotations"):
+    def __init__(self, data, protocol: str = "lvis", source: str = "annotations", columns: Optional[np.ndarray] = None):
         import msgspec
 
-        from mec_cli.data.schema import Dataset
+        from mec_cli.data.schema import Dataset, annotation_columns
 
         if protocol not in PROTOCOLS:
             raise MecError(f"--protocol must be one of {', '.join(PROTOCOLS)}, got {protocol!r}")
@@ -232,19 +232,19 @@ class GroundTruth:
         self.cats = IdIndex(np.unique(np.fromiter((c.id for c in ds.categories), np.int64, len(ds.categories))))
         self.img_ids, self.cat_ids = self.images.ids, self.cats.ids
         self.num_cats = K = len(self.cats)
-        anns = ds.annotations
-        n = len(anns)
-        img = self.images.lookup(np.fromiter((a.image_id for a in anns), np.int64, n))
-        cat = self.cats.lookup(np.fromiter((a.category_id for a in anns), np.int64, n))
-        box = np.array([a.bbox for a in anns], dtype=np.float64).reshape(-1, 4)
-        area = np.fromiter((a.bbox[2] * a.bbox[3] if a.area is msgspec.UNSET else a.area for a in anns), np.float64, n)
-        ann_id = np.fromiter((a.id for a in anns), np.int64, n)
-        crowd = np.fromiter((bool(a.iscrowd) for a in anns), np.bool_, n)
+        cols = annotation_columns(ds.annotations) if columns is None else columns
+        n = len(cols)
+        img = self.images.lookup(cols["image_id"])
+        cat = self.cats.lookup(cols["category_id"])
+        box = np.ascontiguousarray(cols["bbox"]).reshape(-1, 4)
+        area = np.where(cols["has_area"], cols["area"], box[:, 2] * box[:, 3])  # no area: the box's, as the tools
+        ann_id = np.ascontiguousarray(cols["id"])
+        crowd = np.ascontiguousarray(cols["iscrowd"])
         if protocol == "coco":  # pycocotools overwrites any 'ignore' field with iscrowd
             ignore = crowd.copy()
         else:
             crowd = np.zeros(n, np.bool_)
-            ignore = np.fromiter((bool(a.ignore) for a in anns), np.bool_, n)
+            ignore = np.ascontiguousarray(cols["ignore"])
         # 1. ground truths sorted by (image, category, file order); gt_file maps back to the annotation list
         self.gt_file = np.lexsort((np.arange(n), cat, img))
         self.gt_img, self.gt_cat = img[self.gt_file], cat[self.gt_file]
@@ -255,12 +255,9 @@ class GroundTruth:
         keys = [np.unique(gt_keys)]
         neg_keys = nel_keys = np.zeros(0, np.int64)
         if protocol == "lvis":
-            neg, nel = [], []
             im_idx = self.images.lookup(np.fromiter((im.id for im in ds.images), np.int64, len(ds.images)))
-            for i, im in zip(im_idx.tolist(), ds.images):
-                neg += [i * K + c for c in self._cat_index(im.neg_category_ids)]
-                nel += [i * K + c for c in self._cat_index(im.not_exhaustive_category_ids)]
-            neg_keys, nel_keys = np.unique(np.array(neg, np.int64)), np.unique(np.array(nel, np.int64))
+            neg_keys, nel_keys = (self._pair_keys(ds.images, im_idx, field)
+                                  for field in ("neg_category_ids", "not_exhaustive_category_ids"))
             keys += [neg_keys, nel_keys]
         rows = np.unique(np.concatenate(keys))
         self.img_ptr = np.searchsorted(rows, np.arange(len(self.images) + 1) * K).astype(np.int64)
@@ -288,9 +285,12 @@ class GroundTruth:
         """
         import msgspec
 
-        from mec_cli.data.schema import read_dataset
+        from mec_cli.data.schema import annotation_columns, check_references, decode_dataset, read_raw, top_level_keys
 
-        ds = read_dataset(path, lazy_segmentation=True)
+        raw = read_raw(path)
+        ds = decode_dataset(raw, path, lazy_segmentation=True)
+        columns = annotation_columns(ds.annotations)
+        check_references(ds, path, True, top_level_keys(raw), columns)
         lvis_fields = [im.neg_category_ids is not msgspec.UNSET and im.not_exhaustive_category_ids is not msgspec.UNSET
                        for im in ds.images]
         protocol = protocol or ("lvis" if lvis_fields and lvis_fields[0] else "coco")
@@ -298,15 +298,20 @@ class GroundTruth:
             bad = ds.images[lvis_fields.index(False)].id
             raise MecError(f"image id {bad} lacks neg_category_ids/not_exhaustive_category_ids needed by the LVIS protocol "
                            "(use --protocol coco)", path)
-        return cls(ds, protocol, str(path))
+        return cls(ds, protocol, str(path), columns)
 
-    def _cat_index(self, ids) -> List[int]:
+    def _pair_keys(self, images, im_idx: np.ndarray, field: str) -> np.ndarray:
+        """image * K + category of every (image, category) an image lists in ``field`` (unknown categories
+        skipped), sorted and unique."""
         import msgspec
 
-        if ids is msgspec.UNSET or not ids:
-            return []
-        idx = self.cats.lookup(np.asarray(list(ids), dtype=np.int64))
-        return idx[idx >= 0].tolist()
+        lists = [getattr(im, field) for im in images]
+        lists = [ids if ids is not msgspec.UNSET else [] for ids in lists]
+        counts = np.fromiter((len(ids) for ids in lists), np.int64, len(lists))
+        cats = self.cats.lookup(np.fromiter((c for ids in lists for c in ids), np.int64, int(counts.sum())))
+        imgs = np.repeat(im_idx.astype(np.int64), counts)
+        known = cats >= 0
+        return np.unique(imgs[known] * self.num_cats + cats[known])
 
     def segmentation(self, f: int):
         """The segmentation of annotation ``f`` (file order) as pycocotools reads it: polygons or an RLE dict."""
