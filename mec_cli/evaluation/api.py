@@ -250,12 +250,13 @@ def metrics_document(modes: Dict, protocol: str, ann_file: str, groups_file: Opt
 def evaluate_results_file(results: Union[str, Path], ann: Union[str, Path], iou_types: Optional[Sequence[str]] = None,
                           protocol: Optional[str] = None, groups_file: Optional[str] = None,
                           dets_per_class: Optional[int] = None, analysis: bool = False,
-                          dilation_ratio: float = 0.02) -> Dict:
+                          dilation_ratio: float = 0.02, progress=None) -> Dict:
     """Evaluate an LVIS/COCO results JSON (MMDetection, detectron2, pycocotools...); mode name ``results``.
 
     ``iou_types`` defaults to what the results hold: bbox when the records carry boxes, segm when they carry
     segmentations, both when they carry both; boundary (Boundary AP, from the segmentations) only when asked
     for, with ``dilation_ratio``. ``analysis`` adds the errors and calibration sections.
+    ``progress(step, done, total)``, when given, hears of each step as it goes (``total`` 0: no count).
     Inputs are checked in the order groups, results, annotations, before any evaluation: the results are read
     (in their own threads; a large file of boxes is never held whole) while the annotations are indexed here,
     and a problem with the results is reported before one with the annotations.
@@ -270,8 +271,11 @@ def evaluate_results_file(results: Union[str, Path], ann: Union[str, Path], iou_
 
         check_dilation(dilation_ratio)
     groups, names, _ = _group_info(groups_file)
+    report = progress or (lambda step, done=0, total=0: None)
     with ThreadPoolExecutor(1) as pool:
-        reading = pool.submit(read_results_file, results)
+        reading = pool.submit(read_results_file, results,
+                              progress=lambda done, total: report("reading the results", done, total))
+        report("reading the annotations")
         try:
             gt, gt_error = _load_gt(ann, protocol), None
         except MecError as exc:
@@ -291,6 +295,8 @@ def evaluate_results_file(results: Union[str, Path], ann: Union[str, Path], iou_
     if missing:
         what = "boxes" if missing[0] == "bbox" else "segmentations"
         raise MecError(f"evaluation by {missing[0]} asked for, but the results hold no {what}", results)
+    report("evaluating " + ", ".join(iou_types) + (" and Fixed AP" if dets_per_class else "")
+           + (" with the error and calibration studies" if analysis else ""))
     modes = {"results": _summaries(gt, dets, iou_types, groups, names, str(results), dets_per_class, analysis,
                                    dilation_ratio)}
     return metrics_document(modes, gt.protocol, str(ann), groups_file, results_file=str(results), checkpoint=None,

@@ -1601,37 +1601,41 @@ class _Pieces:
             self.ready[k + 1].set()
 
 
-def _scan_pieces(path: Path, size: int, piece_bytes: int):
+def _scan_pieces(path: Path, size: int, piece_bytes: int, progress=None):
     """The arrays of a large file scanned piece by piece on the cores, holding one piece's bytes per core instead of
     the whole file; None where the pieces do not give them exactly (the caller then scans the whole file, which
-    also words any error). Spans are made file offsets."""
+    also words any error). Spans are made file offsets. ``progress(bytes_done, size)`` after each piece."""
     from concurrent.futures import ThreadPoolExecutor
 
     pieces = _Pieces(path, _piece_starts(path, size, piece_bytes), size, piece_bytes)
     count = len(pieces.starts)
     with ThreadPoolExecutor(max(1, min(2, count, os.cpu_count() or 1))) as pool:
-        for job in [pool.submit(pieces.scan, k) for k in range(count)]:
+        for k, job in enumerate([pool.submit(pieces.scan, k) for k in range(count)]):
             job.result()
+            if progress is not None:
+                progress(pieces.ends[k], size)
     total = pieces.first[count]
     if total < 0:
         return None
     return ResultsArrays(**{k: v[:total] for k, v in pieces.out.items()})
 
 
-def read_results_file(path: Union[str, Path], piece_bytes: int = PIECE_BYTES) -> Tuple[ResultsArrays, np.ndarray]:
+def read_results_file(path: Union[str, Path], piece_bytes: int = PIECE_BYTES,
+                      progress=None) -> Tuple[ResultsArrays, np.ndarray]:
     """Read and scan the results file at ``path``.
 
     Returns ``(arrays, buf)``: ``buf`` is the file's bytes as a read-only (n,) uint8 array, the buffer that the
     spans of ``arrays`` refer to (pass it to ``rle_counts`` and ``segmentation``; keep it while you need them).
     A file of at least two pieces (``piece_bytes``) is scanned in pieces, side by side; ``buf`` is then read only
     when some record has a segmentation (else it is empty), so box results never hold the file's bytes at once.
+    ``progress(bytes_done, bytes_total)`` is called as the pieces are read.
     """
     path = Path(path)
     try:
         size = path.stat().st_size
         if path.is_dir():
             raise IsADirectoryError(21, "Is a directory")
-        arrays = _scan_pieces(path, size, piece_bytes) if size >= 2 * piece_bytes else None
+        arrays = _scan_pieces(path, size, piece_bytes, progress) if size >= 2 * piece_bytes else None
         if arrays is not None and not arrays.segm_kind.any():
             buf = np.zeros(0, np.uint8)
         else:
