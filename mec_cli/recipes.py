@@ -6,6 +6,10 @@ file name (with or without ``.py``), then a unique prefix of a short name; an un
 close matches. The dataset of a recipe is swapped with ``dataset=`` (a part under
 ``recipes/_base_/datasets/``, which names its class count and schedule). This module holds no config
 dicts of its own.
+
+A recipe's top-level names that start with ``_`` are helpers for the recipes that inherit it (the MEC overlay
+of ``recipes/_base_/models/mec.py``): :func:`load_config` drops them, as mmengine drops ``__`` names, so that
+they never reach the resolved config.
 """
 from __future__ import annotations
 
@@ -104,6 +108,8 @@ def load_config(path: Path, dataset: Optional[str] = None, cfg_options: Optional
         cfg = Config.fromfile(str(path))
     except (SyntaxError, KeyError, FileNotFoundError, ImportError) as e:
         raise MecError(f"cannot load config ({type(e).__name__}: {e})", path) from None
+    for key in [k for k in cfg.keys() if k.startswith("_")]:  # the recipes' helpers (recipes/_base_/models/mec.py)
+        cfg.pop(key)
     if dataset is not None:
         apply_dataset(cfg, dataset)
     if cfg_options:
@@ -124,11 +130,12 @@ def apply_dataset(cfg, dataset: str) -> None:
         raise MecError(f"unknown dataset {dataset!r}; choose one of {', '.join(parts)}")
     part = Config.fromfile(str(parts[dataset]))
     keys = ("train_dataloader", "val_dataloader", "test_dataloader", "val_evaluator", "test_evaluator")
-    rfs = cfg.train_dataloader.dataset.get("type") == "ClassBalancedDataset"
+    sampling = cfg.train_dataloader.dataset
     for key in keys:
         cfg[key] = part[key]
-    if rfs:  # keep repeat factor sampling around the new dataset
-        cfg.train_dataloader.dataset = dict(type="ClassBalancedDataset", oversample_thr=1e-3, dataset=part.train_dataloader.dataset)
+    if sampling.get("type") == "ClassBalancedDataset":  # the recipe's repeat factor sampling, around the new dataset
+        sampling.dataset = part.train_dataloader.dataset
+        cfg.train_dataloader.dataset = sampling
     meta = part.get("mec_dataset", {})
     if meta.get("schedule"):
         apply_schedule(cfg, Path(meta["schedule"]).stem)

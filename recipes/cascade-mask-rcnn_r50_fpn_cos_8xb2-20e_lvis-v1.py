@@ -1,10 +1,7 @@
 # Cascade R50 baseline with a cosine classifier (mmdet's NormedLinear, temperature 20; paper Table 1 (11)).
-_base_ = './cascade-mask-rcnn_r50_fpn_8xb2-20e_lvis-v1.py'
-cos_bbox_head = dict(
-    type='Shared2FCBBoxHead', in_channels=256, fc_out_channels=1024, roi_feat_size=7, num_classes=1203, reg_class_agnostic=True,
-    cls_predictor_cfg=dict(type='NormedLinear', tempearture=20),
-    loss_cls=dict(type='CrossEntropyLoss', use_sigmoid=False, loss_weight=1.0), loss_bbox=dict(type='SmoothL1Loss', beta=1.0, loss_weight=1.0))
+_base_ = ['./cascade-mask-rcnn_r50_fpn_8xb2-20e_lvis-v1.py', '_base_/models/cos-bbox-head_lvis.py']
 model = dict(roi_head=dict(bbox_head=[
-    dict(cos_bbox_head, bbox_coder=dict(type='DeltaXYWHBBoxCoder', target_means=[0., 0., 0., 0.], target_stds=stds))
-    for stds in [[0.1, 0.1, 0.2, 0.2], [0.05, 0.05, 0.1, 0.1], [0.033, 0.033, 0.067, 0.067]]]))
-mec_recipe = dict(name='cascade_r50_cos_baseline', model='Cascade Mask R-CNN', backbone='R-50-FPN', dataset='lvis_v1', stages=3, mec=False, classifier='cosine')
+    dict(_base_.cos_bbox_head, bbox_coder=dict(type='DeltaXYWHBBoxCoder', target_means=[0., 0., 0., 0.], target_stds=stds))
+    for stds in _base_.stage_target_stds]))
+mec_recipe = dict(name='cascade_r50_cos_baseline', model='Cascade Mask R-CNN', backbone='R-50-FPN', dataset='lvis_v1',
+                  stages=3, mec=False, classifier='cosine')
