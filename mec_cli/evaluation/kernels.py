@@ -357,6 +357,13 @@ def _match_image(im, img_seq, s, e, cat_idx, det_box, det_area, area_from_box, u
     g_igmask = np.empty(max_ng, np.uint64)  # a ground truth's ignored (threshold, area) bits
     cand = np.empty(max_ng, np.int64)
     cand_ig = np.empty(max_ng, np.bool_)
+    area_lo, area_hi = area_rng[:, 0].copy(), area_rng[:, 1].copy()
+    thr_eff = np.empty(num_thr)  # the IoU a match needs at each threshold, as the tools compare it
+    for t in range(num_thr):
+        thr_eff[t] = min(iou_thrs[t], 1 - 1e-10)
+    every = np.uint64(0)
+    for a in range(num_area):
+        every |= area_bits[a]
     cur, gs, ng, nel = -1, 0, 0, False
     for j in range(s, e):
         d = img_seq[j]
@@ -411,10 +418,9 @@ def _match_image(im, img_seq, s, e, cat_idx, det_box, det_area, area_from_box, u
                     last = g
         # unmatched, a detection is ignored wherever its area is outside the range or the category is not exhaustive
         da = det_box[d, 2] * det_box[d, 3] if area_from_box else det_area[d]
-        out_bits = np.uint64(0)
-        for a in range(num_area):
-            if nel or da < area_rng[a, 0] or da > area_rng[a, 1]:
-                out_bits |= area_bits[a]
+        out_bits = every if nel else np.uint64(0)
+        for a in range(num_area):  # without branches: the comparisons go either way at random
+            out_bits |= area_bits[a] * np.uint64((da < area_lo[a]) | (da > area_hi[a]))
         if nc == 0:  # nothing to match: unmatched everywhere
             det_tp[d] = 0
             det_ig[d] = out_bits
@@ -426,7 +432,7 @@ def _match_image(im, img_seq, s, e, cat_idx, det_box, det_area, area_from_box, u
             v = ious[last]
             reach = np.uint64(0)
             for t in range(num_thr):
-                if v >= min(iou_thrs[t], 1 - 1e-10):
+                if v >= thr_eff[t]:
                     reach |= thr_bits[t]
             now = reach if gt_crowd[gi] else reach & ~matched[gi]
             matched[gi] |= now
@@ -772,20 +778,25 @@ def _close(buf, fill, sums, count, s):
 
 
 @njit(cache=True, nogil=True)
-def area_means(precision, out, out_t):
+def area_means(precision, out, out_t, set_of, set_area, set_out, set_out_t):
     """Per area range a: ``out[a]`` = :func:`mean_valid` over every threshold and category, ``out_t[a, t]`` over
-    every category at threshold t; one pass over the precision array in memory order (-1 where none is valid).
+    every category at threshold t; and per category set s (``set_of[k, g]``: the set of category k in grouping g, or
+    -1) the same at area range ``set_area`` into ``set_out[s]`` and ``set_out_t[s, t]``. One pass over the precision
+    array in memory order (-1 where none is valid).
 
     Each mean is streamed: values go to a block of numpy's size, and a full block is summed pairwise into the
     stream's sum, so the result is :func:`numpy_sum` of all its values without holding them. (The pushes are
     written out in the loop: a call per value, with its arrays' reference counting, costs ten times more.)
     """
     num_thr, num_rec, num_cats, num_area = precision.shape
-    buf = np.empty((2 * num_area, BLOCK))  # stream a: all thresholds of area a; num_area + a: this threshold's
-    fill = np.zeros(2 * num_area, np.int64)
-    sums = np.zeros(2 * num_area)
-    n = np.zeros(num_area, np.int64)
-    n_t = np.zeros(num_area, np.int64)
+    num_sets = set_out.shape[0]
+    streams = 2 * (num_area + num_sets)  # per area range, then per set: all thresholds, then this threshold's
+    buf = np.empty((streams, BLOCK))
+    fill = np.zeros(streams, np.int64)
+    sums = np.zeros(streams)
+    n = np.zeros(num_area + num_sets, np.int64)
+    n_t = np.zeros(num_area + num_sets, np.int64)
+    half = num_area + num_sets
     for t in range(num_thr):
         n_t[:] = 0
         for r in range(num_rec):
@@ -799,42 +810,39 @@ def area_means(precision, out, out_t):
                         fill[s] += 1
                         if fill[s] == BLOCK:
                             _flush(buf, fill, sums, s)
-                        s = num_area + a
+                        s = half + a
                         buf[s, fill[s]] = v
                         fill[s] += 1
                         if fill[s] == BLOCK:
                             _flush(buf, fill, sums, s)
-        for a in range(num_area):
-            out_t[a, t] = _close(buf, fill, sums, n_t[a], num_area + a)
-            n[a] += n_t[a]
-    for a in range(num_area):
-        out[a] = _close(buf, fill, sums, n[a], a)
-
-
-@njit(cache=True, nogil=True)
-def set_means(precision, categories, area, out_t):
-    """:func:`mean_valid` over ``categories`` at area range ``area``: returned for all thresholds together, and
-    ``out_t[t]`` for each threshold alone (-1 where none is valid); streamed as in :func:`area_means`."""
-    num_thr, num_rec = precision.shape[0], precision.shape[1]
-    buf = np.empty((2, BLOCK))
-    fill = np.zeros(2, np.int64)
-    sums = np.zeros(2)
-    n = 0
-    for t in range(num_thr):
-        n_t = 0
-        for r in range(num_rec):
-            for k in categories:
-                v = precision[t, r, k, area]
-                if v > -1:
-                    n_t += 1
-                    for s in range(2):
-                        buf[s, fill[s]] = v
-                        fill[s] += 1
-                        if fill[s] == BLOCK:
-                            _flush(buf, fill, sums, s)
-        out_t[t] = _close(buf, fill, sums, n_t, 1)
-        n += n_t
-    return _close(buf, fill, sums, n, 0)
+                        if a == set_area:
+                            for g in range(set_of.shape[1]):
+                                if set_of[k, g] >= 0:
+                                    q = num_area + set_of[k, g]
+                                    n_t[q] += 1
+                                    s = q
+                                    buf[s, fill[s]] = v
+                                    fill[s] += 1
+                                    if fill[s] == BLOCK:
+                                        _flush(buf, fill, sums, s)
+                                    s = half + q
+                                    buf[s, fill[s]] = v
+                                    fill[s] += 1
+                                    if fill[s] == BLOCK:
+                                        _flush(buf, fill, sums, s)
+        for q in range(half):
+            mean = _close(buf, fill, sums, n_t[q], half + q)
+            if q < num_area:
+                out_t[q, t] = mean
+            else:
+                set_out_t[q - num_area, t] = mean
+            n[q] += n_t[q]
+    for q in range(half):
+        mean = _close(buf, fill, sums, n[q], q)
+        if q < num_area:
+            out[q] = mean
+        else:
+            set_out[q - num_area] = mean
 
 
 @njit(cache=True, nogil=True)

@@ -20,21 +20,34 @@ def _mean_valid(s: np.ndarray) -> float:
 
 class _Means:
     """Means of valid precisions over slices of one precision array, each bit-identical to the reference tools'
-    ``np.mean(s[s > -1])`` of the slice (see ``kernels.mean_valid``): every area range's in one pass."""
+    ``np.mean(s[s > -1])`` of the slice (see ``kernels.mean_valid``): every area range's and every category set's
+    (at area 'all') in one pass."""
 
-    def __init__(self, res: EvalResult):
+    def __init__(self, res: EvalResult, sets: Dict[str, List[int]]):
         from mec_cli.evaluation import kernels
 
         self.p, self.kernels, self.res = res.precision, kernels, res
-        num_thr, num_area = self.p.shape[0], self.p.shape[3]
+        num_thr, num_cats, num_area = self.p.shape[0], self.p.shape[2], self.p.shape[3]
+        # each category is in at most one set of a grouping: one column per grouping (LVIS frequency, groups.json)
+        columns: List[Dict[int, int]] = []
+        for s, idx in enumerate(sets.values()):
+            column = next((c for c in columns if not set(c) & set(idx)), None)
+            if column is None:
+                column = {}
+                columns.append(column)
+            column.update({int(k): s for k in idx})
+        set_of = np.full((num_cats, max(1, len(columns))), -1, np.int64)
+        for g, column in enumerate(columns):
+            set_of[list(column), g] = list(column.values())
+        self.names = list(sets)
         self.area, self.area_t = np.empty(num_area), np.empty((num_area, num_thr))
-        kernels.area_means(self.p, self.area, self.area_t)
+        self.set, self.set_t = np.empty(len(sets)), np.empty((len(sets), num_thr))
+        kernels.area_means(self.p, self.area, self.area_t, set_of, AREA_LABELS.index("all"), self.set, self.set_t)
 
-    def categories(self, area: int, categories: Sequence[int]):
-        """(mean over all thresholds, [mean at each threshold]) of ``categories``."""
-        out_t = np.empty(self.p.shape[0])
-        m = self.kernels.set_means(self.p, np.asarray(categories, np.int64), area, out_t)
-        return float(m), out_t.tolist()
+    def categories(self, name: str):
+        """(mean over all thresholds, [mean at each threshold]) of the set ``name`` (area 'all')."""
+        s = self.names.index(name)
+        return float(self.set[s]), self.set_t[s].tolist()
 
     def per_category(self, area: int) -> np.ndarray:
         if self.res.category_ap is not None and area == AREA_LABELS.index("all"):
@@ -89,7 +102,8 @@ def summarize(res: EvalResult, frequency: Optional[Dict[int, str]] = None, group
         iou_profile: add ``AP_per_iou``: for ``AP`` and every group metric, the AP at each IoU threshold
             (``IOU_THRS``, 0.50:0.05:0.95), sliced from the same precision array.
     """
-    mean = _Means(res)
+    sets = category_sets(res.cat_ids, frequency, groups, group_names)
+    mean = _Means(res, sets)
     all_area = AREA_LABELS.index("all")
     per_iou = mean.area_t[all_area].tolist()
     out: Dict = {
@@ -101,8 +115,8 @@ def summarize(res: EvalResult, frequency: Optional[Dict[int, str]] = None, group
         "APl": float(mean.area[AREA_LABELS.index("large")]),
     }
     profile = {"AP": per_iou}
-    for name, idx in category_sets(res.cat_ids, frequency, groups, group_names).items():
-        out[name], profile[name] = mean.categories(all_area, idx)
+    for name in sets:
+        out[name], profile[name] = mean.categories(name)
     if iou_profile:
         out["AP_per_iou"] = profile
     if per_category:

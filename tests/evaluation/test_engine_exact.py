@@ -344,3 +344,8 @@ def test_summaries_equal_numpy_means_bit_for_bit():
     for r, frequency in [(res, gt.frequency), (holes, freq)]:
         sets = category_sets(r.cat_ids, frequency)
         assert summarize(r, frequency) == _reference_summary(r, sets)
+        # two groupings at once (LVIS frequency and groups.json), a category in one set of each
+        groups = {int(c): int(c) % 4 for c in r.cat_ids}
+        names = ["a", "b", "c", "d"]
+        sets = category_sets(r.cat_ids, frequency, groups, names)
+        assert summarize(r, frequency, groups, names) == _reference_summary(r, sets)
