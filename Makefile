@@ -20,7 +20,7 @@ STAMP := $(VENV)/.mec-setup-$(shell (cat constraints.txt pyproject.toml; echo '$
 DEMO_OUT ?= mec-demo
 PYTEST_ARGS ?=
 
-.PHONY: setup demo test clean-venv
+.PHONY: setup demo test lint clean-venv
 setup: $(STAMP)
 
 $(STAMP): constraints.txt pyproject.toml
@@ -33,6 +33,11 @@ demo: setup
 
 test: setup
 	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+# ruff, pinned in constraints.txt and configured in pyproject.toml: pyflakes, pycodestyle (120 columns), isort, and
+# no imports inside functions except where start-up time needs them
+lint: setup
+	$(VENV)/bin/ruff check .
 
 clean-venv:
 	rm -rf $(VENV)

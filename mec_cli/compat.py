@@ -12,9 +12,18 @@
 from __future__ import annotations
 
 import builtins
+import collections
+import pickle
+import re
 import types
+import warnings
+from pathlib import Path
 
 import numpy as np
+import torch
+from mmengine.logging.history_buffer import HistoryBuffer
+
+from mec_cli.errors import MecError
 
 
 class _NumpyWithFloat(types.ModuleType):
@@ -28,7 +37,7 @@ class _NumpyWithFloat(types.ModuleType):
 
 def patch_lvis_numpy() -> None:
     """Make ``lvis.eval`` (only it) see a numpy with ``float``; a no-op where numpy still has it."""
-    import lvis.eval as lvis_eval
+    import lvis.eval as lvis_eval  # noqa: PLC0415  (lvis-api only where it is compared against)
 
     if isinstance(lvis_eval.np, _NumpyWithFloat) or "float" in vars(np):
         return
@@ -37,13 +46,11 @@ def patch_lvis_numpy() -> None:
 
 def mmengine_safe_globals() -> list:
     """The classes an mmengine 0.10 checkpoint pickles besides tensors and plain containers."""
-    from mmengine.logging.history_buffer import HistoryBuffer
-
     safe: list = [HistoryBuffer, np.ndarray, np.dtype]
     try:
-        from numpy._core.multiarray import _reconstruct, scalar
+        from numpy._core.multiarray import _reconstruct, scalar  # noqa: PLC0415  (numpy >= 2, else below)
     except ImportError:  # numpy < 2
-        from numpy.core.multiarray import _reconstruct, scalar
+        from numpy.core.multiarray import _reconstruct, scalar  # noqa: PLC0415
     safe += [_reconstruct, scalar]
     # numpy dtypes pickle as their concrete classes (Float64DType, Int64DType, ...).
     safe += [type(np.dtype(t)) for t in ("float64", "float32", "int64", "int32", "bool", "uint8")]
@@ -57,10 +64,6 @@ def _history_buffer_getattr(obj, name: str):
     ``getattr`` would let a checkpoint reach any attribute of any allowed object, so this stand-in
     resolves only those four names on that one class and refuses everything else.
     """
-    import pickle
-
-    from mmengine.logging.history_buffer import HistoryBuffer
-
     if obj is HistoryBuffer and name in ("min", "max", "current", "mean"):
         return getattr(obj, name)
     raise pickle.UnpicklingError(f"checkpoint asks for getattr({obj!r}, {name!r}), which is not allowed")
@@ -68,10 +71,6 @@ def _history_buffer_getattr(obj, name: str):
 
 def allow_mmengine_checkpoints() -> None:
     """Allow-list mmengine's checkpoint classes for ``torch.load(weights_only=True)``."""
-    import collections
-
-    import torch
-
     if hasattr(torch.serialization, "add_safe_globals"):
         torch.serialization.add_safe_globals([*mmengine_safe_globals(), collections.Counter,
                                               (_history_buffer_getattr, "builtins.getattr")])
@@ -84,15 +83,6 @@ def check_checkpoint(path) -> None:
     mmengine's allow-listed classes: a pickle can run code) all end here, before any model is built. The
     tensors are memory-mapped, not read, so the check costs little even for large checkpoints.
     """
-    import pickle
-    import re
-    import warnings
-    from pathlib import Path
-
-    import torch
-
-    from mec_cli.errors import MecError
-
     path = Path(path)
     if path.is_dir():
         raise MecError("is a directory, not a checkpoint file", path)
@@ -116,7 +106,8 @@ def check_checkpoint(path) -> None:
         if found:
             why = f"it asks for {found.group(1)}, which is not an allowed checkpoint class"
         else:
-            why = f"{detail.group(1).strip() if detail else 'not a plain checkpoint'}: only tensors and mmengine's checkpoint classes are allowed"
+            what = detail.group(1).strip() if detail else "not a plain checkpoint"
+            why = f"{what}: only tensors and mmengine's checkpoint classes are allowed"
         raise MecError(f"refused to load: {why} (a checkpoint is a pickle, and a pickle can run code)", path) from None
     except (RuntimeError, EOFError, OSError, ValueError, KeyError, AttributeError, TypeError) as e:
         text = " ".join(str(e).split())

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Callable, Dict, List, Optional
 
 from mec_cli.data.groups import DEFAULT_BINS, bin_ranges
+from mec_cli.data.synth import SynthConfig
 from mec_cli.errors import SEED_MAX, check_number
 
 STEP_NAMES = ["synth", "groups", "train tiny_baseline", "train tiny", "eval tiny_baseline", "eval tiny", "reports"]
@@ -54,9 +55,10 @@ def environment() -> Dict:
     import torch
 
     cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor()) if Path("/proc/cpuinfo").is_file() else platform.processor()
-    return {"mec_code": code_fingerprint(), "torch": torch.__version__, "torch_threads": torch.get_num_threads(), "cpu": cpu,
-            "python": platform.python_version()}
+                if line.startswith("model name")),
+               platform.processor()) if Path("/proc/cpuinfo").is_file() else platform.processor()
+    return {"mec_code": code_fingerprint(), "torch": torch.__version__, "torch_threads": torch.get_num_threads(),
+            "cpu": cpu, "python": platform.python_version()}
 
 
 def run_demo(opts: DemoOptions, on_step: Optional[Callable[[str, str], None]] = None,
@@ -71,7 +73,7 @@ def run_demo(opts: DemoOptions, on_step: Optional[Callable[[str, str], None]] = 
     """
     opts.validate()
     from mec_cli.data.groups import compute_groups
-    from mec_cli.data.synth import SynthConfig, make_synthetic_dataset
+    from mec_cli.data.synth import make_synthetic_dataset
     from mec_cli.evaluation.checkpoint import EvalOptions, evaluate_checkpoint
     from mec_cli.io import write_json_atomic, write_text_atomic
     from mec_cli.training import TrainOptions, prepare_training, train
@@ -98,7 +100,8 @@ def run_demo(opts: DemoOptions, on_step: Optional[Callable[[str, str], None]] = 
         report(name, "done")
 
     def synth() -> None:
-        make_synthetic_dataset(SynthConfig(out=data, seed=opts.seed, train_images=opts.train_images, val_images=opts.val_images))
+        make_synthetic_dataset(SynthConfig(out=data, seed=opts.seed, train_images=opts.train_images,
+                                           val_images=opts.val_images))
         (data / ".complete").write_text("ok\n")
 
     def train_tiny(recipe: str, work: Path) -> None:
@@ -121,8 +124,8 @@ def run_demo(opts: DemoOptions, on_step: Optional[Callable[[str, str], None]] = 
          lambda: write_json_atomic(out / "groups.json", compute_groups(data / "annotations" / "lvis_v1_train.json")))
     for recipe in ("tiny_baseline", "tiny"):
         work = runs / recipe
-        step(f"train {recipe}", work / f"iter_{opts.iters}.pth", lambda recipe=recipe, work=work: train_tiny(recipe, work),
-             iters=opts.iters, seed=opts.seed)
+        step(f"train {recipe}", work / f"iter_{opts.iters}.pth", lambda recipe=recipe,
+             work=work: train_tiny(recipe, work), iters=opts.iters, seed=opts.seed)
     for recipe in ("tiny_baseline", "tiny"):
         work = runs / recipe
         step(f"eval {recipe}", work / "metrics.json", lambda recipe=recipe, work=work: evaluate(recipe, work))
@@ -167,16 +170,18 @@ def write_reports(out: Path, runs: List) -> List[Dict[str, str]]:
           "(marks read from the runs), mask AP overall and per frequency group, box mAP. The paper's numbers belong to "
           "its Cascade R50 on LVIS, so none stand beside these tiny runs.")
     table("compare", compare_table([base, mec]),
-          "Table 1 style: the baseline (mean_logits: MMDetection's mean of the stage logits) against MEC (dynamic ensemble "
-          "with group alignment), box and mask AP per group, with the deltas.")
+          "Table 1 style: the baseline (mean_logits: MMDetection's mean of the stage logits) against MEC (dynamic "
+          "ensemble with group alignment), box and mask AP per group, with the deltas.")
     for run in (mec, base):
         frame = stages_frame(run, "segm")
         axis = grouping_axis(run, frame.attrs["grouping"])
-        paths = save_figure(stages_figure(frame, f"{run.label}: per-stage mask AP by frequency group (Figure 1a)", xlabel=axis),
+        paths = save_figure(stages_figure(frame, f"{run.label}: per-stage mask AP by frequency group (Figure 1a)",
+                                          xlabel=axis),
                             str(reports / f"stages_{run.label}.png"))
         write_text_atomic(reports / f"stages_{run.label}.csv", frame.to_csv())
         items.append({"path": f"reports/stages_{run.label}.png", "also": ", ".join(Path(p).name for p in paths[1:]) +
-                      f", stages_{run.label}.csv", "what": f"Figure 1(a) for {run.label}: mask AP of each cascade stage alone, "
+                      f", stages_{run.label}.csv",
+                      "what": f"Figure 1(a) for {run.label}: mask AP of each cascade stage alone, "
                       "per frequency group (stage 1 has the lowest IoU threshold)."})
     values = baseline_vs_mec(base, mec)
     save_figure(compare_groups_figure(values, xlabel=grouping_axis(mec, resolve_grouping([base, mec]))),
@@ -186,8 +191,8 @@ def write_reports(out: Path, runs: List) -> List[Dict[str, str]]:
     curves = distribution_curves([str(out / "data" / "annotations" / "lvis_v1_train.json"), "lvis_v1", "coco2017"])
     save_figure(distribution_figure(curves), str(reports / "distribution.png"))
     items.append({"path": "reports/distribution.png", "also": "distribution.svg",
-                  "what": "Figure 5 style: sorted training instances per category of the synthetic set, LVIS v1 and COCO, "
-                          f"with the group edges {' and '.join(map(str, DEFAULT_BINS))}."})
+                  "what": "Figure 5 style: sorted training instances per category of the synthetic set, LVIS v1 and "
+                          f"COCO, with the group edges {' and '.join(map(str, DEFAULT_BINS))}."})
     return items
 
 
@@ -199,17 +204,21 @@ def write_index(out: Path, items: List[Dict[str, str]], opts: DemoOptions, runs:
     base, mec = runs
     lines = ["# mec demo", "",
              f"The whole MEC pipeline on the built-in synthetic long-tailed dataset ({opts.train_images} training and "
-             f"{opts.val_images} validation images, 24 shape-and-colour categories from 3 to ~1,000 training instances), "
-             f"with the tiny Cascade Mask R-CNN (ResNet-18 from scratch) trained for {opts.iters} iterations on the CPU. "
-             "These numbers show the pipeline working end to end; they say nothing about MEC at paper scale.", "",
+             f"{opts.val_images} validation images, {SynthConfig.num_classes} shape-and-colour categories from 3 to "
+             "~1,000 training instances), with the tiny Cascade Mask R-CNN (ResNet-18 from scratch) trained for "
+             f"{opts.iters} iterations on the CPU. These numbers show the pipeline working end to end; they say "
+             "nothing about MEC at paper scale.", "",
              "## Outputs", ""]
     for it in items:
         lines.append(f"- [{it['path']}]({it['path']}) (also {it['also']}): {it['what']}")
-    lines += [f"- [groups.json](groups.json): the frequency groups (instances in {', '.join(bin_ranges(DEFAULT_BINS))}) used by training, "
+    ranges = ", ".join(bin_ranges(DEFAULT_BINS))
+    lines += [f"- [groups.json](groups.json): the frequency groups (instances in {ranges}) used by training, "
               "evaluation and the reports.",
-              "- [runs/tiny_baseline/metrics.json](runs/tiny_baseline/metrics.json), [runs/tiny/metrics.json](runs/tiny/metrics.json): "
-              "every mode's box and mask AP (per group and per category) from one inference pass each (`mec eval --per-stage`).",
-              "- runs/*/config.py, runs/*/groups.json, runs/*/iter_*.pth: the resolved configs, groups and checkpoints.",
+              "- [runs/tiny_baseline/metrics.json](runs/tiny_baseline/metrics.json), "
+              "[runs/tiny/metrics.json](runs/tiny/metrics.json): every mode's box and mask AP (per group and per "
+              "category) from one inference pass each (`mec eval --per-stage`).",
+              "- runs/*/config.py, runs/*/groups.json, runs/*/iter_*.pth: the resolved configs, groups and "
+              "checkpoints.",
               "- [data/](data/): the synthetic dataset (LVIS v1 JSON and PNG images).", "",
               "## Baseline against MEC", "", to_markdown(compare_table([base, mec]))]
     return Path(write_text_atomic(out / "README.md", "\n".join(lines) + "\n"))

@@ -6,7 +6,6 @@ import re
 from pathlib import Path
 from typing import Callable, Optional, Union
 
-
 PARAMETER = re.compile(r"`([a-z][a-z0-9_]*)`")  # a parameter named in a message, in the library's terms
 
 
@@ -33,7 +32,8 @@ def name_options(text: str, flag: Callable[[str], Optional[str]]) -> str:
 
 
 def check_number(option: str, value, minimum=None, maximum=None, integer: bool = False, above: bool = False) -> None:
-    """Refuse a number outside [minimum, maximum] (or not > minimum with ``above``), NaN and infinity, or a non-integer."""
+    """Refuse a number outside [minimum, maximum] (or not > minimum with ``above``), NaN and infinity, or a
+    non-integer."""
     if value is None:
         return
     if isinstance(value, bool) or not isinstance(value, (int, float)) or (integer and not isinstance(value, int)):

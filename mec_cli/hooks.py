@@ -15,10 +15,15 @@ import sys
 import time
 from typing import Optional
 
+import torch
+import torch.distributed as dist
 from mmengine.dist import is_main_process
 from mmengine.hooks import CheckpointHook, Hook
 from mmengine.registry import HOOKS
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+from mec_cli.io import write_text_atomic
 from mec_cli.signals import STOP
 
 
@@ -42,11 +47,11 @@ class MECProgressHook(Hook):
         self._start = time.time()
         if not is_main_process() or not sys.stderr.isatty():
             return
-        from rich.console import Console
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-        self._progress = Progress(TextColumn("[bold]train[/]"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.description}"),
-                                  TextColumn("eta"), TimeRemainingColumn(), console=Console(stderr=True), transient=False)
+        self._progress = Progress(TextColumn("[bold]train[/]"), BarColumn(), MofNCompleteColumn(),
+                                  TextColumn("{task.description}"),
+                                  TextColumn("eta"), TimeRemainingColumn(), console=Console(stderr=True),
+                                  transient=False)
         self._progress.start()
         self._task = self._progress.add_task("", total=runner.max_iters, completed=runner.iter)
         self._start = time.time()
@@ -67,7 +72,8 @@ class MECProgressHook(Hook):
             # No terminal (CI, a pipe): a plain line every tenth of the run.
             rate = (time.time() - self._start) / max(1, done - self._first)
             eta = rate * (runner.max_iters - done)
-            print(f"train iter {done}/{runner.max_iters} loss={loss:.3f} lr={lr:.2e} eta={eta:.0f}s", file=sys.stderr, flush=True)
+            print(f"train iter {done}/{runner.max_iters} loss={loss:.3f} lr={lr:.2e} eta={eta:.0f}s", file=sys.stderr,
+                  flush=True)
 
     def after_train(self, runner) -> None:
         if self._progress is not None:
@@ -79,7 +85,8 @@ class TrainingStopped(Exception):
     """A run stopped on request after a completed iteration, with its checkpoint saved."""
 
     def __init__(self, iteration: int, checkpoint: str, signal_name: str, exit_code: int):
-        self.iteration, self.checkpoint, self.signal_name, self.exit_code = iteration, checkpoint, signal_name, exit_code
+        self.iteration, self.checkpoint = iteration, checkpoint
+        self.signal_name, self.exit_code = signal_name, exit_code
         super().__init__(f"stopped by {signal_name} after iteration {iteration}; checkpoint {checkpoint} saved; "
                          "continue with the same command and `resume`")
 
@@ -89,8 +96,6 @@ class MECCheckpointHook(CheckpointHook):
     """CheckpointHook whose saves are atomic (see the module docstring); same options as mmengine's."""
 
     def _save_checkpoint_with_step(self, runner, step, meta):
-        from mec_cli.io import write_text_atomic
-
         outdated = []
         if self.max_keep_ckpts > 0 and not (len(self.keep_ckpt_ids) > 0 and self.keep_ckpt_ids[-1] == step):
             if len(self.keep_ckpt_ids) == self.max_keep_ckpts:
@@ -134,9 +139,6 @@ class MECStopHook(Hook):
     @staticmethod
     def _agreed(runner) -> bool:
         """Whether any rank was asked to stop: every rank leaves the loop after the same iteration."""
-        import torch
-        import torch.distributed as dist
-
         wanted = bool(STOP)
         if dist.is_available() and dist.is_initialized():
             device = next(runner.model.parameters()).device

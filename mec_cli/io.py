@@ -170,7 +170,8 @@ def write_outputs(outputs: Dict[PathLike, Writer]) -> List[Path]:
             try:
                 writer(tmp)
             except OSError as e:
-                raise MecError(f"cannot write ({e.strerror or e}); the previous outputs are unchanged", target) from None
+                raise MecError(f"cannot write ({e.strerror or e}); the previous outputs are unchanged",
+                               target) from None
     return [Path(p) for p in outputs]
 
 

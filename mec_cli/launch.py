@@ -93,7 +93,7 @@ def check_devices(gpus: int) -> None:
     """Refuse more GPUs than CUDA sees (none on a CPU machine) before anything starts."""
     if gpus <= 0:
         return
-    import torch  # noqa: PLC0415  (only when GPUs are asked for)
+    import torch
 
     seen = torch.cuda.device_count() if torch.cuda.is_available() else 0
     if gpus > seen:
@@ -103,7 +103,7 @@ def check_devices(gpus: int) -> None:
 
 def parse_cfg_options(items: Sequence[str]) -> Dict:
     """``k=v`` pairs as mmengine's DictAction reads them (v parsed as a Python literal where it is one)."""
-    import ast  # noqa: PLC0415  (rarely needed; keeps this module's import light)
+    import ast
 
     out: Dict = {}
     for item in items or []:
@@ -121,7 +121,7 @@ def parse_cfg_options(items: Sequence[str]) -> Dict:
 def resolve_config(opts: LaunchOptions) -> Tuple[object, Path, str]:
     """The config of ``opts.recipe`` or ``opts.config``, with the dataset part, the data root and ``cfg_options``
     applied in that order; returns (config, its file, the recipe's short name or the file's stem)."""
-    from mec_cli import recipes  # noqa: PLC0415  (mmengine, only once a run is prepared)
+    from mec_cli import recipes
 
     path = recipes.config_path(opts.recipe, opts.config)
     cfg = recipes.load_config(path, dataset=opts.dataset)
@@ -137,7 +137,7 @@ def resolve_config(opts: LaunchOptions) -> Tuple[object, Path, str]:
 def fit_classes(cfg, ann: Optional[Dict], split: str, notes: List[str]) -> None:
     """Set the class count (and the class names) of ``cfg`` to those of ``ann``, the ``split`` annotations, when
     they differ from the recipe's. COCO datasets select their classes by the metainfo names and keep them."""
-    from mec_cli import recipes  # noqa: PLC0415
+    from mec_cli import recipes
 
     if ann is None or recipes.inner_dataset(cfg[f"{split}_dataloader"].dataset).get("type") == "CocoDataset":
         return
@@ -155,10 +155,10 @@ def fit_classes(cfg, ann: Optional[Dict], split: str, notes: List[str]) -> None:
 def resolve_groups(cfg, groups_file: Optional[str], train_ann: Optional[Dict]) -> Optional["GroupSpec"]:
     """The frequency groups of a run: read from ``groups_file``, else computed from the training annotations
     ``train_ann`` (by instances, with the recipe's bins: :func:`mec_cli.recipes.group_bins`); None without either."""
-    from mec_cli import recipes  # noqa: PLC0415
-    from mec_cli.data.annotations import category_counts  # noqa: PLC0415
-    from mec_cli.data.groups import build_groups, groups_from_doc, load_groups  # noqa: PLC0415
-    from mec_cli.io import sha256_file  # noqa: PLC0415
+    from mec_cli import recipes
+    from mec_cli.data.annotations import category_counts
+    from mec_cli.data.groups import build_groups, groups_from_doc, load_groups
+    from mec_cli.io import sha256_file
 
     if groups_file:
         return load_groups(groups_file)
@@ -234,10 +234,10 @@ def run_worker(launch: Launch, config_file: Path, out: Optional[Path] = None,
     Returns the task's results: a test's per-mode metrics (read from ``out`` when a child process wrote them);
     None for training.
     """
-    import os  # noqa: PLC0415
+    import os
 
-    from mec_cli import worker  # noqa: PLC0415  (torch and mmengine, only when a run starts)
-    from mec_cli.signals import run_child  # noqa: PLC0415
+    from mec_cli import worker
+    from mec_cli.signals import run_child
 
     if launch.in_process:
         return worker.run(launch.task, str(config_file), "none")
@@ -246,6 +246,6 @@ def run_worker(launch: Launch, config_file: Path, out: Optional[Path] = None,
         raise MecError(f"{TASKS[launch.task]} exited with code {code}: {shlex.join(launch.command)}")
     if out is None:
         return None
-    from mec_cli.io import read_json  # noqa: PLC0415
+    from mec_cli.io import read_json
 
     return read_json(out)

@@ -44,7 +44,8 @@ class RecipeInfo:
 
     def row(self) -> Dict:
         return {"name": self.name, "model": self.model, "backbone": self.backbone, "dataset": self.dataset,
-                "stages": self.stages, "mec": self.mec, "classifier": self.classifier, "file": self.file.name, **self.extra}
+                "stages": self.stages, "mec": self.mec, "classifier": self.classifier, "file": self.file.name,
+                **self.extra}
 
 
 def _read_meta(path: Path) -> Optional[Dict]:
@@ -157,7 +158,8 @@ def schedule_parts() -> Dict[str, Path]:
 
 
 def apply_schedule(cfg, schedule: str) -> None:
-    """Replace the training schedule of ``cfg`` (loop, LR steps, optimiser, hooks) with a part of ``_base_/schedules``."""
+    """Replace the training schedule of ``cfg`` (loop, LR steps, optimiser, hooks) with a part of
+    ``_base_/schedules``."""
     from mmengine.config import Config
 
     parts = schedule_parts()

@@ -7,7 +7,7 @@ run, without writing or starting anything; :func:`train` writes it into the work
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Optional
 
@@ -76,7 +76,8 @@ def _apply_pretrained(cfg, opts: TrainOptions, notes: List[str]) -> None:
     if ckpt.startswith(OFFLINE_WEIGHTS):
         name = ckpt.split("://", 1)[-1].split("/")[-1]
         msg = (f"backbone weights {ckpt} cannot be fetched on this machine: download the ImageNet {name} checkpoint "
-               f"(e.g. {name}-*.pth) elsewhere and pass its path as `pretrained`, or train from scratch with `no_pretrained`")
+               f"(e.g. {name}-*.pth) elsewhere and pass its path as `pretrained`, or train from scratch with "
+               "`no_pretrained`")
         if opts.dry_run:
             notes.append("note: " + msg)
         else:

@@ -1,4 +1,5 @@
 # MEC with repeat factor sampling (threshold 1e-3).
 _base_ = ['./cascade-mask-rcnn_r50_fpn_rfs_8xb2-20e_lvis-v1.py', '_base_/models/mec.py']
 model = dict(roi_head=dict(type='MECCascadeRoIHead', mec=_base_._mec), test_cfg=dict(rcnn=_base_._mec_test))
-mec_recipe = dict(name='cascade_r50_rfs', model='Cascade Mask R-CNN', backbone='R-50-FPN', dataset='lvis_v1', stages=3, mec=True, classifier='linear', sampler='rfs')
+mec_recipe = dict(name='cascade_r50_rfs', model='Cascade Mask R-CNN', backbone='R-50-FPN', dataset='lvis_v1', stages=3,
+                  mec=True, classifier='linear', sampler='rfs')

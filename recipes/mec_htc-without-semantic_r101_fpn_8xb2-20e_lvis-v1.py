@@ -1,4 +1,5 @@
 # HTC R-101-FPN with MEC on LVIS v1 (paper Table 1 (8)): stage k is the expert of group k. The toolkit's default recipe.
 _base_ = ['./htc-without-semantic_r101_fpn_8xb2-20e_lvis-v1.py', '_base_/models/mec.py']
 model = dict(roi_head=dict(type='MECHTCRoIHead', mec=_base_._mec), test_cfg=dict(rcnn=_base_._mec_test))
-mec_recipe = dict(name='htc_r101', model='HTC', backbone='R-101-FPN', dataset='lvis_v1', stages=3, mec=True, classifier='linear')
+mec_recipe = dict(name='htc_r101', model='HTC', backbone='R-101-FPN', dataset='lvis_v1', stages=3, mec=True,
+                  classifier='linear')

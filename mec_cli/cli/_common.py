@@ -63,7 +63,8 @@ def cli_errors(fn: F) -> F:
             error_line(f"{option} {message}" if option and option not in message else message)
             raise typer.Exit(2) from None
         except Terminated:
-            err_console.print("[yellow]terminated (SIGTERM): stopped; outputs that were not complete were not written[/]")
+            err_console.print("[yellow]terminated (SIGTERM): stopped; outputs that were not complete were not "
+                              "written[/]")
             raise typer.Exit(EXIT_SIGTERM) from None
         except KeyboardInterrupt:
             err_console.print("[yellow]interrupted: stopped; outputs that were not complete were not written[/]")
@@ -97,10 +98,20 @@ def print_json(obj: Any) -> None:
 
 def progress_bar(transient: bool = False):
     """A Rich progress bar with a spinner, counts, elapsed time and ETA."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        SpinnerColumn,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
 
-    return Progress(SpinnerColumn(), TextColumn("[progress.description]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                    TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(), console=err_console, transient=transient)
+    return Progress(SpinnerColumn(), TextColumn("[progress.description]{task.description}"), BarColumn(),
+                    MofNCompleteColumn(),
+                    TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(), console=err_console,
+                    transient=transient)
 
 
 def rel(p: Path) -> str:

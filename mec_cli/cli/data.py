@@ -88,14 +88,19 @@ def groups(
              "--profile lvis_v1 --out coco_lt_train.json[/]")
 @cli_errors
 def build_coco_lt(
-    coco_ann: Path = typer.Option(..., "--coco-ann", help="COCO instances JSON to sample from (e.g. instances_train2017.json)."),
-    lvis_ann: Path = typer.Option(None, "--lvis-ann", help="LVIS training JSON whose long tail to follow (instead of --profile)."),
+    coco_ann: Path = typer.Option(..., "--coco-ann",
+                                  help="COCO instances JSON to sample from (e.g. instances_train2017.json)."),
+    lvis_ann: Path = typer.Option(None, "--lvis-ann",
+                                  help="LVIS training JSON whose long tail to follow (instead of --profile)."),
     profile: str = typer.Option("lvis_v1", help="Built-in LVIS statistics to follow: lvis_v1 or lvis_v0.5."),
-    align: str = typer.Option("rank", help="'rank' (Appendix B: align sorted counts) or 'synset' (same WordNet synset)."),
-    keep_top: int = typer.Option(10, help="The most frequent COCO categories without a hard target (they may end below it)."),
+    align: str = typer.Option("rank",
+                              help="'rank' (Appendix B: align sorted counts) or 'synset' (same WordNet synset)."),
+    keep_top: int = typer.Option(10, help="The most frequent COCO categories without a hard target (they may end "
+                                 "below it)."),
     fill_top: bool = typer.Option(True, "--fill-top/--no-fill-top",
-                                  help="Fill the --keep-top categories toward their targets once the others are exact (the "
-                                       "paper's COCO-LT); --no-fill-top leaves them what the other categories' images bring."),
+                                  help="Fill the --keep-top categories toward their targets once the others are exact "
+                                       "(the paper's COCO-LT); --no-fill-top leaves them what the other categories' "
+                                       "images bring."),
     seed: int = typer.Option(0, help="Seed of the tie-breaking order; the same seed gives the same bytes."),
     out: Path = typer.Option(..., "--out", "-o", help="Output COCO JSON."),
     manifest: Path = typer.Option(None, help="Manifest JSON (default: OUT with .manifest.json)."),
@@ -120,8 +125,10 @@ def build_coco_lt(
     table.add_column("value", justify="right")
     table.add_row("images", f"{tot['images']:,} of {tot['input_images']:,}")
     table.add_row("instances", f"{tot['instances']:,} of {tot['input_instances']:,}")
-    table.add_row("constrained categories hitting their target", f"{tot['constrained_hit_exactly']} of {tot['constrained_categories']}")
-    table.add_row("constrained instances (achieved / target)", f"{tot['constrained_achieved_sum']:,} / {tot['constrained_target_sum']:,}")
+    table.add_row("constrained categories hitting their target",
+                  f"{tot['constrained_hit_exactly']} of {tot['constrained_categories']}")
+    table.add_row("constrained instances (achieved / target)",
+                  f"{tot['constrained_achieved_sum']:,} / {tot['constrained_target_sum']:,}")
     table.add_row(f"top-{tot['top_categories']} instances (achieved / target, {result.manifest['top_mode']})",
                   f"{tot['top_achieved_sum']:,} / {tot['top_target_sum']:,}")
     table.add_row(f"lowest top-{tot['top_categories']} fill (achieved / target)", f"{100 * tot['top_min_fill']:.0f}%")
@@ -129,5 +136,6 @@ def build_coco_lt(
         table.add_row(f"categories with {name} instances", str(n))
     console.print(table)
     for m in result.missed:
-        console.print(f"[yellow]missed target:[/] {escape(str(m['name']))} (id {m['id']}): {m['achieved']} of {m['target']}")
+        console.print(f"[yellow]missed target:[/] {escape(str(m['name']))} (id {m['id']}): {m['achieved']} of "
+                      f"{m['target']}")
     console.print(f"wrote [bold]{rel(out_path)}[/] and [bold]{rel(manifest_path)}[/]")

@@ -10,7 +10,8 @@ from mec_cli.cli._common import cli_errors, console, rel
 from mec_cli.demo import DemoOptions
 
 
-@app.command(epilog="Examples:\n\n  [bold]mec demo --out mec-demo[/]\n\n  [bold]mec demo --out mec-demo --force[/]   (redo every step)")
+@app.command(epilog="Examples:\n\n  [bold]mec demo --out mec-demo[/]\n\n"
+                    "  [bold]mec demo --out mec-demo --force[/]   (redo every step)")
 @cli_errors
 def demo(
     out: Path = typer.Option(Path("mec-demo"), "--out", "-o", help="Output folder (with a README.md index)."),
@@ -43,6 +44,7 @@ def demo(
 
     summary = run_demo(DemoOptions(out=out, iters=iters, train_images=train_images, val_images=val_images, force=force),
                        on_step, on_metrics=lambda recipe, doc: print_metrics(doc))
-    console.print(f"\n[bold]demo finished in {time.time() - start:.0f} s.[/] Open [bold]{rel(Path(summary['index']))}[/]; outputs:")
+    console.print(f"\n[bold]demo finished in {time.time() - start:.0f} s.[/] Open "
+                  f"[bold]{rel(Path(summary['index']))}[/]; outputs:")
     for item in summary["outputs"]:
         console.print(f"  {rel(out / item['path'])}")

@@ -25,8 +25,8 @@ def print_metrics(doc: Dict) -> None:
     iou_types = [t for t in IOU_TYPES if t in present] + sorted(present - set(IOU_TYPES))
     for iou_type in iou_types:
         sample = next(m[iou_type] for m in modes.values() if iou_type in m)
-        cols = [c for c in SHOWN if c in sample] + [k for k in sample if k.startswith("AP_") and k != "AP_per_iou"
-                                                    and not k.endswith("_fixed")] + (["AP_fixed"] if "AP_fixed" in sample else [])
+        groups = [k for k in sample if k.startswith("AP_") and k != "AP_per_iou" and not k.endswith("_fixed")]
+        cols = [c for c in SHOWN if c in sample] + groups + (["AP_fixed"] if "AP_fixed" in sample else [])
         # with no vertical rules every column, group names included, fits an 80-column terminal
         label = IOU_LABEL.get(iou_type, iou_type)
         if iou_type == "boundary" and "boundary_dilation" in doc:
@@ -56,7 +56,8 @@ def print_metrics(doc: Dict) -> None:
 
 
 @app.command("eval", epilog="Examples:\n\n"
-             "  [bold]mec eval --checkpoint work_dirs/tiny/iter_300.pth --recipe tiny --data-root data/synth --per-stage --out metrics.json[/]\n\n"
+             "  [bold]mec eval --checkpoint work_dirs/tiny/iter_300.pth --recipe tiny --data-root data/synth "
+             "--per-stage --out metrics.json[/]\n\n"
              "  [bold]mec eval --checkpoint ckpt.pth --recipe htc_r101 --gpus 8 --modes dynamic --group-align on[/]\n\n"
              "  [bold]mec eval --results dets.json --ann lvis_v1_val.json --groups groups.json --iou-type segm[/]\n\n"
              "  [bold]mec eval --results dets.json --ann lvis_v1_val.json --iou-type segm,boundary --analysis "
@@ -139,7 +140,8 @@ def eval_cmd(
             max_images=max_images, dump_dir=str(dump_dir) if dump_dir else None,
             dets_per_class=dets_per_class if fixed_ap else None, analysis=analysis,
             boundary_dilation=boundary_dilation)
-        doc = evaluate_checkpoint(opts, on_note=lambda note: console.print(f"[yellow]{escape(cli_text(note, eval_cmd))}[/]"))
+        doc = evaluate_checkpoint(opts,
+                                  on_note=lambda note: console.print(f"[yellow]{escape(cli_text(note, eval_cmd))}[/]"))
     print_metrics(doc)
     if out is not None:
         write_json_atomic(out, doc)

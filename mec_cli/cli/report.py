@@ -12,20 +12,24 @@ from mec_cli.cli._common import cli_errors, console, data_table, print_table, re
 from mec_cli.data.groups import DEFAULT_BINS
 from mec_cli.ops import modes
 
-report_app = typer.Typer(help="The paper's tables and figures from saved metrics (mec eval --out).", no_args_is_help=True,
-                         rich_markup_mode="rich")
+report_app = typer.Typer(help="The paper's tables and figures from saved metrics (mec eval --out).",
+                         no_args_is_help=True, rich_markup_mode="rich")
 app.add_typer(report_app, name="report")
 
 RUNS = typer.Argument(..., help="Metrics JSON files, run directories or globs.", show_default=False)
 LABEL = typer.Option(None, "--label", "-l", help="Row label per run, in order (default: the recipe name).")
 FORMAT = typer.Option(None, "--format", "-f", help="Also write the table as md, latex (booktabs) or csv.")
 OUT = typer.Option(None, "--out", "-o", help="Output file (default: print the --format text on stdout).")
-REFERENCE = typer.Option(None, "--reference", help="'paper' adds the paper's published numbers beside runs of the recipe "
+REFERENCE = typer.Option(None, "--reference",
+                         help="'paper' adds the paper's published numbers beside runs of the recipe "
                          "and dataset they were measured with.")
-BASELINE_MODE = typer.Option(modes.BASELINE_MODE, "--baseline-mode", help="How baselines score their stages: mean_logits "
-                             "(MMDetection's Cascade/HTC, which made the paper's baseline numbers) or mean_probs (Section 3.1's formula).")
-MEC_MODE = typer.Option(modes.MEC_MODE, "--mec-mode", help="Scoring mode of the MEC runs (the paper: dynamic ensemble + group alignment).")
-GROUPING = typer.Option("auto", "--grouping", help="Group columns: lvis (APr/APc/APf, LVIS frequency by training images), "
+BASELINE_MODE = typer.Option(modes.BASELINE_MODE, "--baseline-mode",
+                             help="How baselines score their stages: mean_logits (MMDetection's Cascade/HTC, which "
+                             "made the paper's baseline numbers) or mean_probs (Section 3.1's formula).")
+MEC_MODE = typer.Option(modes.MEC_MODE, "--mec-mode",
+                        help="Scoring mode of the MEC runs (the paper: dynamic ensemble + group alignment).")
+GROUPING = typer.Option("auto", "--grouping",
+                        help="Group columns: lvis (APr/APc/APf, LVIS frequency by training images), "
                         "groups (groups.json, by training instances), or auto (lvis when every run has it).")
 
 
@@ -37,7 +41,8 @@ def _rich_table(t):
     table = data_table(escape(t.title), caption=escape("\n".join(t.notes)) or None)
     cols: List[str] = list(t.df.columns)
     for c in cols:  # numbers and run names are never wrapped; a narrow terminal wraps the other text
-        table.add_column(escape(c), justify="right" if c in t.value_cols else "left", no_wrap=c in t.value_cols or c in ("mode", "run"))
+        table.add_column(escape(c), justify="right" if c in t.value_cols else "left",
+                         no_wrap=c in t.value_cols or c in ("mode", "run"))
     for i, row in enumerate(t.df.itertuples(index=False)):
         table.add_row(*(f"[bold green]{escape(format_cell(v))}[/]" if i in best.get(c, []) else escape(format_cell(v))
                         for c, v in zip(cols, row)))
@@ -102,12 +107,14 @@ def _check_outputs(outputs, runs) -> None:
     check_outputs({f"output {p}": p for p in outputs if p is not None}, {f"run {r}": r for r in runs})
 
 
-@report_app.command("ablation", epilog="Example: [bold]mec report ablation runs/tiny_baseline runs/tiny --format md --out ablation.md[/]")
+@report_app.command("ablation", epilog="Example: [bold]mec report ablation runs/tiny_baseline runs/tiny --format md "
+                    "--out ablation.md[/]")
 @cli_errors
-def ablation(runs: List[str] = RUNS, labels: Optional[List[str]] = LABEL, fmt: Optional[str] = FORMAT, out: Optional[Path] = OUT,
+def ablation(runs: List[str] = RUNS, labels: Optional[List[str]] = LABEL, fmt: Optional[str] = FORMAT,
+             out: Optional[Path] = OUT,
              reference: Optional[str] = REFERENCE, baseline_mode: str = BASELINE_MODE, grouping: str = GROUPING,
-             modes: Optional[str] = typer.Option(None, help="Modes to show per run (default: the baseline mode without and with "
-                                                           "GA, dynamic, sparse_ga, dynamic_ga).")) -> None:
+             modes: Optional[str] = typer.Option(None, help="Modes to show per run (default: the baseline mode "
+                                                 "without and with GA, dynamic, sparse_ga, dynamic_ga).")) -> None:
     """Table 2(c): rows per run and mode, marked Exp./DI/SI/GA; mask AP by group and box mAP."""
     from mec_cli.reporting.runs import load_runs
     from mec_cli.reporting.tables import ablation_table
@@ -118,9 +125,11 @@ def ablation(runs: List[str] = RUNS, labels: Optional[List[str]] = LABEL, fmt: O
     _emit_table(table, fmt, out)
 
 
-@report_app.command("compare", epilog="Example: [bold]mec report compare runs/cascade_r50_baseline runs/cascade_r50 --reference paper[/]")
+@report_app.command("compare", epilog="Example: [bold]mec report compare runs/cascade_r50_baseline runs/cascade_r50 "
+                    "--reference paper[/]")
 @cli_errors
-def compare(runs: List[str] = RUNS, labels: Optional[List[str]] = LABEL, fmt: Optional[str] = FORMAT, out: Optional[Path] = OUT,
+def compare(runs: List[str] = RUNS, labels: Optional[List[str]] = LABEL, fmt: Optional[str] = FORMAT,
+            out: Optional[Path] = OUT,
             reference: Optional[str] = REFERENCE, baseline_mode: str = BASELINE_MODE, mec_mode: str = MEC_MODE,
             grouping: str = GROUPING) -> None:
     """Table 1: baseline and +MEC rows per model, with the deltas (runs in pairs BASELINE MEC ...)."""
@@ -128,10 +137,12 @@ def compare(runs: List[str] = RUNS, labels: Optional[List[str]] = LABEL, fmt: Op
     from mec_cli.reporting.tables import compare_table
 
     fmt = _table_format(fmt, out, runs)
-    _emit_table(compare_table(load_runs(runs, labels), baseline_mode, mec_mode, _reference(reference), grouping), fmt, out)
+    _emit_table(compare_table(load_runs(runs, labels), baseline_mode, mec_mode, _reference(reference), grouping), fmt,
+                out)
 
 
-@report_app.command("stage-count", epilog="Example: [bold]mec report stage-count runs/r50_* runs/r50_4stage* --reference paper[/]")
+@report_app.command("stage-count",
+                    epilog="Example: [bold]mec report stage-count runs/r50_* runs/r50_4stage* --reference paper[/]")
 @cli_errors
 def stage_count(runs: List[str] = RUNS, labels: Optional[List[str]] = LABEL, fmt: Optional[str] = FORMAT,
                 out: Optional[Path] = OUT, reference: Optional[str] = REFERENCE, baseline_mode: str = BASELINE_MODE,
@@ -141,17 +152,21 @@ def stage_count(runs: List[str] = RUNS, labels: Optional[List[str]] = LABEL, fmt
     from mec_cli.reporting.tables import stage_count_table
 
     fmt = _table_format(fmt, out, runs)
-    _emit_table(stage_count_table(load_runs(runs, labels), baseline_mode, mec_mode, _reference(reference), grouping), fmt, out)
+    _emit_table(stage_count_table(load_runs(runs, labels), baseline_mode, mec_mode, _reference(reference), grouping),
+                fmt, out)
 
 
 @report_app.command("stages", epilog="Examples:\n\n  [bold]mec report stages runs/tiny --out stages.png[/]\n\n"
-                    "  [bold]mec report stages runs/tiny --baseline runs/tiny_baseline --out stages.png[/]   (also Figure 1b)")
+                    "  [bold]mec report stages runs/tiny --baseline runs/tiny_baseline --out stages.png[/]   "
+                    "(also Figure 1b)")
 @cli_errors
 def stages(run: str = typer.Argument(..., help="A metrics JSON or run directory from `mec eval --per-stage`."),
-           baseline: Optional[str] = typer.Option(None, help="Baseline run: also draw Figure 1(b), baseline vs MEC per group."),
+           baseline: Optional[str] = typer.Option(None, help="Baseline run: also draw Figure 1(b), baseline vs MEC "
+                                                  "per group."),
            iou_type: str = typer.Option("segm", help="segm (mask AP, as the paper) or bbox."),
            mec_mode: str = MEC_MODE, baseline_mode: str = BASELINE_MODE, grouping: str = GROUPING,
-           out: Path = typer.Option(Path("stages.png"), "--out", "-o", help="Figure path (.png writes a .svg beside it)."),
+           out: Path = typer.Option(Path("stages.png"), "--out", "-o",
+                                    help="Figure path (.png writes a .svg beside it)."),
            csv: Optional[Path] = typer.Option(None, help="Also write the plotted numbers as CSV.")) -> None:
     """Figure 1(a): per-stage AP for each frequency group (and 1(b) with --baseline)."""
     from mec_cli.io import text_writer
@@ -168,7 +183,8 @@ def stages(run: str = typer.Argument(..., help="A metrics JSON or run directory 
     metric = "mask AP" if iou_type == "segm" else "box AP"
     console.print(f"{metric} x100 per stage; columns: {axis}", markup=False)
     console.print(frame.to_string(float_format=lambda v: f"{v:.1f}"), markup=False)
-    outputs = _figure(stages_figure(frame, f"{mec.label}: per-stage {metric} by frequency group (Figure 1a)", metric, axis), out)
+    outputs = _figure(stages_figure(frame, f"{mec.label}: per-stage {metric} by frequency group (Figure 1a)", metric,
+                                    axis), out)
     if csv is not None:
         outputs[csv] = text_writer(frame.to_csv())
     if base is not None:
@@ -177,9 +193,11 @@ def stages(run: str = typer.Argument(..., help="A metrics JSON or run directory 
     _commit(outputs)
 
 
-@report_app.command("lambda", epilog="Example: [bold]mec report lambda runs/lam_0.5 runs/lam_0.7 runs/lam_0.9 --out lambda.png[/]")
+@report_app.command("lambda", epilog="Example: [bold]mec report lambda runs/lam_0.5 runs/lam_0.7 runs/lam_0.9 "
+                    "--out lambda.png[/]")
 @cli_errors
-def lambda_cmd(runs: List[str] = RUNS, labels: Optional[List[str]] = LABEL, mode: str = MEC_MODE, grouping: str = GROUPING,
+def lambda_cmd(runs: List[str] = RUNS, labels: Optional[List[str]] = LABEL, mode: str = MEC_MODE,
+               grouping: str = GROUPING,
                out: Path = typer.Option(Path("lambda.png"), "--out", "-o", help="Figure path."),
                csv: Optional[Path] = typer.Option(None, help="Also write the plotted numbers as CSV.")) -> None:
     """Figure 4: AP against the multi-expert loss's lambda."""
@@ -197,10 +215,14 @@ def lambda_cmd(runs: List[str] = RUNS, labels: Optional[List[str]] = LABEL, mode
     _commit(outputs)
 
 
-@report_app.command("distribution", epilog="Examples:\n\n  [bold]mec report distribution coco2017 coco_lt_train.manifest.json lvis_v1[/]\n\n"
-                    "  [bold]mec report distribution data/synth/annotations/lvis_v1_train.json --bins 10,100 --out dist.png[/]")
+@report_app.command("distribution",
+                    epilog="Examples:\n\n"
+                    "  [bold]mec report distribution coco2017 coco_lt_train.manifest.json lvis_v1[/]\n\n"
+                    "  [bold]mec report distribution data/synth/annotations/lvis_v1_train.json --bins 10,100 "
+                    "--out dist.png[/]")
 @cli_errors
-def distribution(items: List[str] = typer.Argument(..., help="Annotation files, COCO-LT manifests or profiles (lvis_v1, lvis_v0.5, coco2017)."),
+def distribution(items: List[str] = typer.Argument(..., help="Annotation files, COCO-LT manifests or profiles "
+                                                   "(lvis_v1, lvis_v0.5, coco2017)."),
                  bins: str = typer.Option(",".join(map(str, DEFAULT_BINS)), help="Group edges drawn on the plot."),
                  out: Path = typer.Option(Path("distribution.png"), "--out", "-o", help="Figure path.")) -> None:
     """Figure 5: sorted instance-count curves on a log axis, with the group edges."""
@@ -212,8 +234,8 @@ def distribution(items: List[str] = typer.Argument(..., help="Annotation files, 
     _check_outputs([out], [i for i in items if Path(i).exists()])
     curves = distribution_curves(items)
     for name, counts in curves.items():
-        console.print(f"{escape(name)}: {len(counts)} categories, {sum(counts):,} instances, max {max(counts, default=0):,}, "
-                      f"min {min(counts, default=0):,}")
+        console.print(f"{escape(name)}: {len(counts)} categories, {sum(counts):,} instances, "
+                      f"max {max(counts, default=0):,}, min {min(counts, default=0):,}")
     _commit(_figure(distribution_figure(curves, edges), out))
 
 

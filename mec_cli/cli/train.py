@@ -19,9 +19,11 @@ app.add_typer(recipes_app, name="recipes")
 
 
 @recipes_app.callback(invoke_without_command=True,
-                      epilog="Examples:\n\n  [bold]mec recipes[/]\n\n  [bold]mec recipes --json[/]\n\n  [bold]mec recipes show htc_r101[/]")
+                      epilog="Examples:\n\n  [bold]mec recipes[/]\n\n  [bold]mec recipes --json[/]\n\n"
+                      "  [bold]mec recipes show htc_r101[/]")
 @cli_errors
-def recipes_list(ctx: typer.Context, as_json: bool = typer.Option(False, "--json", help="Print the list as JSON.")) -> None:
+def recipes_list(ctx: typer.Context, as_json: bool = typer.Option(False, "--json",
+                                                                  help="Print the list as JSON.")) -> None:
     """List recipes: short name, model, dataset, stages, MEC on/off, classifier."""
     if ctx.invoked_subcommand is not None:
         return
@@ -41,7 +43,9 @@ def recipes_list(ctx: typer.Context, as_json: bool = typer.Option(False, "--json
     print_table(table)
 
 
-@recipes_app.command("show", epilog="Examples:\n\n  [bold]mec recipes show htc_r101[/]\n\n  [bold]mec recipes show tiny --dataset synth[/]")
+@recipes_app.command("show",
+                     epilog="Examples:\n\n  [bold]mec recipes show htc_r101[/]\n\n"
+                     "  [bold]mec recipes show tiny --dataset synth[/]")
 @cli_errors
 def recipes_show(
     name: str = typer.Argument(..., help="Short name, unique prefix or file name."),

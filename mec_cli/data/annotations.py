@@ -8,6 +8,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Dict, Union
 
+import msgspec
+
+from mec_cli.data.schema import read_dataset, read_raw
 from mec_cli.errors import MecError
 
 
@@ -16,10 +19,6 @@ def load_annotations(path: Union[str, Path], require_annotations: bool = True) -
 
     Every problem is one MecError naming the file and the first offending record.
     """
-    import msgspec
-
-    from mec_cli.data.schema import read_dataset, read_raw
-
     raw = read_raw(path)
     read_dataset(path, require_annotations, raw=raw)
     data = msgspec.json.decode(raw)
@@ -30,10 +29,6 @@ def load_annotations(path: Union[str, Path], require_annotations: bool = True) -
 
 def validate_annotations(data: object, path: Union[str, Path], require_annotations: bool = True) -> Dict:
     """Validate an annotation dict already in memory by the same rules; return it unchanged."""
-    import msgspec
-
-    from mec_cli.data.schema import read_dataset
-
     try:
         raw = msgspec.json.encode(data)
     except (TypeError, OverflowError, ValueError) as e:

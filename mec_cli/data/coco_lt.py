@@ -39,7 +39,10 @@ from typing import Callable, Dict, List, Optional, Tuple, Union
 
 import numpy as np
 
+from mec_cli.data.annotations import category_counts, load_annotations
+from mec_cli.data.profiles import load_profile
 from mec_cli.errors import SEED_MAX, MecError, check_number
+from mec_cli.io import check_outputs, json_text, sha256_file, text_writer, write_outputs
 
 ALIGNMENTS = ("rank", "synset")
 MANIFEST_SCHEMA = "mec.coco_lt_manifest/2"  # /2 adds top_mode and the totals of the unconstrained categories
@@ -90,8 +93,6 @@ def compute_targets(coco_counts: Dict[int, int], coco_names: Dict[int, str], lvi
     targets = {cat: by_rank[r] for r, cat in enumerate(ranking)}
     how = {cat: "rank" for cat in ranking}
     if align == "synset":
-        from mec_cli.data.profiles import load_profile
-
         synset_of_name = {c["name"]: c.get("lvis_synset") for c in load_profile("coco2017")["categories"]}
         lvis_by_synset = {c.get("synset"): int(c["instance_count"]) for c in lvis_categories if c.get("synset")}
         for cat in ranking:
@@ -175,7 +176,8 @@ def _fill_unconstrained(counts: np.ndarray, constrained: np.ndarray, targets: np
             cand = np.flatnonzero((counts[:, col] > 0) & ~selected & (counts[:, col] <= top_left[pos]))
             if cand.size:
                 cand = cand[(cons_counts[cand] <= remaining[cons_idx]).all(1)]
-                cand = cand[np.lexsort((tie[cand], -counts[cand, col], _top_overshoot(counts, top, top_left, pos, cand)))]
+                cand = cand[np.lexsort((tie[cand], -counts[cand, col],
+                                        _top_overshoot(counts, top, top_left, pos, cand)))]
                 for img in cand:
                     row = cons_counts[img]
                     if counts[img, col] <= top_left[pos] and (row <= remaining[cons_idx]).all():
@@ -207,7 +209,8 @@ def _swap_fill(counts: np.ndarray, top: np.ndarray, top_left: np.ndarray, order:
     """
     top_counts = counts[:, top]
     holders = np.flatnonzero(selected & (cons_counts > 0).any(1))
-    pure: dict = {}  # signature ((column position, count), ...) -> selected images with exactly those constrained instances
+    # signature ((column position, count), ...) -> selected images with exactly those constrained instances
+    pure: dict = {}
     for img in holders[np.lexsort((tie[holders], -top_counts[holders].sum(1)))]:  # pop() takes the fewest top instances
         ks = np.flatnonzero(cons_counts[img])
         pure.setdefault(tuple((int(k), int(cons_counts[img, k])) for k in ks), []).append(int(img))
@@ -256,8 +259,8 @@ def _swap_fill(counts: np.ndarray, top: np.ndarray, top_left: np.ndarray, order:
                 pure[key].append(j)
 
 
-def _swap_repair(counts: np.ndarray, cons_idx: np.ndarray, cons_counts: np.ndarray, other_cost: np.ndarray, tie: np.ndarray,
-                 order: np.ndarray, selected: np.ndarray, remaining: np.ndarray) -> None:
+def _swap_repair(counts: np.ndarray, cons_idx: np.ndarray, cons_counts: np.ndarray, other_cost: np.ndarray,
+                 tie: np.ndarray, order: np.ndarray, selected: np.ndarray, remaining: np.ndarray) -> None:
     """Close the targets the greedy pass missed with swaps that leave every other total unchanged.
 
     For a category c short of its target, an unselected image I holding c is added when each constrained
@@ -315,15 +318,19 @@ def build_coco_lt(coco: Dict, lvis_categories: List[Dict], align: str = "rank", 
     cat_ids = [c["id"] for c in cats]
     col_of = {c: i for i, c in enumerate(cat_ids)}
     if not 0 <= keep_top <= len(cat_ids):
-        raise MecError(f"must be between 0 and {len(cat_ids)} (the number of categories), got {keep_top}", option="keep_top")
+        raise MecError(f"must be between 0 and {len(cat_ids)} (the number of categories), got {keep_top}",
+                       option="keep_top")
     images = coco["images"]
     row_of = {img["id"]: i for i, img in enumerate(images)}
-    ann_rows = np.fromiter((row_of[a["image_id"]] for a in coco["annotations"]), dtype=np.int64, count=len(coco["annotations"]))
-    ann_cols = np.fromiter((col_of[a["category_id"]] for a in coco["annotations"]), dtype=np.int64, count=len(coco["annotations"]))
+    ann_rows = np.fromiter((row_of[a["image_id"]] for a in coco["annotations"]), dtype=np.int64,
+                           count=len(coco["annotations"]))
+    ann_cols = np.fromiter((col_of[a["category_id"]] for a in coco["annotations"]), dtype=np.int64,
+                           count=len(coco["annotations"]))
     counts = np.zeros((len(images), len(cat_ids)), dtype=np.int32)
     np.add.at(counts, (ann_rows, ann_cols), 1)
     coco_counts = dict(zip(cat_ids, counts.sum(0).tolist()))
-    ranking, targets, how = compute_targets(coco_counts, {c["id"]: c.get("name", "") for c in cats}, lvis_categories, align)
+    ranking, targets, how = compute_targets(coco_counts, {c["id"]: c.get("name", "") for c in cats}, lvis_categories,
+                                            align)
     rank_of = {c: r for r, c in enumerate(ranking)}
     constrained = np.array([rank_of[c] >= keep_top for c in cat_ids])
     target_vec = np.array([targets[c] for c in cat_ids], dtype=np.int64)
@@ -341,7 +348,8 @@ def build_coco_lt(coco: Dict, lvis_categories: List[Dict], align: str = "rank", 
     missed = []
     for c in cats:
         col = col_of[c["id"]]
-        rec = {"id": c["id"], "name": c.get("name", ""), "rank": rank_of[c["id"]], "coco_count": int(coco_counts[c["id"]]),
+        rec = {"id": c["id"], "name": c.get("name", ""), "rank": rank_of[c["id"]],
+               "coco_count": int(coco_counts[c["id"]]),
                "target": int(targets[c["id"]]), "target_from": how[c["id"]], "constrained": bool(constrained[col]),
                "achieved": int(achieved[col])}
         per_cat.append(rec)
@@ -382,15 +390,13 @@ def instance_bins(values: List[int]) -> Dict[str, int]:
 def build_coco_lt_files(coco_ann: Union[str, Path], out: Union[str, Path], lvis_ann: Optional[Union[str, Path]] = None,
                         profile: str = "lvis_v1", align: str = "rank", keep_top: int = 10, seed: int = 0,
                         manifest_path: Optional[Union[str, Path]] = None,
-                        progress: Optional[Callable[[int], None]] = None, fill_top: bool = True) -> Tuple[CocoLtResult, Path, Path]:
+                        progress: Optional[Callable[[int], None]] = None, fill_top: bool = True) -> Tuple[CocoLtResult,
+                                                                                                          Path, Path]:
     """Read, build and atomically write COCO-LT and its manifest. Returns (result, out path, manifest path)."""
-    from mec_cli.data.annotations import category_counts, load_annotations
-    from mec_cli.data.profiles import load_profile
-    from mec_cli.io import check_outputs, json_text, sha256_file, text_writer, write_outputs
-
     out = Path(out)
     manifest_path = Path(manifest_path) if manifest_path else out.with_name(out.stem + ".manifest.json")
-    check_outputs({"the dataset": out, "the manifest": manifest_path}, {"COCO annotations": coco_ann, "LVIS annotations": lvis_ann})
+    check_outputs({"the dataset": out, "the manifest": manifest_path},
+                  {"COCO annotations": coco_ann, "LVIS annotations": lvis_ann})
     coco = load_annotations(coco_ann)
     provenance = {"input": str(coco_ann), "input_sha256": sha256_file(coco_ann)}
     if lvis_ann is not None:
@@ -403,5 +409,6 @@ def build_coco_lt_files(coco_ann: Union[str, Path], out: Union[str, Path], lvis_
         provenance.update(profile=profile)
     result = build_coco_lt(coco, lvis_cats, align, keep_top, seed, progress, provenance, fill_top=fill_top)
     # the dataset and the manifest that describes it are committed together or not at all
-    write_outputs({out: text_writer(json_text(result.dataset, indent=None)), manifest_path: text_writer(json_text(result.manifest))})
+    write_outputs({out: text_writer(json_text(result.dataset, indent=None)),
+                   manifest_path: text_writer(json_text(result.manifest))})
     return result, out, manifest_path

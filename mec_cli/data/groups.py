@@ -98,10 +98,12 @@ def build_groups(counts: Dict[int, int], bins: Sequence[int], count_by: str = "i
     return doc
 
 
-def compute_groups(source: Union[str, Path], count_by: str = "instances", bins: Union[str, Sequence[int]] = DEFAULT_BINS) -> Dict:
+def compute_groups(source: Union[str, Path], count_by: str = "instances",
+                   bins: Union[str, Sequence[int]] = DEFAULT_BINS) -> Dict:
     """groups.json for an annotation file, or for a built-in profile name such as 'lvis_v1'."""
-    from mec_cli.data.annotations import category_counts, load_annotations
-    from mec_cli.data.profiles import PROFILES, load_profile
+    # the CLI imports this module at start-up for DEFAULT_BINS: annotation reading (msgspec, numpy) loads here
+    from mec_cli.data.annotations import category_counts, load_annotations  # noqa: PLC0415
+    from mec_cli.data.profiles import PROFILES, load_profile  # noqa: PLC0415
 
     edges = parse_bins(bins)
     if str(source) in PROFILES:
@@ -159,7 +161,9 @@ def groups_from_doc(doc: Dict, path: Optional[Union[str, Path]] = None) -> Group
     except (MecError, TypeError, ValueError) as e:
         raise MecError(f"malformed bins: {getattr(e, 'message', e)}", path) from None
     groups, raw = doc.get("groups"), doc.get("category_group")
-    if not (isinstance(groups, list) and len(groups) == len(bins) + 1 and all(isinstance(g, dict) and isinstance(g.get("name"), str)
+    if not (isinstance(groups,
+                       list) and len(groups) == len(bins) + 1 and all(isinstance(g, dict) and isinstance(g.get("name"),
+                                                                                                         str)
                                                                              for g in groups)):
         raise MecError(f"'groups' must list {len(bins) + 1} groups with a name each (one per bin range)", path)
     names = [g["name"] for g in groups]

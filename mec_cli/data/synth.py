@@ -106,7 +106,8 @@ def _shape_polygon(shape: str, cx: float, cy: float, r: float, angle: float) -> 
         return np.stack([cx + rad * np.cos(t), cy + rad * np.sin(t)], 1)
     if shape == "cross":
         a, b = r, 0.35 * r
-        pts = np.array([(-b, -a), (b, -a), (b, -b), (a, -b), (a, b), (b, b), (b, a), (-b, a), (-b, b), (-a, b), (-a, -b), (-b, -b)])
+        pts = np.array([(-b, -a), (b, -a), (b, -b), (a, -b), (a, b), (b, b), (b, a), (-b, a), (-b, b), (-a, b),
+                        (-a, -b), (-b, -b)])
         c, s = math.cos(angle), math.sin(angle)
         rot = pts @ np.array([[c, s], [-s, c]])
         return rot + np.array([cx, cy])
@@ -115,8 +116,8 @@ def _shape_polygon(shape: str, cx: float, cy: float, r: float, angle: float) -> 
 
 def _background(rng: np.random.Generator, size: int) -> np.ndarray:
     """A textured grey background: a smooth gradient plus blurred noise and faint stripes."""
-    import numpy as np
     import cv2
+    import numpy as np
 
     yy, xx = np.mgrid[0:size, 0:size].astype(np.float32) / size
     base = 90 + 60 * (rng.uniform(-1, 1) * xx + rng.uniform(-1, 1) * yy)
@@ -138,7 +139,8 @@ def _layout_images(counts: Sequence[int], num_images: int, rng: np.random.Genera
     rng.shuffle(labels)
     per_image: List[List[int]] = [[] for _ in range(num_images)]
     # Deal the first num_images instances one per image, the rest at random.
-    slots = np.concatenate([np.arange(min(num_images, len(labels))), rng.integers(0, num_images, max(0, len(labels) - num_images))])
+    slots = np.concatenate([np.arange(min(num_images, len(labels))),
+                            rng.integers(0, num_images, max(0, len(labels) - num_images))])
     for lab, slot in zip(labels.tolist(), slots.tolist()):
         per_image[slot].append(lab)
     return per_image
@@ -161,8 +163,8 @@ def _place(rng: np.random.Generator, size: int, n: int, tries: int = 60) -> List
 
 def _split(cfg: SynthConfig, split: str, counts: Sequence[int], num_images: int, rng: np.random.Generator,
            categories: List[Dict], progress: Optional[Callable[[int], None]]) -> Dict:
-    import numpy as np
     import cv2
+    import numpy as np
 
     table = category_table(cfg.num_classes)
     size = cfg.image_size
@@ -183,7 +185,8 @@ def _split(cfg: SynthConfig, split: str, counts: Sequence[int], num_images: int,
             x0, y0 = poly.min(0)
             x1, y1 = poly.max(0)
             flat = [round(float(v), 2) for v in poly.reshape(-1)]
-            area = 0.5 * abs(float(np.dot(poly[:, 0], np.roll(poly[:, 1], 1)) - np.dot(poly[:, 1], np.roll(poly[:, 0], 1))))
+            area = 0.5 * abs(float(np.dot(poly[:, 0], np.roll(poly[:, 1], 1)) - np.dot(poly[:, 1],
+                                                                                       np.roll(poly[:, 0], 1))))
             annotations.append({
                 "id": ann_id, "image_id": img_id, "category_id": lab + 1,
                 "bbox": [round(float(x0), 2), round(float(y0), 2), round(float(x1 - x0), 2), round(float(y1 - y0), 2)],
@@ -196,7 +199,8 @@ def _split(cfg: SynthConfig, split: str, counts: Sequence[int], num_images: int,
             raise MecError(f"could not encode {rel}")
         write_bytes_atomic(cfg.out / rel, png.tobytes())
         absent = [c for c in range(1, cfg.num_classes + 1) if c not in present]
-        neg = sorted(int(c) for c in rng.choice(absent, size=min(len(absent), int(rng.integers(0, 4))), replace=False)) if absent else []
+        neg = sorted(int(c) for c in rng.choice(absent, size=min(len(absent), int(rng.integers(0, 4))),
+                                                replace=False)) if absent else []
         # About one present category in ten is marked not exhaustively annotated, as in LVIS.
         not_exh = sorted(c for c in present if rng.random() < 0.1)
         images.append({
@@ -237,15 +241,16 @@ def make_synthetic_dataset(cfg: SynthConfig, progress: Optional[Callable[[int], 
     counts = long_tail_counts(cfg.num_classes, cfg.max_count, cfg.min_count)
     val_counts = [max(3, int(round(0.15 * c))) for c in counts]
     categories = [
-        {"id": i + 1, "name": f"{colour}_{shape}", "synset": f"{colour}_{shape}.n.01", "synonyms": [f"{colour}_{shape}"],
-         "def": f"a {colour} {shape}"}
+        {"id": i + 1, "name": f"{colour}_{shape}", "synset": f"{colour}_{shape}.n.01",
+         "synonyms": [f"{colour}_{shape}"], "def": f"a {colour} {shape}"}
         for i, (shape, colour) in enumerate(category_table(cfg.num_classes))
     ]
     # Train statistics are the dataset's own (LVIS v1 val also carries the train statistics).
     train = _split(cfg, "train", counts, cfg.train_images, rng, categories, progress)
     val = _split(cfg, "val", val_counts, cfg.val_images, rng, categories, progress)
     val["categories"] = train["categories"]
-    paths = {"train": cfg.out / "annotations" / "lvis_v1_train.json", "val": cfg.out / "annotations" / "lvis_v1_val.json"}
+    paths = {"train": cfg.out / "annotations" / "lvis_v1_train.json",
+             "val": cfg.out / "annotations" / "lvis_v1_val.json"}
     write_json_atomic(paths["train"], train, indent=None)
     write_json_atomic(paths["val"], val, indent=None)
     return paths
@@ -275,9 +280,10 @@ def synthetic_coco_annotations(num_images: int, categories: Sequence[Dict], seed
     img_idx, cat_ids = img_idx[order], cat_ids[order]
     xy = rng.uniform(0, 500, (len(img_idx), 2)).round(1)
     wh = rng.uniform(2, 120, (len(img_idx), 2)).round(1)
-    anns = [{"id": i + 1, "image_id": int(im) + 1, "category_id": int(cat), "bbox": [float(x), float(y), float(w), float(h)],
-             "area": float(w * h), "iscrowd": 0}
-            for i, (im, cat, (x, y), (w, h)) in enumerate(zip(img_idx.tolist(), cat_ids.tolist(), xy.tolist(), wh.tolist()))]
+    anns = [{"id": i + 1, "image_id": int(im) + 1, "category_id": int(cat),
+             "bbox": [float(x), float(y), float(w), float(h)], "area": float(w * h), "iscrowd": 0}
+            for i, (im, cat, (x, y), (w, h)) in enumerate(zip(img_idx.tolist(), cat_ids.tolist(), xy.tolist(),
+                                                              wh.tolist()))]
     images = [{"id": i + 1, "file_name": f"{i + 1:012d}.jpg", "width": 640, "height": 480} for i in range(num_images)]
     cats = [{"id": c["id"], "name": c["name"], "supercategory": c.get("supercategory", "")} for c in categories]
     return {"info": {"description": "mec synthetic COCO-like annotations"}, "images": images, "annotations": anns,

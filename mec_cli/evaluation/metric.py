@@ -14,9 +14,12 @@ from __future__ import annotations
 from typing import Dict, List, Optional, Sequence
 
 import numpy as np
+import pycocotools.mask as mask_utils
 from mmdet.registry import METRICS
 from mmengine.evaluator import BaseMetric
 
+from mec_cli.evaluation.api import dump_results, evaluate_mode_arrays, iou_types_of
+from mec_cli.io import read_json
 from mec_cli.ops.modes import BASELINE_MODE
 
 
@@ -25,8 +28,10 @@ class MECMetric(BaseMetric):
     default_prefix = "mec"
 
     def __init__(self, ann_file: str, metric: Sequence[str] = ("bbox", "segm"), protocol: str = "lvis",
-                 groups_file: Optional[str] = None, default_mode: str = BASELINE_MODE, results_dir: Optional[str] = None,
-                 cat_ids: Optional[Sequence[int]] = None, dets_per_class: Optional[int] = None, collect_device: str = "cpu",
+                 groups_file: Optional[str] = None, default_mode: str = BASELINE_MODE,
+                 results_dir: Optional[str] = None,
+                 cat_ids: Optional[Sequence[int]] = None, dets_per_class: Optional[int] = None,
+                 collect_device: str = "cpu",
                  prefix: Optional[str] = None, analysis: bool = False, boundary_dilation: float = 0.02, **kwargs):
         super().__init__(collect_device=collect_device, prefix=prefix)
         self.ann_file = ann_file
@@ -45,14 +50,10 @@ class MECMetric(BaseMetric):
     def _label_to_cat(self) -> List[int]:
         """Category ids in label order: the annotation file's category order, as mmdet's LVIS/COCO datasets use."""
         if self._cat_ids is None:
-            from mec_cli.io import read_json
-
             self._cat_ids = [int(c["id"]) for c in read_json(self.ann_file)["categories"]]
         return self._cat_ids
 
     def process(self, data_batch, data_samples: Sequence[dict]) -> None:
-        import pycocotools.mask as mask_utils
-
         cats = np.asarray(self._label_to_cat())
         for ds in data_samples:
             modes = ds.get("mec_modes") or {self.default_mode: ds["pred_instances"]}
@@ -77,12 +78,11 @@ class MECMetric(BaseMetric):
             self.results.append(per_image)
 
     def compute_metrics(self, results: list) -> Dict[str, float]:
-        from mec_cli.evaluation.api import dump_results, evaluate_mode_arrays, iou_types_of
-
         records = [rec for per_image in results for rec in per_image]
         if self.results_dir:
             dump_results(records, self.results_dir)
-        self.last_results = evaluate_mode_arrays(records, self.ann_file, self.iou_types, self.protocol, self.groups_file,
+        self.last_results = evaluate_mode_arrays(records, self.ann_file, self.iou_types, self.protocol,
+                                                 self.groups_file,
                                                  self.dets_per_class, self.analysis, self.boundary_dilation)
         flat = {}
         for mode, by_type in self.last_results.items():

@@ -44,8 +44,8 @@ class MECMultiExpertLoss(nn.Module):
         self.loss_weight = loss_weight
         self.register_buffer("class_groups", _groups_buffer(class_groups), persistent=False)
 
-    def forward(self, cls_score: Tensor, label: Tensor, weight: Optional[Tensor] = None, avg_factor: Optional[float] = None,
-                reduction_override: Optional[str] = None, **kwargs) -> Tensor:
+    def forward(self, cls_score: Tensor, label: Tensor, weight: Optional[Tensor] = None,
+                avg_factor: Optional[float] = None, reduction_override: Optional[str] = None, **kwargs) -> Tensor:
         """cls_score (R, C+1), label (R,), weight (R,) -> scalar (or (R,) with reduction 'none')."""
         reduction = reduction_override or self.reduction
         loss = multi_expert_loss(cls_score, label, self.class_groups, self.expert_group, self.lam, reduction="none")
@@ -86,7 +86,8 @@ class MECSeesawLoss(SeesawLoss):
         self.register_buffer("class_groups", _groups_buffer(class_groups), persistent=False)
         self.cls_criterion = self._mec_seesaw_ce
 
-    def _mec_seesaw_ce(self, cls_score, labels, label_weights, cum_samples, num_classes, p, q, eps, reduction, avg_factor):
+    def _mec_seesaw_ce(self, cls_score, labels, label_weights, cum_samples, num_classes, p, q, eps, reduction,
+                       avg_factor):
         logits = seesaw_logits(cls_score, labels, cum_samples, p, q, eps)
         loss = multi_expert_loss(logits, labels, self.class_groups, self.expert_group, self.lam, reduction="none")
         if label_weights is not None:

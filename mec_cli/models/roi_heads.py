@@ -97,7 +97,8 @@ class MECHeadMixin:
         if groups is not None:
             num_groups = max(groups) + 1
             if self.mec_loss and num_groups != num_stages:
-                raise ValueError(f"MEC needs one group per stage: {num_stages} stages but class_groups has {num_groups} groups")
+                raise ValueError(f"MEC needs one group per stage: {num_stages} stages but class_groups has "
+                                 f"{num_groups} groups")
         elif self.mec_loss:
             raise ValueError("MEC heads need mec.class_groups (one group index per class): from a groups.json, or "
                              "computed from the training annotations (mec_cli.launch.resolve_groups)")
@@ -144,13 +145,15 @@ class MECHeadMixin:
         return head.loss_cls.get_activation if head.custom_activation else None
 
     def _decode(self, roi: Tensor, bbox_pred: Tensor, img_meta: dict, rescale: bool) -> Tensor:
-        """Last-stage boxes of one image's RoIs, decoded and optionally rescaled, as BBoxHead does: (R, 4) or (R, C, 4)."""
+        """Last-stage boxes of one image's RoIs, decoded and optionally rescaled, as BBoxHead does: (R, 4) or
+        (R, C, 4)."""
         head = self.bbox_head[-1]
         img_shape = img_meta["img_shape"]
         num_cls = 1 if head.reg_class_agnostic else head.num_classes
         if bbox_pred is not None:
             rois = roi.repeat_interleave(num_cls, dim=0)
-            bboxes = head.bbox_coder.decode(rois[..., 1:], bbox_pred.view(-1, head.bbox_coder.encode_size), max_shape=img_shape)
+            bboxes = head.bbox_coder.decode(rois[..., 1:], bbox_pred.view(-1, head.bbox_coder.encode_size),
+                                            max_shape=img_shape)
         else:
             bboxes = roi[:, 1:].clone()
             bboxes[:, [0, 2]].clamp_(min=0, max=img_shape[1])
@@ -171,7 +174,8 @@ class MECHeadMixin:
             boxes = rois.new_zeros(0, 4) if head.reg_class_agnostic else rois.new_zeros(0, head.num_classes, 4)
             empty = [empty_instances(metas, rois.device, task_type="bbox", box_type=head.predict_box_type,
                                      num_classes=head.num_classes, score_per_cls=False) for _ in modes]
-            return [ImageResult({m: ModeResult(empty[k][i], rois.new_zeros(0, dtype=torch.long)) for k, m in enumerate(modes)},
+            return [ImageResult({m: ModeResult(empty[k][i], rois.new_zeros(0, dtype=torch.long)) for k,
+                                 m in enumerate(modes)},
                                 boxes) for i in range(len(metas))]
         rois, stage_logits, bbox_preds = self._refine_all_stages(x, rois, metas, num_per_img, **kwargs)
         groups, tau, activation = self.mec_class_groups, float(cfg.get("tau", 1.0)), self._activation()
@@ -200,7 +204,8 @@ class MECHeadMixin:
                      rescale: bool = False, **kwargs) -> List[InstanceData]:
         """MMDetection's interface: the primary mode's detections of each image."""
         primary, _ = self._requested_modes(rcnn_test_cfg)
-        images = self._detect_all_modes(x, batch_img_metas, rpn_results_list, [primary], rcnn_test_cfg, rescale, **kwargs)
+        images = self._detect_all_modes(x, batch_img_metas, rpn_results_list, [primary], rcnn_test_cfg, rescale,
+                                        **kwargs)
         return [img.modes[primary].instances for img in images]
 
     def _refine_all_stages(self, x, rois, batch_img_metas, num_per_img, **kwargs):
@@ -272,7 +277,8 @@ class MECHeadMixin:
             merged.append(merge_aug_masks(per_stage, meta))
         return merged
 
-    def _paste_pair_masks(self, merged: List[Tensor], pairs: List[MaskPairs], metas, rescale: bool) -> List[InstanceData]:
+    def _paste_pair_masks(self, merged: List[Tensor], pairs: List[MaskPairs], metas,
+                          rescale: bool) -> List[InstanceData]:
         """Each pair's mask pasted into its image at its box (bboxes (P, 4), masks (P, H, W)), once for every mode."""
         # the pair's mask channel is already picked, hence label 0 for the paste
         to_paste = [InstanceData(bboxes=p.pair_boxes, labels=p.pair_label.new_zeros(len(p.pair_label)),
@@ -308,7 +314,8 @@ class MECHeadMixin:
         return {m: [dets[m] for dets in per_image] for m in names}
 
     def predict(self, x, rpn_results_list, batch_data_samples, rescale: bool = False):
-        """Every requested mode from one pass; each data sample gets ``mec_modes`` (primary first), the primary is returned."""
+        """Every requested mode from one pass; each data sample gets ``mec_modes`` (primary first), the primary is
+        returned."""
         metas = [ds.metainfo for ds in batch_data_samples]
         primary, extra = self._requested_modes(self.test_cfg)
         images = self._detect_all_modes(x, metas, rpn_results_list, [primary, *extra], self.test_cfg,

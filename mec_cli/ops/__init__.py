@@ -12,7 +12,7 @@ __all__ = ["ENSEMBLES", *_MEC]
 
 def __getattr__(name: str):
     if name in _MEC:
-        from mec_cli.ops import mec
+        from mec_cli.ops import mec  # noqa: PLC0415  (torch on first use, as the docstring says)
 
         return getattr(mec, name)
     raise AttributeError(f"module 'mec_cli.ops' has no attribute {name!r}")

@@ -24,7 +24,6 @@ from torch import Tensor
 from mec_cli.ops.modes import ENSEMBLES, GROUP_ENSEMBLES
 
 
-
 def _check_groups(groups: Tensor, width: int) -> Tuple[int, bool]:
     """Return (C, has_extra_columns) for logits whose last dimension is ``width`` (C class columns first)."""
     if groups.dim() != 1:
@@ -116,7 +115,8 @@ def sparse_ensemble(stage_logits: Tensor, groups: Tensor) -> Tensor:
     """
     num_classes, has_extra = _check_groups(groups, stage_logits.shape[-1])
     if stage_logits.shape[0] < _num_groups(groups):
-        raise ValueError(f"sparse ensemble needs one stage per group: {stage_logits.shape[0]} stages, {_num_groups(groups)} groups")
+        raise ValueError(f"sparse ensemble needs one stage per group: {stage_logits.shape[0]} stages, "
+                         f"{_num_groups(groups)} groups")
     fg = stage_logits[..., :num_classes]
     idx = groups.view(1, 1, -1).expand(1, fg.shape[1], num_classes)
     out = fg.gather(0, idx).squeeze(0)

@@ -30,13 +30,15 @@ ModeSpec = Tuple[str, bool, Optional[int]]  # (ensemble or 'stage', group_align,
 
 
 def parse_mode(name: str) -> ModeSpec:
-    """'stage2' -> ('stage', False, 1); 'dynamic_ga' -> ('dynamic', True, None); 'mean_probs' -> ('mean_probs', False, None)."""
+    """'stage2' -> ('stage', False, 1); 'dynamic_ga' -> ('dynamic', True, None); 'mean_probs' -> ('mean_probs', False,
+    None)."""
     if name.startswith("stage") and name[5:].isdigit():
         return "stage", False, int(name[5:]) - 1
     align = name.endswith("_ga")
     base = name[:-3] if align else name
     if base not in ENSEMBLES:
-        raise ValueError(f"unknown scoring mode {name!r}: use stageN or one of {', '.join(ENSEMBLES)} with optional _ga")
+        raise ValueError(f"unknown scoring mode {name!r}: use stageN or one of {', '.join(ENSEMBLES)} with optional "
+                         "_ga")
     return base, align, None
 
 

@@ -1,6 +1,7 @@
 """The paper's figures as matplotlib Figure objects (no pyplot state). Group colours are the same everywhere."""
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence
 
 import numpy as np
@@ -8,6 +9,8 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from mec_cli.data.groups import DEFAULT_BINS, GROUP_NAMES, group_names
+from mec_cli.io import write_outputs
+from mec_cli.reporting.studies import ERROR_NAMES, ERROR_TYPES
 
 GROUP_COLOURS = {**dict(zip(GROUP_NAMES, ("#d62728", "#ff7f0e", "#1f77b4"))),  # rare, common, frequent
                  "g0": "#d62728", "g1": "#ff7f0e", "g2": "#2ca02c", "g3": "#1f77b4", "g4": "#9467bd"}
@@ -58,7 +61,8 @@ def stages_figure(frame: pd.DataFrame, title: str = "Per-stage AP by frequency g
     return fig
 
 
-def compare_groups_figure(values: Dict[str, Dict[str, Optional[float]]], title: str = "Baseline vs MEC by group (Figure 1b)",
+def compare_groups_figure(values: Dict[str, Dict[str, Optional[float]]],
+                          title: str = "Baseline vs MEC by group (Figure 1b)",
                           metric: str = "mask AP", xlabel: str = "frequency group") -> Figure:
     """Bars per group for each run (e.g. baseline hatched, MEC solid), in the group colours."""
     fig = Figure(figsize=(7, 4.2), layout="constrained")
@@ -70,7 +74,8 @@ def compare_groups_figure(values: Dict[str, Dict[str, Optional[float]]], title: 
     hatches = ["//", "", "..", "xx"]
     for k, run in enumerate(runs):
         vals = [np.nan if values[run][g] is None else values[run][g] for g in groups]
-        bars = ax.bar(x + (k - (len(runs) - 1) / 2) * width, vals, width, label=run, color=[group_colour(g) for g in groups],
+        bars = ax.bar(x + (k - (len(runs) - 1) / 2) * width, vals, width, label=run,
+                      color=[group_colour(g) for g in groups],
                       alpha=0.55 if k == 0 else 0.95, hatch=hatches[k % len(hatches)], edgecolor="black", linewidth=0.5)
         _label_bars(ax, bars)
     ax.set_xticks(x, groups)
@@ -80,7 +85,8 @@ def compare_groups_figure(values: Dict[str, Dict[str, Optional[float]]], title: 
 
 
 def lambda_figure(frame: pd.DataFrame, title: str = "AP against lambda (Figure 4)") -> Figure:
-    """Two panels (box, mask): AP and the group APs (``frame.attrs['groups']``) against the multi-expert loss's lambda."""
+    """Two panels (box, mask): AP and the group APs (``frame.attrs['groups']``) against the multi-expert loss's
+    lambda."""
     fig = Figure(figsize=(10, 4), layout="constrained")
     groups = frame.attrs.get("groups", [])
     for i, (kind, total) in enumerate((("box", "AP"), ("mask", "mAP^m"))):
@@ -105,8 +111,8 @@ def distribution_figure(curves: Dict[str, Sequence[int]], bins: Sequence[int] = 
     names = group_names(len(bins) + 1)
     for lo, hi, name in zip(edges[:-1], edges[1:], names):
         ax.axhspan(lo, hi, color=group_colour(name), alpha=0.07, lw=0)
-        ax.text(1.0, (lo * hi) ** 0.5 if lo > 0 else hi / 2, f" {name}", color=group_colour(name), transform=ax.get_yaxis_transform(),
-                va="center", ha="left", fontsize=FONT - 1)
+        ax.text(1.0, (lo * hi) ** 0.5 if lo > 0 else hi / 2, f" {name}", color=group_colour(name),
+                transform=ax.get_yaxis_transform(), va="center", ha="left", fontsize=FONT - 1)
     for b in bins:
         ax.axhline(b, color="grey", ls="--", lw=0.8)
     for k, (label, counts) in enumerate(curves.items()):
@@ -167,8 +173,6 @@ def errors_figure(frame: pd.DataFrame,
     """Left: dAP (AP points gained by fixing each error type alone) per type, a bar per group in the group
     colours. Right: each group's AP gap split into the error types (share, %), with how many of the group's
     classification errors went to a more frequent group (``errors_frame``)."""
-    from mec_cli.reporting.studies import ERROR_NAMES, ERROR_TYPES
-
     rows = frame.set_index("group")
     groups = [*frame.attrs["groups"], "all"]
     fig = Figure(figsize=(13, 4.6), layout="constrained")
@@ -308,15 +312,12 @@ def weights_figure(frame: pd.DataFrame,
 def figure_writers(fig: Figure, out: str) -> Dict[str, Callable]:
     """Writers of ``out`` (.png) and its vector twin (.svg beside it, or the .pdf/.svg asked for), for
     :func:`mec_cli.io.write_outputs`, so a figure's files are committed together with whatever goes with them."""
-    from pathlib import Path
-
     out_path = Path(out)
-    targets = [out_path] if out_path.suffix in (".pdf", ".svg") else [out_path.with_suffix(".png"), out_path.with_suffix(".svg")]
+    targets = [out_path] if out_path.suffix in (".pdf", ".svg") else [out_path.with_suffix(".png"),
+                                                                      out_path.with_suffix(".svg")]
     return {str(t): (lambda tmp, fmt=t.suffix[1:]: fig.savefig(tmp, format=fmt, dpi=150)) for t in targets}
 
 
 def save_figure(fig: Figure, out: str) -> List[str]:
     """Write ``out`` (.png) and its vector twin together, atomically."""
-    from mec_cli.io import write_outputs
-
     return [str(p) for p in write_outputs(figure_writers(fig, out))]

@@ -30,7 +30,8 @@ def to_markdown(t: ReportTable) -> str:
 
 
 def _tex(s: str) -> str:
-    s = s.replace("\\", "\\textbackslash{}").replace("_", "\\_").replace("%", "\\%").replace("&", "\\&").replace("#", "\\#")
+    s = s.replace("\\", "\\textbackslash{}").replace("_", "\\_").replace("%", "\\%").replace("&", "\\&").replace("#",
+                                                                                                                 "\\#")
     s = s.replace("✓", "\\checkmark").replace("✗", "$\\times$").replace("Δ", "$\\Delta$")
     if "^" in s:  # AP^m_r -> AP$^{m}_{r}$
         head, _, tail = s.partition("^")

@@ -8,6 +8,7 @@ from typing import Dict, List, Optional, Sequence
 
 from mec_cli.data.groups import LVIS_FREQUENCY_NAMES, bin_ranges
 from mec_cli.errors import MecError
+from mec_cli.evaluation.api import load_metrics
 
 LVIS_GROUPS = tuple(LVIS_FREQUENCY_NAMES.values())  # rare, common, frequent
 LVIS_KEYS = {name: f"AP{f}" for f, name in LVIS_FREQUENCY_NAMES.items()}  # rare -> APr, ...
@@ -51,8 +52,10 @@ class Run:
         return ((self.info.get("recipe_meta") or {}).get("dataset")) or None
 
     def has_grouping(self, grouping: str) -> bool:
-        """Whether the run holds group APs of ``grouping``: 'lvis' (APr/APc/APf) or 'groups' (AP_<name> of groups.json)."""
-        keys = [LVIS_KEYS[g] for g in LVIS_GROUPS] if grouping == "lvis" else [f"AP_{g}" for g in self.groups_file_names()]
+        """Whether the run holds group APs of ``grouping``: 'lvis' (APr/APc/APf) or 'groups' (AP_<name> of
+        groups.json)."""
+        keys = ([LVIS_KEYS[g] for g in LVIS_GROUPS] if grouping == "lvis"
+                else [f"AP_{g}" for g in self.groups_file_names()])
         return bool(keys) and any(all(k in metrics for k in keys) for by_type in self.doc["modes"].values()
                                   for metrics in by_type.values())
 
@@ -100,7 +103,8 @@ def resolve_grouping(runs: Sequence[Run], grouping: str = "auto") -> str:
 def grouping_note(runs: Sequence[Run], grouping: str) -> str:
     """What the group columns of a report mean, in one sentence."""
     if grouping == "lvis":
-        return "APr/APc/APf: LVIS frequency groups (rare/common/frequent: categories in 1-10, 11-100, >100 training images)"
+        return ("APr/APc/APf: LVIS frequency groups (rare/common/frequent: categories in 1-10, 11-100, >100 training "
+                "images)")
     info = runs[0].doc.get("groups") or {}
     bins, unit = info.get("bins") or [], info.get("count_by", "instances")
     ranges = ", ".join(f"{n} {r}" for n, r in zip(runs[0].groups_file_names(), bin_ranges(bins)))
@@ -133,8 +137,6 @@ def find_metrics(spec: str) -> List[Path]:
 
 def load_runs(specs: Sequence[str], labels: Optional[Sequence[str]] = None) -> List[Run]:
     """Load every run named by ``specs``; labels come from ``labels`` in order, else the recipe, else the file."""
-    from mec_cli.evaluation.api import load_metrics
-
     paths = [p for spec in specs for p in find_metrics(spec)]
     if labels and len(labels) != len(paths):
         raise MecError(f"gives {len(labels)} labels for {len(paths)} runs", option="labels")

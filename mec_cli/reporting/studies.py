@@ -13,7 +13,7 @@ import pandas as pd
 
 from mec_cli.errors import MecError
 from mec_cli.ops.modes import BASELINE_MODE, MEC_MODE
-from mec_cli.reporting.runs import LVIS_KEYS, Run, resolve_grouping
+from mec_cli.reporting.runs import GROUPINGS, LVIS_KEYS, Run, resolve_grouping
 from mec_cli.reporting.tables import pick_mode
 
 ERROR_TYPES = ("cls", "loc", "both", "dupe", "bkg", "miss")
@@ -91,8 +91,6 @@ def iou_profile_table(frame: pd.DataFrame) -> pd.DataFrame:
 
 def study_grouping(available: Sequence[str], grouping: str, what: str, run: Run) -> str:
     """The grouping a study section is shown by: 'lvis' or 'groups' when asked for, else LVIS when present."""
-    from mec_cli.reporting.runs import GROUPINGS
-
     if grouping not in GROUPINGS:
         raise MecError(f"grouping must be one of {', '.join(GROUPINGS)}, got {grouping!r}")
     if grouping == "auto":

@@ -11,8 +11,8 @@ from typing import Dict, List, Optional, Sequence
 
 import pandas as pd
 
-from mec_cli.errors import MecError
 from mec_cli.data.groups import LVIS_FREQUENCIES, LVIS_FREQUENCY_NAMES
+from mec_cli.errors import MecError
 from mec_cli.ops.modes import BASELINE_MODE, MEC_MODE
 from mec_cli.reporting import paper
 from mec_cli.reporting.runs import Run, grouping_note, resolve_grouping
@@ -50,9 +50,10 @@ def ablation_modes(baseline_mode: str = BASELINE_MODE) -> List[str]:
 
 
 def baseline_note(baseline_mode: str) -> str:
-    what = {"mean_logits": "the mean of the stage logits, then softmax: MMDetection's Cascade/HTC heads, with which the "
-                           "paper's numbers were made",
-            "mean_probs": "the mean of the stage probabilities, as the paper's Section 3.1 writes it"}.get(baseline_mode, "")
+    what = {"mean_logits": "the mean of the stage logits, then softmax: MMDetection's Cascade/HTC heads, with which "
+                           "the paper's numbers were made",
+            "mean_probs": "the mean of the stage probabilities, as the paper's Section 3.1 writes it",
+            }.get(baseline_mode, "")
     return f"baseline = {baseline_mode}" + (f" ({what})" if what else "") + "; change it with --baseline-mode"
 
 
@@ -110,7 +111,8 @@ def ablation_table(runs: Sequence[Run], modes: Optional[Sequence[str]] = None, r
             rows.append(row)
     if not rows:
         raise MecError(f"none of the runs has any of the modes {', '.join(modes)}")
-    values = ["mAP^m", *(_mask_col(c, grouping) for c in cols), "mAP"] + (["paper mAP^m", "paper mAP"] if reference else [])
+    values = ["mAP^m", *(_mask_col(c, grouping) for c in cols), "mAP"] + (["paper mAP^m",
+                                                                           "paper mAP"] if reference else [])
     notes = [baseline_note(baseline_mode), grouping_note(runs, grouping)]
     if reference:
         notes.append(f"paper columns: {paper.SOURCES['2c']}, only beside runs of that recipe and dataset")
@@ -231,5 +233,6 @@ def baseline_vs_mec(base: Run, mec: Run, baseline_mode: str = BASELINE_MODE, mec
     out = {}
     for run, preferred in ((base, baseline_mode), (mec, mec_mode)):
         mode = pick_mode(run, preferred)
-        out[f"{run.label} ({mode})"] = {g: _pct(run.group_ap(mode, iou_type, g, grouping)) for g in run.group_names(grouping)}
+        out[f"{run.label} ({mode})"] = {g: _pct(run.group_ap(mode, iou_type, g,
+                                                             grouping)) for g in run.group_names(grouping)}
     return out

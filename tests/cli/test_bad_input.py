@@ -15,16 +15,18 @@ VALID = {
     "images": [{"id": 1, "width": 64, "height": 48, "neg_category_ids": [2], "not_exhaustive_category_ids": []},
                {"id": 2, "width": 64, "height": 48, "neg_category_ids": [], "not_exhaustive_category_ids": [1]}],
     "categories": [{"id": 1, "name": "a", "frequency": "r"}, {"id": 2, "name": "b", "frequency": "f"}],
-    "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "bbox": [1.0, 2.0, 10.0, 12.0], "area": 120.0, "iscrowd": 0,
-                     "segmentation": [[1, 2, 11, 2, 11, 14, 1, 14]]},
+    "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "bbox": [1.0, 2.0, 10.0, 12.0], "area": 120.0,
+                     "iscrowd": 0, "segmentation": [[1, 2, 11, 2, 11, 14, 1, 14]]},
                     {"id": 2, "image_id": 2, "category_id": 2, "bbox": [5, 5, 20, 20], "area": 400, "iscrowd": 0,
                      "segmentation": {"size": [48, 64], "counts": "PPP3"}}],
 }
 
 # (path into VALID, a value no reader may accept there)
-BAD_VALUES = st.sampled_from([None, "1", [1, 2], {"x": 1}, 2**70, -(2**70), True, 1.5, float("nan"), float("inf"), [], ""])
+BAD_VALUES = st.sampled_from([None, "1", [1, 2], {"x": 1}, 2**70, -(2**70), True, 1.5, float("nan"), float("inf"), [],
+                              ""])
 FIELDS = [("images", 0, "id"), ("images", 1, "width"), ("images", 0, "neg_category_ids"), ("categories", 0, "id"),
-          ("categories", 1, "name"), ("categories", 0, "frequency"), ("annotations", 0, "id"), ("annotations", 0, "image_id"),
+          ("categories", 1, "name"), ("categories", 0, "frequency"), ("annotations", 0, "id"),
+          ("annotations", 0, "image_id"),
           ("annotations", 1, "category_id"), ("annotations", 0, "bbox"), ("annotations", 1, "area"),
           ("annotations", 0, "iscrowd"), ("annotations", 1, "segmentation")]
 
@@ -91,14 +93,16 @@ def test_fuzzed_annotation_files_end_in_one_line(run_mec, tmp_path_factory, fiel
 @pytest.mark.parametrize("content,needle", [
     ("", "malformed JSON"),
     ("[" * 100000, "expected a JSON object"),
-    ('{"images": [], "annotations": [], "categories": [{"id": "7", "name": "x"}]}', "categories[0].id: expected an integer, got a string"),
+    ('{"images": [], "annotations": [], "categories": [{"id": "7", "name": "x"}]}',
+     "categories[0].id: expected an integer, got a string"),
     ('{"images": [{"id": [1]}], "annotations": [], "categories": []}', "images[0].id: expected an integer, got a list"),
     ('{"categories": [{"id": 1, "name": "a", "x": ' + "[" * 5000 + "]" * 5000 + '}]}', "nested too deeply"),
     ('{"images": [{"id": 1}], "categories": [{"id": 1, "name": "a"}], "annotations": '
      '[{"id": 1, "image_id": 1, "category_id": 1, "bbox": ["1", "2", "3", "4"]}]}', "4 finite numbers"),
     ('{"images": [{"id": 1}], "categories": [{"id": 1, "name": "a"}], "annotations": '
      '[{"id": 1, "image_id": 1, "category_id": 1, "bbox": [1, 2, null, 4]}]}', "4 finite numbers"),
-    ('{"images": [{"id": 1}], "categories": [{"id": 1180591620717411303424, "name": "a"}], "annotations": []}', "64-bit"),
+    ('{"images": [{"id": 1}], "categories": [{"id": 1180591620717411303424, "name": "a"}], "annotations": []}',
+     "64-bit"),
 ])
 def test_hostile_annotation_files(run_mec, tmp_path, content, needle):
     ann = _write(tmp_path / "a[1].json", content)
@@ -129,7 +133,8 @@ def test_malformed_groups_files(run_mec, tmp_path, mutate, needle):
     groups = _write(tmp_path / "groups.json", doc)
     ann = _write(tmp_path / "ann.json", VALID)
     dets = _write(tmp_path / "dets.json", [{"image_id": 1, "category_id": 1, "bbox": [1, 2, 10, 12], "score": 0.9}])
-    line = run_mec("eval", "--results", dets, "--ann", ann, "--groups", groups, "--out", tmp_path / "m.json").one_error_line()
+    line = run_mec("eval", "--results", dets, "--ann", ann, "--groups", groups, "--out",
+                   tmp_path / "m.json").one_error_line()
     assert needle in line and "groups.json" in line
     _no_outputs(tmp_path, "m.json")
 
@@ -137,9 +142,11 @@ def test_malformed_groups_files(run_mec, tmp_path, mutate, needle):
 def _metrics_doc():
     from mec_cli.evaluation.api import SCHEMA
 
-    modes = {m: {"bbox": {"AP": 0.3, "APr": 0.1, "APc": 0.2, "APf": 0.4}, "segm": {"AP": 0.2, "APr": 0.1, "APc": 0.2, "APf": 0.3}}
+    modes = {m: {"bbox": {"AP": 0.3, "APr": 0.1, "APc": 0.2, "APf": 0.4},
+                 "segm": {"AP": 0.2, "APr": 0.1, "APc": 0.2, "APf": 0.3}}
              for m in ("stage1", "stage2", "stage3", "mean_logits", "dynamic_ga")}
-    return {"schema": SCHEMA, "protocol": "lvis", "recipe": "tiny", "run": {"mec_loss": True, "lam": 0.7, "num_stages": 3},
+    return {"schema": SCHEMA, "protocol": "lvis", "recipe": "tiny",
+            "run": {"mec_loss": True, "lam": 0.7, "num_stages": 3},
             "groups": {"names": ["rare", "common", "frequent"], "bins": [10, 100]}, "modes": modes}
 
 
@@ -158,7 +165,8 @@ def test_malformed_metrics_files(run_mec, tmp_path, mutate, needle, command):
     doc = _metrics_doc()
     mutate(doc)
     metrics = _write(tmp_path / "m[0].json", doc)
-    line = run_mec("report", command, metrics, "--out", tmp_path / ("t.md" if command == "ablation" else "s.png")).one_error_line()
+    line = run_mec("report", command, metrics, "--out",
+                   tmp_path / ("t.md" if command == "ablation" else "s.png")).one_error_line()
     assert needle in line and "m[0].json" in line
     _no_outputs(tmp_path, "t.md", "s.png", "s.svg")
 
@@ -212,14 +220,16 @@ def test_outputs_that_cannot_or_must_not_be_written(run_mec, tmp_path, monkeypat
     args = {"directory": ["groups", ann, "--out", tmp_path],
             "under_a_file": ["groups", ann, "--out", ann / "g.json"],
             "equals_input": ["groups", ann, "--out", ann],
-            "manifest_equals_out": ["build-coco-lt", "--coco-ann", ann, "--out", tmp_path / "x.json", "--manifest", tmp_path / "x.json"],
+            "manifest_equals_out": ["build-coco-lt", "--coco-ann", ann, "--out", tmp_path / "x.json", "--manifest",
+                                    tmp_path / "x.json"],
             "read_only": ["groups", ann, "--out", tmp_path / "ro" / "g.json"]}[case]
     if case == "read_only":
         (tmp_path / "ro").mkdir()
         real = os.access
         monkeypatch.setattr(os, "access", lambda p, mode, **kw: False if str(p).endswith("ro") else real(p, mode, **kw))
     line = run_mec(*args).one_error_line()
-    needle = {"directory": "is a directory", "under_a_file": "is a file, not a folder", "equals_input": "would overwrite the input",
+    needle = {"directory": "is a directory", "under_a_file": "is a file, not a folder",
+              "equals_input": "would overwrite the input",
               "manifest_equals_out": "the manifest would overwrite the dataset", "read_only": "permission denied"}[case]
     assert needle in line
     assert ann.read_bytes() == before and not (tmp_path / "x.json").exists()
@@ -229,7 +239,8 @@ def test_a_failed_build_keeps_the_previous_dataset_and_manifest_together(run_mec
     from mec_cli.data.profiles import load_profile
     from mec_cli.data.synth import synthetic_coco_annotations
 
-    ann = _write(tmp_path / "coco.json", synthetic_coco_annotations(400, load_profile("coco2017")["categories"], seed=1, scale=0.003))
+    ann = _write(tmp_path / "coco.json", synthetic_coco_annotations(400, load_profile("coco2017")["categories"], seed=1,
+                                                                    scale=0.003))
     out, manifest = tmp_path / "lt.json", tmp_path / "lt.manifest.json"
     assert run_mec("build-coco-lt", "--coco-ann", ann, "--out", out).code == 0
     old = (out.read_bytes(), manifest.read_bytes())

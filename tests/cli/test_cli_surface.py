@@ -42,7 +42,8 @@ def test_version_and_listing():
 
 def test_help_imports_no_torch_or_mm_packages():
     code = ("import sys\nfrom mec_cli.cli import app\ntry:\n    app(['--help'])\nexcept SystemExit:\n    pass\n"
-            "heavy = [m for m in sys.modules if m.split('.')[0] in ('torch', 'mmcv', 'mmdet', 'mmengine', 'lvis', 'pandas', 'matplotlib')]\n"
+            "heavy = [m for m in sys.modules if m.split('.')[0] in "
+            "('torch', 'mmcv', 'mmdet', 'mmengine', 'lvis', 'pandas', 'matplotlib')]\n"
             "print('HEAVY', heavy)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip().endswith("HEAVY []"), out[-500:]
@@ -56,7 +57,8 @@ def test_resume_alone_means_auto():
 
 def test_cfg_options_take_several_pairs_as_in_mmdetection():
     argv = ["train", "--cfg-options", "a=1", "b.c=2", "--gpus", "0", "extra"]
-    assert _expand_optional_values(argv) == ["train", "--cfg-options", "a=1", "--cfg-options", "b.c=2", "--gpus", "0", "extra"]
+    assert _expand_optional_values(argv) == ["train", "--cfg-options", "a=1", "--cfg-options", "b.c=2", "--gpus", "0",
+                                             "extra"]
 
 
 def test_doctor_reports_a_working_install():

@@ -25,7 +25,8 @@ def test_rank_aligned_target_sums_and_synset_matches():
     names = {c["id"]: c["name"] for c in COCO}
     ranking, targets, _ = compute_targets(counts, names, LVIS_V1, "rank")
     # Our own computation from the LVIS v1 statistics, not a published number: the 70 constrained targets sum to
-    # 21,015, the top 10 to 101,602, all 80 to 122,617 (the paper's COCO-LT has 128,615 instances, so it filled the top 10).
+    # 21,015, the top 10 to 101,602, all 80 to 122,617 (the paper's COCO-LT has 128,615 instances, so it filled the
+    # top 10).
     assert sum(targets[c] for c in ranking[10:]) == 21015
     assert sum(targets[c] for c in ranking[:10]) == 101602
     assert sum(targets.values()) == 122617
@@ -78,7 +79,8 @@ def test_coco_like_data_meets_targets_and_fills_the_top_ten():
        data_seed=st.integers(0, 1000), fill_top=st.booleans())
 def test_builder_properties(num_images, num_cats, keep_top, seed, data_seed, fill_top):
     rng = np.random.default_rng(data_seed)
-    cats = [{"id": i + 1, "name": f"c{i}", "instance_count": int(rng.integers(1, 80)), "image_count": int(rng.integers(1, 30))}
+    cats = [{"id": i + 1, "name": f"c{i}", "instance_count": int(rng.integers(1, 80)),
+             "image_count": int(rng.integers(1, 30))}
             for i in range(num_cats)]
     src = synthetic_coco_annotations(num_images, cats, seed=data_seed)
     lvis = [{"instance_count": int(v)} for v in rng.integers(1, 200, 30)]
@@ -96,7 +98,8 @@ def test_cli_is_deterministic_and_writes_manifest(tmp_path):
     ann.write_text(json.dumps(src))
     outs = []
     for name in ("a", "b"):
-        res = CliRunner().invoke(app, ["build-coco-lt", "--coco-ann", str(ann), "--out", str(tmp_path / f"{name}.json"), "--seed", "4"])
+        res = CliRunner().invoke(app, ["build-coco-lt", "--coco-ann", str(ann), "--out", str(tmp_path / f"{name}.json"),
+                                       "--seed", "4"])
         assert res.exit_code == 0, res.output
         assert "COCO-LT" in res.output
         outs.append((tmp_path / f"{name}.json").read_bytes())
@@ -105,7 +108,8 @@ def test_cli_is_deterministic_and_writes_manifest(tmp_path):
     assert manifest["seed"] == 4 and manifest["profile"] == "lvis_v1" and len(manifest["input_sha256"]) == 64
     assert manifest["top_mode"] == "fill" and len(manifest["categories"]) == 80
     assert all({"rank", "target", "achieved", "constrained"} <= set(c) for c in manifest["categories"])
-    res = CliRunner().invoke(app, ["build-coco-lt", "--coco-ann", str(ann), "--out", str(tmp_path / "c.json"), "--no-fill-top"])
+    res = CliRunner().invoke(app, ["build-coco-lt", "--coco-ann", str(ann), "--out", str(tmp_path / "c.json"),
+                                   "--no-fill-top"])
     assert res.exit_code == 0, res.output
     only = json.loads((tmp_path / "c.manifest.json").read_text())
     assert only["top_mode"] == "constrained_only"

@@ -37,7 +37,8 @@ def test_lvis_profile_groups_differ_from_lvis_frequency():
 
 
 def test_groups_from_file_count_instances_and_images(write_json):
-    ann = {"images": [{"id": 1}, {"id": 2}], "categories": [{"id": 7, "name": "a"}, {"id": 8, "name": "b"}, {"id": 9, "name": "c"}],
+    ann = {"images": [{"id": 1}, {"id": 2}], "categories": [{"id": 7, "name": "a"}, {"id": 8, "name": "b"},
+                                                            {"id": 9, "name": "c"}],
            "annotations": [{"id": i, "image_id": 1 + i % 2, "category_id": 7, "bbox": [0, 0, 1, 1]} for i in range(12)]}
     path = write_json("ann.json", ann)
     doc = compute_groups(path, "instances", "10,100")

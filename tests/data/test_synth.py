@@ -11,7 +11,8 @@ from mec_cli.errors import MecError
 
 
 def _digest(root: Path) -> dict:
-    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(root.rglob("*")) if p.is_file()}
+    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(root.rglob("*"))
+            if p.is_file()}
 
 
 def test_same_seed_gives_identical_bytes_and_other_seed_differs(tmp_path):
@@ -38,7 +39,8 @@ def test_lvis_loads_both_splits_with_lvis_fields(synth_data):
 def test_default_distribution_fills_every_instance_group():
     counts = long_tail_counts(24, 1000, 3)
     assert counts[0] == 1000 and counts[-1] == 3
-    assert sum(c < 10 for c in counts) >= 3 and sum(10 <= c < 100 for c in counts) >= 3 and sum(c >= 100 for c in counts) >= 3
+    assert (sum(c < 10 for c in counts) >= 3 and sum(10 <= c < 100 for c in counts) >= 3
+            and sum(c >= 100 for c in counts) >= 3)
 
 
 def test_category_statistics_match_annotations(synth_data):

@@ -10,13 +10,17 @@ GOOD = {"images": [{"id": 1}], "categories": [{"id": 1, "name": "a"}],
 CASES = {
     "malformed": ('{"images": [', "malformed JSON"),
     "missing_top": ({"images": [], "annotations": []}, "missing top-level key 'categories'"),
-    "missing_key": ({**GOOD, "annotations": [{"id": 1, "image_id": 1, "bbox": [0, 0, 1, 1]}]}, "annotations[0] (id 1) is missing key 'category_id'"),
+    "missing_key": ({**GOOD, "annotations": [{"id": 1, "image_id": 1, "bbox": [0, 0, 1, 1]}]},
+                    "annotations[0] (id 1) is missing key 'category_id'"),
     "dup_image": ({**GOOD, "images": [{"id": 1}, {"id": 1}]}, "duplicate image id 1"),
     "dup_ann": ({**GOOD, "annotations": GOOD["annotations"] * 2}, "duplicate annotation id 1"),
     "dup_cat": ({**GOOD, "categories": GOOD["categories"] * 2}, "duplicate category id 1"),
-    "unknown_image": ({**GOOD, "annotations": [{"id": 1, "image_id": 5, "category_id": 1, "bbox": [0, 0, 1, 1]}]}, "unknown image id 5"),
-    "unknown_cat": ({**GOOD, "annotations": [{"id": 1, "image_id": 1, "category_id": 9, "bbox": [0, 0, 1, 1]}]}, "unknown category id 9"),
-    "bad_box": ({**GOOD, "annotations": [{"id": 3, "image_id": 1, "category_id": 1, "bbox": [0, 0, 0, 4]}]}, "annotation id 3 has a non-positive box size"),
+    "unknown_image": ({**GOOD, "annotations": [{"id": 1, "image_id": 5, "category_id": 1, "bbox": [0, 0, 1, 1]}]},
+                      "unknown image id 5"),
+    "unknown_cat": ({**GOOD, "annotations": [{"id": 1, "image_id": 1, "category_id": 9, "bbox": [0, 0, 1, 1]}]},
+                    "unknown category id 9"),
+    "bad_box": ({**GOOD, "annotations": [{"id": 3, "image_id": 1, "category_id": 1, "bbox": [0, 0, 0, 4]}]},
+                "annotation id 3 has a non-positive box size"),
 }
 
 
@@ -26,7 +30,8 @@ def test_bad_annotation_files_exit_2_with_one_line_and_no_output(case, command, 
     content, message = CASES[case]
     path = write_json(f"{case}.json", content)
     out = tmp_path / "out.json"
-    args = ["groups", str(path), "--out", str(out)] if command == "groups" else ["build-coco-lt", "--coco-ann", str(path), "--out", str(out)]
+    args = ["groups", str(path), "--out", str(out)] if command == "groups" else ["build-coco-lt", "--coco-ann",
+                                                                                 str(path), "--out", str(out)]
     res = CliRunner().invoke(app, args)
     assert res.exit_code == 2, res.output
     lines = [ln for ln in res.output.splitlines() if ln.strip()]
@@ -37,7 +42,8 @@ def test_bad_annotation_files_exit_2_with_one_line_and_no_output(case, command, 
 
 @pytest.mark.parametrize("bins", ["100,10", "0,5", "x"])
 def test_bins_that_make_no_sense_exit_2(bins, write_json, tmp_path):
-    res = CliRunner().invoke(app, ["groups", str(write_json("a.json", GOOD)), "--bins", bins, "--out", str(tmp_path / "g.json")])
+    res = CliRunner().invoke(app, ["groups", str(write_json("a.json", GOOD)), "--bins", bins, "--out",
+                                   str(tmp_path / "g.json")])
     assert res.exit_code == 2 and "bins" in res.output and not (tmp_path / "g.json").exists()
 
 

@@ -43,14 +43,16 @@ def _ground_truth(lvis=True):
         im = {"id": i, "height": H, "width": W}
         present = sorted(set(rng.choice([1, 2, 3, 5], 2).tolist()))
         if lvis:
-            im.update(neg_category_ids=[c for c in (1, 2, 3, 5) if c not in present][:1], not_exhaustive_category_ids=present[:1] if i % 3 == 0 else [])
+            im.update(neg_category_ids=[c for c in (1, 2, 3, 5) if c not in present][:1],
+                      not_exhaustive_category_ids=present[:1] if i % 3 == 0 else [])
         images.append(im)
         for c in present:
             x, y = rng.uniform(0, W - 40), rng.uniform(0, H - 40)
             w, h = rng.uniform(10, 40, 2)
             rle = mask_utils.encode(_mask(x, y, w, h, "ellipse"))
             poly_box = mask_utils.toBbox(rle).tolist()
-            a = {"id": len(anns) + 1, "image_id": i, "category_id": c, "bbox": poly_box, "area": float(mask_utils.area(rle)),
+            a = {"id": len(anns) + 1, "image_id": i, "category_id": c, "bbox": poly_box,
+                 "area": float(mask_utils.area(rle)),
                  "segmentation": {"size": [H, W], "counts": rle["counts"].decode()}, "iscrowd": 0}
             anns.append(a)
     return {"images": images, "annotations": anns, "categories": cats}
@@ -66,7 +68,8 @@ def _detections(gt, rng, n_extra=6):
     for im in gt["images"]:
         for _ in range(n_extra):
             x, y = rng.uniform(0, W - 20), rng.uniform(0, H - 20)
-            out.append((im["id"], int(rng.choice([1, 2, 3, 5])), [x, y, *rng.uniform(4, 30, 2).tolist()], float(rng.random())))
+            out.append((im["id"], int(rng.choice([1, 2, 3, 5])), [x, y, *rng.uniform(4, 30, 2).tolist()],
+                        float(rng.random())))
     return [(i, c, b, s, _mask(*b, "ellipse")) for i, c, b, s in out]
 
 
@@ -93,7 +96,8 @@ def detectron2_style(dets):
     for img, cat, b, s, m in dets:
         rle = mask_utils.encode(m)
         rle["counts"] = rle["counts"].decode("utf-8")
-        out.append({"image_id": img, "category_id": cat, "bbox": [float(v) for v in b], "score": float(s), "segmentation": rle})
+        out.append({"image_id": img, "category_id": cat, "bbox": [float(v) for v in b], "score": float(s),
+                    "segmentation": rle})
     return out
 
 
@@ -102,7 +106,8 @@ def cocoapi_fake_segm_style(dets):
     out = []
     for img, cat, _b, s, m in dets:
         rle = mask_utils.encode(m)
-        out.append({"image_id": img, "category_id": cat, "segmentation": {"size": rle["size"], "counts": rle["counts"].decode()},
+        out.append({"image_id": img, "category_id": cat, "segmentation": {"size": rle["size"],
+                                                                          "counts": rle["counts"].decode()},
                     "score": round(s, 3)})
     return out
 
@@ -121,7 +126,8 @@ def uncompressed_rle_style(dets):
         counts = np.diff(np.r_[0, changes]).tolist()
         if counts and counts[-1] == 0:
             counts = counts[:-1]
-        out.append({"image_id": img, "category_id": cat, "bbox": b, "score": s, "segmentation": {"size": [H, W], "counts": counts}})
+        out.append({"image_id": img, "category_id": cat, "bbox": b, "score": s,
+                    "segmentation": {"size": [H, W], "counts": counts}})
     return out
 
 
@@ -143,19 +149,22 @@ def _reference(gt, results, iou_type, protocol, tmp_path):
 def _ours(run_mec, gt, results, tmp_path, *extra):
     (tmp_path / "gt.json").write_text(json.dumps(gt))
     (tmp_path / "res.json").write_text(json.dumps(results))
-    res = run_mec("eval", "--results", tmp_path / "res.json", "--ann", tmp_path / "gt.json", "--out", tmp_path / "m.json", *extra)
+    res = run_mec("eval", "--results", tmp_path / "res.json", "--ann", tmp_path / "gt.json", "--out",
+                  tmp_path / "m.json", *extra)
     assert res.code == 0, res.err
     return json.loads((tmp_path / "m.json").read_text())
 
 
 @pytest.mark.parametrize("protocol", ["lvis", "coco"])
-@pytest.mark.parametrize("style", ["mmdetection", "detectron2", "cocoapi_fake_segm", "polygons", "uncompressed_rle", "bbox_only"])
+@pytest.mark.parametrize("style", ["mmdetection", "detectron2", "cocoapi_fake_segm", "polygons", "uncompressed_rle",
+                                   "bbox_only"])
 def test_results_files_as_the_tools_write_them(run_mec, tmp_path, style, protocol):
     gt = _ground_truth(lvis=protocol == "lvis")
     dets = _detections(gt, np.random.default_rng(1))
     results = {"mmdetection": lambda: mmdetection_style(dets)[1], "detectron2": lambda: detectron2_style(dets),
                "cocoapi_fake_segm": lambda: cocoapi_fake_segm_style(dets), "polygons": lambda: polygon_style(dets),
-               "uncompressed_rle": lambda: uncompressed_rle_style(dets), "bbox_only": lambda: mmdetection_style(dets, False)[0]}[style]()
+               "uncompressed_rle": lambda: uncompressed_rle_style(dets),
+               "bbox_only": lambda: mmdetection_style(dets, False)[0]}[style]()
     doc = _ours(run_mec, gt, results, tmp_path)
     held = {"cocoapi_fake_segm": ["segm"], "bbox_only": ["bbox"]}.get(style, ["bbox", "segm"])
     assert list(doc["modes"]["results"]) == held  # --iou-type defaults to what the results hold
@@ -182,7 +191,8 @@ def test_asking_for_what_the_results_lack_is_one_line(run_mec, tmp_path):
     results = mmdetection_style(_detections(gt, np.random.default_rng(3)), False)[0]
     (tmp_path / "gt.json").write_text(json.dumps(gt))
     (tmp_path / "res.json").write_text(json.dumps(results))
-    line = run_mec("eval", "--results", tmp_path / "res.json", "--ann", tmp_path / "gt.json", "--iou-type", "segm").one_error_line()
+    line = run_mec("eval", "--results", tmp_path / "res.json", "--ann", tmp_path / "gt.json", "--iou-type",
+                   "segm").one_error_line()
     assert "segm" in line and "no segmentations" in line
     mixed = results[:3] + [{k: v for k, v in results[3].items() if k != "bbox"}] + results[4:]
     (tmp_path / "mixed.json").write_text(json.dumps(mixed))
@@ -208,6 +218,7 @@ def test_malformed_results_records(run_mec, tmp_path, record, needle):
     (tmp_path / "gt.json").write_text(json.dumps(gt))
     good = {"image_id": 1, "category_id": 1, "bbox": [1, 2, 3, 4], "score": 0.9}
     (tmp_path / "res.json").write_text(json.dumps([good, good, record], allow_nan=True))
-    line = run_mec("eval", "--results", tmp_path / "res.json", "--ann", tmp_path / "gt.json", "--out", tmp_path / "m.json").one_error_line()
+    line = run_mec("eval", "--results", tmp_path / "res.json", "--ann", tmp_path / "gt.json", "--out",
+                   tmp_path / "m.json").one_error_line()
     assert needle in line and "res.json" in line
     assert not (tmp_path / "m.json").exists()

@@ -89,7 +89,8 @@ def test_seeded_forward_loss_is_finite_and_reproducible_and_differs_from_baselin
         torch.manual_seed(1)
         data = model.data_preprocessor({"inputs": list(imgs), "data_samples": copy.deepcopy(samples)}, training=True)
         losses = model.loss(data["inputs"], data["data_samples"])
-        out.append({k: float(v) if not isinstance(v, list) else float(sum(v)) for k, v in losses.items() if "loss" in k})
+        out.append({k: float(v) if not isinstance(v, list) else float(sum(v)) for k,
+                    v in losses.items() if "loss" in k})
     assert all(torch.isfinite(torch.tensor(list(o.values()))).all() for o in out)
     assert out[0] == pytest.approx(out[2], rel=1e-6)  # seeded: same numbers twice
     # The multi-expert loss lowers the class loss of in-group labels, so the totals differ from CE.
@@ -152,7 +153,8 @@ def test_mode_names_round_trip():
 
 
 def test_cosine_classifier_and_seesaw_and_four_stages_build_and_train_step():
-    for name, groups in (("cascade_r50_cos", [0, 1, 2]), ("cascade_r50_seesaw", [0, 1, 2]), ("cascade_r50_4stage", [0, 1, 2, 3])):
+    for name, groups in (("cascade_r50_cos", [0, 1, 2]), ("cascade_r50_seesaw", [0, 1, 2]),
+                         ("cascade_r50_4stage", [0, 1, 2, 3])):
         cfg = load_config(resolve_recipe(name).file)
         from mec_cli.recipes import set_num_classes
 

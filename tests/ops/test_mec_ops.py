@@ -4,8 +4,16 @@ import math
 import pytest
 import torch
 
-from mec_cli.ops import (dynamic_ensemble, dynamic_weights, group_align, mean_logit_ensemble, mean_prob_ensemble,
-                         multi_expert_loss, sparse_ensemble, stage_scores)
+from mec_cli.ops import (
+    dynamic_ensemble,
+    dynamic_weights,
+    group_align,
+    mean_logit_ensemble,
+    mean_prob_ensemble,
+    multi_expert_loss,
+    sparse_ensemble,
+    stage_scores,
+)
 
 GROUPS = torch.tensor([0, 0, 1, 2, 2])  # C = 5 foreground classes in 3 groups
 
@@ -37,7 +45,8 @@ def test_multi_expert_loss_matches_literal_equations():
     y = torch.randint(0, 6, (40,))
     for g in range(3):
         got = multi_expert_loss(o, y, GROUPS, g, lam=0.3, reduction="none")
-        ref = torch.tensor([_reference_loss(o[r], int(y[r]), GROUPS.tolist(), g, 0.3) for r in range(40)], dtype=torch.float64)
+        ref = torch.tensor([_reference_loss(o[r], int(y[r]), GROUPS.tolist(), g, 0.3) for r in range(40)],
+                           dtype=torch.float64)
         torch.testing.assert_close(got, ref)
 
 
@@ -123,13 +132,15 @@ def test_dynamic_weights_properties():
     w = dynamic_weights(stages, GROUPS, tau=1.0)
     torch.testing.assert_close(w.sum(0), torch.ones(8, 5))
     # tau -> inf: the uniform mean of stages (background included)
-    torch.testing.assert_close(dynamic_ensemble(stages, GROUPS, tau=1e6), mean_logit_ensemble(stages), atol=1e-4, rtol=0)
+    torch.testing.assert_close(dynamic_ensemble(stages, GROUPS, tau=1e6), mean_logit_ensemble(stages), atol=1e-4,
+                               rtol=0)
     # tau -> 0: per group, the stage whose group LSE (~ group max) is largest
     hard = dynamic_weights(stages, GROUPS, tau=1e-4)
     fg = stages[..., :5]
     for g in range(3):
         best = fg[..., GROUPS == g].max(-1).values.argmax(0)  # (R,)
-        torch.testing.assert_close(hard[..., GROUPS == g].argmax(0), best.unsqueeze(-1).expand(-1, int((GROUPS == g).sum())))
+        torch.testing.assert_close(hard[..., GROUPS == g].argmax(0),
+                                   best.unsqueeze(-1).expand(-1, int((GROUPS == g).sum())))
 
 
 def test_dynamic_ensemble_gradcheck_float64():

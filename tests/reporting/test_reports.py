@@ -12,8 +12,8 @@ from mec_cli.ops.modes import BASELINE_MODE
 from mec_cli.reporting.runs import load_runs
 from mec_cli.reporting.tables import ablation_table, compare_table, stage_count_table
 
-MODES = ["stage1", "stage2", "stage3", "mean_probs", "mean_probs_ga", "mean_logits", "mean_logits_ga", "sparse", "sparse_ga",
-         "dynamic", "dynamic_ga"]
+MODES = ["stage1", "stage2", "stage3", "mean_probs", "mean_probs_ga", "mean_logits", "mean_logits_ga", "sparse",
+         "sparse_ga", "dynamic", "dynamic_ga"]
 
 
 def _metrics(seed: float, mec: bool, stages: int = 3, lam=0.7, recipe="tiny", per_stage=True):
@@ -25,7 +25,8 @@ def _metrics(seed: float, mec: bool, stages: int = 3, lam=0.7, recipe="tiny", pe
         modes[m] = {t: {"AP": base + (0.02 if t == "bbox" else 0), "AP50": base + 0.2, "APr": base / 3, "APc": base / 2,
                         "APf": base * 1.5, "AP_rare": base / 3, "AP_common": base / 2, "AP_frequent": base * 1.5}
                     for t in ("bbox", "segm")}
-    return {"schema": SCHEMA, "protocol": "lvis", "recipe": recipe, "run": {"mec_loss": mec, "lam": lam if mec else None,
+    return {"schema": SCHEMA, "protocol": "lvis", "recipe": recipe,
+            "run": {"mec_loss": mec, "lam": lam if mec else None,
                                                                           "num_stages": stages},
             "groups": {"names": ["rare", "common", "frequent"]}, "modes": modes}
 
@@ -97,7 +98,8 @@ def test_stage_count_table(runs):
     t = stage_count_table(loaded, reference=True)
     assert list(t.df["# of stages"]) == [3, 3, 4, 4] and list(t.df["model"]) == ["Baseline", "MEC", "Baseline", "MEC"]
     assert t.df["paper AP"].isna().all()  # keyed by recipe: these runs are not the paper's models
-    for run, recipe in zip(loaded, ("cascade_r50_4stage", "cascade_r50_baseline", "cascade_r50", "cascade_r50_4stage_baseline")):
+    for run, recipe in zip(loaded, ("cascade_r50_4stage", "cascade_r50_baseline", "cascade_r50",
+                                    "cascade_r50_4stage_baseline")):
         run.doc["recipe"] = recipe
     assert list(stage_count_table(loaded, reference=True).df["paper AP"]) == [22.1, 25.0, 22.3, 26.1]
 
@@ -105,7 +107,8 @@ def test_stage_count_table(runs):
 @pytest.mark.parametrize("fmt,needle", [("md", "| run |"), ("latex", "\\toprule"), ("csv", "run,mode,Exp.")])
 def test_table_formats_via_cli(runs, tmp_path, fmt, needle):
     out = tmp_path / f"t.{fmt}"
-    res = CliRunner().invoke(app, ["report", "ablation", str(runs["base"]), str(runs["mec"]), "--format", fmt, "--out", str(out)])
+    res = CliRunner().invoke(app, ["report", "ablation", str(runs["base"]), str(runs["mec"]), "--format", fmt, "--out",
+                                   str(out)])
     assert res.exit_code == 0, res.output
     text = out.read_text()
     assert needle in text
@@ -192,7 +195,8 @@ def test_stages_figure_axis_names_the_grouping(tmp_path, monkeypatch):
     path = _two_groupings(tmp_path)
     for grouping, label, value in (("lvis", "LVIS frequency group (by training images)", 44.4),
                                    ("groups", "group of groups.json (by training instances)", 11.1)):
-        res = CliRunner().invoke(app, ["report", "stages", str(path), "--grouping", grouping, "--out", str(tmp_path / f"{grouping}.png")])
+        res = CliRunner().invoke(app, ["report", "stages", str(path), "--grouping", grouping, "--out",
+                                       str(tmp_path / f"{grouping}.png")])
         assert res.exit_code == 0, res.output
         assert seen[-1] == (label, value)
         assert label in res.output

@@ -2,7 +2,6 @@
 --resume continues from the newest complete one (or says which are damaged), and every command ends cleanly on
 SIGTERM.
 """
-import json
 import os
 import signal
 import subprocess
@@ -20,8 +19,10 @@ ENV = {**os.environ, "PYTHONUNBUFFERED": "1"}
 
 
 def _train_args(data, work, iters, *extra):
-    return [sys.executable, "-m", "mec_cli.cli", "train", "--recipe", "tiny_baseline", "--gpus", "0", "--data-root", str(data),
-            "--work-dir", str(work), "--max-iters", str(iters), "--seed", "0", "--cfg-options", "log_level=WARNING", *extra]
+    return [sys.executable, "-m", "mec_cli.cli", "train", "--recipe", "tiny_baseline", "--gpus", "0", "--data-root",
+            str(data),
+            "--work-dir", str(work), "--max-iters", str(iters), "--seed", "0", "--cfg-options", "log_level=WARNING",
+            *extra]
 
 
 def _wait_for(proc, log: Path, needle: str, timeout: float = 600) -> None:
@@ -43,8 +44,10 @@ def _no_temporaries(folder: Path) -> None:
     assert not [p.name for p in folder.iterdir() if p.name.startswith(".") and ".tmp" in p.name]
 
 
-def test_sigterm_stops_after_the_iteration_with_a_checkpoint_and_resume_finishes_like_an_uninterrupted_run(synth_data, tmp_path):
-    straight = subprocess.run(_train_args(synth_data, tmp_path / "straight", 8), capture_output=True, text=True, env=ENV, timeout=900)
+def test_sigterm_stops_after_the_iteration_with_a_checkpoint_and_resume_finishes_like_an_uninterrupted_run(synth_data,
+                                                                                                           tmp_path):
+    straight = subprocess.run(_train_args(synth_data, tmp_path / "straight", 8), capture_output=True, text=True,
+                              env=ENV, timeout=900)
     assert straight.returncode == 0, straight.stderr[-3000:]
 
     work, log = tmp_path / "stopped", tmp_path / "stopped.log"
@@ -63,7 +66,8 @@ def test_sigterm_stops_after_the_iteration_with_a_checkpoint_and_resume_finishes
     assert _load(saved)["meta"]["iter"] == step
     _no_temporaries(work)
 
-    resumed = subprocess.run(_train_args(synth_data, work, 8, "--resume"), capture_output=True, text=True, env=ENV, timeout=900)
+    resumed = subprocess.run(_train_args(synth_data, work, 8, "--resume"), capture_output=True, text=True, env=ENV,
+                             timeout=900)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     a, b = _load(tmp_path / "straight" / "iter_8.pth"), _load(work / "iter_8.pth")
     assert a["meta"]["iter"] == b["meta"]["iter"] == 8
@@ -80,7 +84,8 @@ def test_kills_at_any_moment_never_leave_a_damaged_checkpoint_in_use(synth_data,
     for delay in (1.5, 0.9, 2.3):
         log = tmp_path / f"kill{delay}.log"
         with open(log, "w") as f:
-            proc = subprocess.Popen(args + ["--resume"], stdout=f, stderr=subprocess.STDOUT, env=ENV, start_new_session=True)
+            proc = subprocess.Popen(args + ["--resume"], stdout=f, stderr=subprocess.STDOUT, env=ENV,
+                                    start_new_session=True)
         _wait_for(proc, log, "train iter")  # training has started: checkpoints are being written
         time.sleep(delay)
         os.killpg(proc.pid, signal.SIGKILL)
@@ -96,8 +101,8 @@ def test_kills_at_any_moment_never_leave_a_damaged_checkpoint_in_use(synth_data,
 
 def test_resume_skips_a_damaged_checkpoint_and_never_silently_starts_over(synth_data, tmp_path, run_mec):
     work = tmp_path / "w"
-    ok = subprocess.run(_train_args(synth_data, work, 2, "default_hooks.checkpoint.interval=1"), capture_output=True, text=True,
-                        env=ENV, timeout=900)
+    ok = subprocess.run(_train_args(synth_data, work, 2, "default_hooks.checkpoint.interval=1"), capture_output=True,
+                        text=True, env=ENV, timeout=900)
     assert ok.returncode == 0, ok.stderr[-3000:]
     good = (work / "iter_2.pth").read_bytes()
     (work / "iter_3.pth").write_bytes(good[: len(good) // 3])  # what a kill during mmengine's own save would leave
@@ -136,8 +141,8 @@ def test_an_atomic_checkpoint_save_that_fails_changes_nothing(tmp_path):
     from mmengine.fileio import get_file_backend
 
     hook = MECCheckpointHook(interval=1, by_epoch=False, max_keep_ckpts=2)
-    runner = SimpleNamespace(work_dir=str(tmp_path), message_hub=MessageHub.get_instance("mec-test-ckpt"), iter=2, epoch=0,
-                             save_checkpoint=dies_half_way)
+    runner = SimpleNamespace(work_dir=str(tmp_path), message_hub=MessageHub.get_instance("mec-test-ckpt"), iter=2,
+                             epoch=0, save_checkpoint=dies_half_way)
     hook.out_dir, hook.file_backend, hook.keep_ckpt_ids = str(tmp_path), get_file_backend(str(tmp_path)), deque([1, 2])
     with pytest.raises(OSError):
         hook._save_checkpoint_with_step(runner, 3, dict(iter=3))
@@ -150,7 +155,8 @@ def test_sigterm_ends_a_command_with_a_message_and_no_temporary_files(tmp_path):
     out = tmp_path / "synth"
     log = tmp_path / "synth.log"
     with open(log, "w") as f:
-        proc = subprocess.Popen([sys.executable, "-m", "mec_cli.cli", "synth", "--out", str(out), "--train-images", "20000"],
+        proc = subprocess.Popen([sys.executable, "-m", "mec_cli.cli", "synth", "--out", str(out), "--train-images",
+                                 "20000"],
                                 stdout=f, stderr=subprocess.STDOUT, env=ENV)
     deadline = time.time() + 300
     while time.time() < deadline and not (out / "train").is_dir():

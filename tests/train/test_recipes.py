@@ -11,8 +11,8 @@ from mec_cli.recipes import DEFAULT_RECIPE, list_recipes, load_config, resolve_r
 register_all_modules()
 RECIPES = list_recipes()
 PAPER = {"cascade_r50", "cascade_r50_baseline", "cascade_r101", "cascade_r101_baseline", "htc_r50", "htc_r50_baseline",
-         "htc_r101", "htc_r101_baseline", "cascade_r50_cos", "htc_r101_cos", "cascade_r50_4stage", "cascade_r50_4stage_baseline",
-         "cascade_r50_seesaw", "cascade_r50_rfs", "tiny", "tiny_baseline"}
+         "htc_r101", "htc_r101_baseline", "cascade_r50_cos", "htc_r101_cos", "cascade_r50_4stage",
+         "cascade_r50_4stage_baseline", "cascade_r50_seesaw", "cascade_r50_rfs", "tiny", "tiny_baseline"}
 
 
 def _types(node, out):
@@ -33,8 +33,8 @@ def _registered():
     import mmengine.registry as er
 
     import mec_cli.evaluation.metric  # noqa: F401
-    import mec_cli.models  # noqa: F401
     import mec_cli.hooks  # noqa: F401
+    import mec_cli.models  # noqa: F401
 
     names = set()
     for mod in (mr, er):
@@ -86,11 +86,13 @@ def test_appendix_a1_hyperparameters():
     assert (opt.type, opt.lr, opt.momentum, opt.weight_decay) == ("SGD", 0.02, 0.9, 1e-4)
     warm, steps = cfg.param_scheduler
     assert warm.end == 1000 and warm.start_factor == 0.1 and steps.milestones == [16, 18]
-    assert cfg.train_cfg.max_epochs == 20 and cfg.train_dataloader.batch_size == 2 and cfg.auto_scale_lr.base_batch_size == 16
+    assert (cfg.train_cfg.max_epochs == 20 and cfg.train_dataloader.batch_size == 2
+            and cfg.auto_scale_lr.base_batch_size == 16)
     assert cfg.model.roi_head.mec.lam == 0.7 and cfg.model.roi_head.mec.bins == [10, 100]
     assert cfg.model.test_cfg.rcnn.max_per_img == 300 and cfg.model.test_cfg.rcnn.score_thr == 1e-4
     rfs = load_config(resolve_recipe("cascade_r50_rfs").file)
-    assert rfs.train_dataloader.dataset.type == "ClassBalancedDataset" and rfs.train_dataloader.dataset.oversample_thr == 1e-3
+    assert (rfs.train_dataloader.dataset.type == "ClassBalancedDataset"
+            and rfs.train_dataloader.dataset.oversample_thr == 1e-3)
 
 
 def test_the_train_sampler_suits_the_loop():
@@ -113,7 +115,8 @@ def test_dataset_part_swaps_to_coco_lt():
     assert cfg.train_dataloader.dataset.ann_file == "annotations/coco_lt_train.json"
     assert cfg.val_evaluator.protocol == "coco"
     assert cfg.train_cfg.max_epochs == 12 and cfg.param_scheduler[1].milestones == [8, 10]
-    assert all(h["num_classes"] == 80 for h in cfg.model.roi_head.bbox_head) and cfg.model.roi_head.mask_head.num_classes == 80
+    assert (all(h["num_classes"] == 80 for h in cfg.model.roi_head.bbox_head)
+            and cfg.model.roi_head.mask_head.num_classes == 80)
     assert cfg.model.rpn_head.get("num_classes", 1) == 1
 
 
@@ -141,9 +144,11 @@ def test_missing_weights_and_checkpoints_are_one_line_errors(tmp_path):
     runner = CliRunner()
     res = runner.invoke(app, ["train", "--recipe", "cascade_r50", "--gpus", "0", "--groups", str(tmp_path / "g.json")])
     assert res.exit_code == 2 and "--pretrained" in res.output and "Traceback" not in res.output
-    res = runner.invoke(app, ["train", "--recipe", "tiny", "--gpus", "0", "--pretrained", str(tmp_path / "r18.pth"), "--dry-run"])
+    res = runner.invoke(app, ["train", "--recipe", "tiny", "--gpus", "0", "--pretrained", str(tmp_path / "r18.pth"),
+                              "--dry-run"])
     assert res.exit_code == 2 and "r18.pth" in res.output and "not found" in res.output
-    res = runner.invoke(app, ["train", "--recipe", "tiny", "--gpus", "0", "--resume", str(tmp_path / "x.pth"), "--dry-run"])
+    res = runner.invoke(app, ["train", "--recipe", "tiny", "--gpus", "0", "--resume", str(tmp_path / "x.pth"),
+                              "--dry-run"])
     assert res.exit_code == 2 and "x.pth" in res.output
 
 
@@ -151,7 +156,8 @@ def test_each_dataset_part_sets_its_protocol_and_metadata():
     # COCO-LT is evaluated with the COCO protocol, so the model keeps MMDetection's COCO test settings.
     cfg = load_config(resolve_recipe("cascade_r50").file, dataset="coco_lt")
     assert cfg.model.test_cfg.rcnn.max_per_img == 100 and cfg.model.test_cfg.rcnn.score_thr == 0.05
-    assert cfg.mec_dataset.name == "coco_lt" and cfg.mec_dataset.protocol == "coco" and cfg.mec_recipe.dataset == "coco_lt"
+    assert (cfg.mec_dataset.name == "coco_lt" and cfg.mec_dataset.protocol == "coco"
+            and cfg.mec_recipe.dataset == "coco_lt")
     res = CliRunner().invoke(app, ["recipes", "show", "cascade_r50", "--dataset", "coco_lt"])
     assert res.exit_code == 0
     text = res.output.replace(" ", "")
@@ -189,8 +195,8 @@ def test_appendix_a2_schedule_is_offered(tmp_path):
     assert cfg.param_scheduler[1].milestones == [16, 18]  # A.1, the default
     apply_schedule(cfg, "lvis_8xb2-20e_steps-12-16")
     assert cfg.param_scheduler[1].milestones == [12, 16] and cfg.train_cfg.max_epochs == 20
-    res = CliRunner().invoke(app, ["train", "--recipe", "cascade_r50", "--schedule", "lvis_8xb2-20e_steps-12-16", "--gpus", "8",
-                                   "--groups", str(_groups_file(tmp_path, [10, 100])), "--dry-run"])
+    res = CliRunner().invoke(app, ["train", "--recipe", "cascade_r50", "--schedule", "lvis_8xb2-20e_steps-12-16",
+                                   "--gpus", "8", "--groups", str(_groups_file(tmp_path, [10, 100])), "--dry-run"])
     assert res.exit_code == 0 and "milestones=[12,16" in "".join(res.output.split())
     bad = CliRunner().invoke(app, ["train", "--recipe", "cascade_r50", "--schedule", "nope", "--dry-run"])
     assert bad.exit_code == 2 and "unknown schedule" in bad.output
@@ -209,18 +215,18 @@ def _groups_file(tmp_path, bins, count_by="instances"):
 
 def test_groups_with_other_bins_and_a_batch_unlike_the_papers_are_announced(tmp_path):
     runner = CliRunner()
-    same = runner.invoke(app, ["train", "--recipe", "cascade_r50", "--gpus", "8", "--groups", str(_groups_file(tmp_path, [10, 100])),
-                               "--dry-run"])
+    same = runner.invoke(app, ["train", "--recipe", "cascade_r50", "--gpus", "8", "--groups",
+                               str(_groups_file(tmp_path, [10, 100])), "--dry-run"])
     assert same.exit_code == 0 and "warning" not in same.output and "total batch" not in same.output
-    other = runner.invoke(app, ["train", "--recipe", "cascade_r50", "--gpus", "8", "--groups", str(_groups_file(tmp_path, [5, 50])),
-                                "--dry-run"])
+    other = runner.invoke(app, ["train", "--recipe", "cascade_r50", "--gpus", "8", "--groups",
+                                str(_groups_file(tmp_path, [5, 50])), "--dry-run"])
     text = " ".join(other.output.split())
     assert other.exit_code == 0 and "bins [5, 50]" in text and "bins [10, 100]" in text
     images = runner.invoke(app, ["train", "--recipe", "cascade_r50", "--gpus", "8", "--dry-run",
                                  "--groups", str(_groups_file(tmp_path, [10, 100], "images"))])
     assert images.exit_code == 0 and "by images" in " ".join(images.output.split())
-    one = runner.invoke(app, ["train", "--recipe", "cascade_r50", "--gpus", "1", "--groups", str(_groups_file(tmp_path, [10, 100])),
-                              "--dry-run"])
+    one = runner.invoke(app, ["train", "--recipe", "cascade_r50", "--gpus", "1", "--groups",
+                              str(_groups_file(tmp_path, [10, 100])), "--dry-run"])
     text = " ".join(one.output.split())  # notes wrap at the terminal width
     assert one.exit_code == 0 and "total batch 2 (1 x 2) differs from the recipe's 16" in text
     assert "--auto-scale-lr scales it linearly to 0.0025" in text

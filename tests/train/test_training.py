@@ -1,4 +1,5 @@
-"""Real training of the tiny recipes on the CPU: loss goes down, checkpoints, 2-process DDP, kill and resume, inference."""
+"""Real training of the tiny recipes on the CPU: loss goes down, checkpoints, 2-process DDP, kill and resume,
+inference."""
 import json
 import os
 import signal
@@ -35,8 +36,9 @@ def _scalars(work_dir: Path):
 @pytest.fixture(scope="session")
 def trained_tiny(synth_data, tmp_path_factory):
     work = tmp_path_factory.mktemp("tiny_mec")
-    res = CliRunner().invoke(app, ["train", "--recipe", "tiny", "--gpus", "0", "--data-root", str(synth_data), "--work-dir", str(work),
-                                   "--max-iters", "40", "--seed", "0", "--cfg-options", "default_hooks.logger.interval=5"])
+    res = CliRunner().invoke(app, ["train", "--recipe", "tiny", "--gpus", "0", "--data-root", str(synth_data),
+                                   "--work-dir", str(work), "--max-iters", "40", "--seed", "0", "--cfg-options",
+                                   "default_hooks.logger.interval=5"])
     assert res.exit_code == 0, res.output
     return work
 
@@ -53,13 +55,15 @@ def test_tiny_mec_training_loss_goes_down_and_checkpoints(trained_tiny):
 
 def test_per_stage_eval_from_one_pass_matches_lvis_api(trained_tiny, synth_data, tmp_path):
     out, dump = tmp_path / "metrics.json", tmp_path / "dets"
-    res = CliRunner().invoke(app, ["eval", "--checkpoint", str(trained_tiny / "iter_40.pth"), "--recipe", "tiny", "--data-root",
+    res = CliRunner().invoke(app, ["eval", "--checkpoint", str(trained_tiny / "iter_40.pth"), "--recipe", "tiny",
+                                   "--data-root",
                                    str(synth_data), "--per-stage", "--out", str(out), "--dump-dir", str(dump)])
     assert res.exit_code == 0, res.output
     doc = json.loads(out.read_text())
-    assert list(doc["modes"]) == ["stage1", "stage2", "stage3", "mean_probs", "mean_probs_ga", "mean_logits", "mean_logits_ga",
-                                  "sparse", "sparse_ga", "dynamic", "dynamic_ga"]
-    assert doc["run"]["mec_loss"] is True and doc["recipe"] == "tiny" and doc["groups"]["names"] == ["rare", "common", "frequent"]
+    assert list(doc["modes"]) == ["stage1", "stage2", "stage3", "mean_probs", "mean_probs_ga", "mean_logits",
+                                  "mean_logits_ga", "sparse", "sparse_ga", "dynamic", "dynamic_ga"]
+    assert doc["run"]["mec_loss"] is True and doc["recipe"] == "tiny" and doc["groups"]["names"] == ["rare", "common",
+                                                                                                     "frequent"]
     for mode in doc["modes"].values():
         for iou_type in ("bbox", "segm"):
             assert {"AP", "APr", "APc", "APf", "AP_rare", "AP_common", "AP_frequent"} <= set(mode[iou_type])
@@ -81,7 +85,8 @@ def test_two_process_eval_equals_one_process(trained_tiny, synth_data, tmp_path)
     outs = []
     for procs in ("1", "2"):
         out = tmp_path / f"m{procs}.json"
-        res = CliRunner().invoke(app, ["eval", "--checkpoint", str(trained_tiny / "iter_40.pth"), "--recipe", "tiny", "--data-root",
+        res = CliRunner().invoke(app, ["eval", "--checkpoint", str(trained_tiny / "iter_40.pth"), "--recipe", "tiny",
+                                       "--data-root",
                                        str(synth_data), "--modes", "dynamic", "--group-align", "on", "--procs", procs,
                                        "--master-port", _free_port(), "--out", str(out)])
         assert res.exit_code == 0, res.output
@@ -94,7 +99,8 @@ def test_two_process_eval_equals_one_process(trained_tiny, synth_data, tmp_path)
 
 
 def test_two_process_cpu_ddp_training(synth_data, tmp_path):
-    res = CliRunner().invoke(app, ["train", "--recipe", "tiny_baseline", "--gpus", "0", "--procs", "2", "--master-port", _free_port(),
+    res = CliRunner().invoke(app, ["train", "--recipe", "tiny_baseline", "--gpus", "0", "--procs", "2", "--master-port",
+                                   _free_port(),
                                    "--data-root", str(synth_data), "--work-dir", str(tmp_path), "--max-iters", "4"])
     assert res.exit_code == 0, res.output
     assert "--nproc_per_node=2" in res.output
@@ -106,7 +112,8 @@ def test_two_process_cpu_ddp_training(synth_data, tmp_path):
 
 
 def test_kill_then_resume_reaches_the_same_final_iteration(synth_data, tmp_path):
-    args = [sys.executable, "-m", "mec_cli.cli", "train", "--recipe", "tiny_baseline", "--gpus", "0", "--data-root", str(synth_data),
+    args = [sys.executable, "-m", "mec_cli.cli", "train", "--recipe", "tiny_baseline", "--gpus", "0", "--data-root",
+            str(synth_data),
             "--work-dir", str(tmp_path), "--max-iters", "12", "--cfg-options", "default_hooks.checkpoint.interval=4"]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env, start_new_session=True)

@@ -6,8 +6,8 @@ dataset_type = 'CocoDataset'
 data_root = 'data/coco/'
 train_dataloader = dict(dataset=dict(type=dataset_type, data_root=data_root, ann_file='annotations/coco_lt_train.json',
                                      data_prefix=dict(img='train2017/')))
-val_dataloader = dict(dataset=dict(type=dataset_type, data_root=data_root, ann_file='annotations/instances_val2017.json',
-                                   data_prefix=dict(img='val2017/')))
+val_dataloader = dict(dataset=dict(type=dataset_type, data_root=data_root,
+                                   ann_file='annotations/instances_val2017.json', data_prefix=dict(img='val2017/')))
 test_dataloader = val_dataloader
 val_evaluator = dict(ann_file=data_root + 'annotations/instances_val2017.json', protocol='coco')
 test_evaluator = val_evaluator

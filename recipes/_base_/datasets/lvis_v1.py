@@ -7,7 +7,8 @@ backend_args = None
 train_pipeline = [
     dict(type='LoadImageFromFile', backend_args=backend_args),
     dict(type='LoadAnnotations', with_bbox=True, with_mask=True),
-    dict(type='RandomChoiceResize', scales=[(1333, 640), (1333, 672), (1333, 704), (1333, 736), (1333, 768), (1333, 800)],
+    dict(type='RandomChoiceResize', scales=[(1333, 640), (1333, 672), (1333, 704), (1333, 736), (1333, 768),
+                                            (1333, 800)],
          keep_ratio=True),
     dict(type='RandomFlip', prob=0.5),
     dict(type='PackDetInputs'),
@@ -21,13 +22,14 @@ test_pipeline = [
 train_dataloader = dict(
     batch_size=2, num_workers=2, persistent_workers=True,
     sampler=dict(type='DefaultSampler', shuffle=True), batch_sampler=dict(type='AspectRatioBatchSampler'),
-    dataset=dict(type=dataset_type, data_root=data_root, ann_file='annotations/lvis_v1_train.json', data_prefix=dict(img=''),
-                 filter_cfg=dict(filter_empty_gt=True, min_size=32), pipeline=train_pipeline, backend_args=backend_args))
+    dataset=dict(type=dataset_type, data_root=data_root, ann_file='annotations/lvis_v1_train.json',
+                 data_prefix=dict(img=''), filter_cfg=dict(filter_empty_gt=True, min_size=32), pipeline=train_pipeline,
+                 backend_args=backend_args))
 val_dataloader = dict(
     batch_size=1, num_workers=2, persistent_workers=True, drop_last=False,
     sampler=dict(type='DefaultSampler', shuffle=False),
-    dataset=dict(type=dataset_type, data_root=data_root, ann_file='annotations/lvis_v1_val.json', data_prefix=dict(img=''),
-                 test_mode=True, pipeline=test_pipeline, backend_args=backend_args))
+    dataset=dict(type=dataset_type, data_root=data_root, ann_file='annotations/lvis_v1_val.json',
+                 data_prefix=dict(img=''), test_mode=True, pipeline=test_pipeline, backend_args=backend_args))
 test_dataloader = val_dataloader
 val_evaluator = dict(type='MECMetric', ann_file=data_root + 'annotations/lvis_v1_val.json', metric=['bbox', 'segm'],
                      protocol='lvis')

@@ -30,6 +30,7 @@ model = dict(
         rpn_proposal=dict(nms_pre=1000, max_per_img=300),
         rcnn=[dict(assigner=dict(type='MaxIoUAssigner', pos_iou_thr=t, neg_iou_thr=t, min_pos_iou=t, ignore_iof_thr=-1,
                                  match_low_quality=False),
-                   sampler=dict(type='RandomSampler', num=128, pos_fraction=0.25, neg_pos_ub=-1, add_gt_as_proposals=True),
+                   sampler=dict(type='RandomSampler', num=128, pos_fraction=0.25, neg_pos_ub=-1,
+                                add_gt_as_proposals=True),
                    mask_size=28, pos_weight=-1, debug=False) for t in (0.5, 0.6, 0.7)]),
     test_cfg=dict(rpn=dict(nms_pre=500, max_per_img=300), rcnn=dict(score_thr=1e-4, max_per_img=50)))

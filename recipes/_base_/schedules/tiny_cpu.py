@@ -11,6 +11,7 @@ param_scheduler = [
 optim_wrapper = dict(type='OptimWrapper', optimizer=dict(type='SGD', lr=0.02, momentum=0.9, weight_decay=1e-4),
                      clip_grad=dict(max_norm=10, norm_type=2))
 auto_scale_lr = dict(enable=False, base_batch_size=4)
-default_hooks = dict(checkpoint=dict(type='CheckpointHook', by_epoch=False, interval=100, max_keep_ckpts=2, save_last=True),
+default_hooks = dict(checkpoint=dict(type='CheckpointHook', by_epoch=False, interval=100, max_keep_ckpts=2,
+                                     save_last=True),
                      logger=dict(type='LoggerHook', interval=10))
 log_processor = dict(type='LogProcessor', window_size=10, by_epoch=False)
