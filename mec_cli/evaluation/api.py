@@ -226,6 +226,9 @@ def describe_cap(protocol: str, cap: Dict) -> str:
     text = f"{protocol.upper()} protocol: the evaluator keeps the {cap['evaluator_max_dets']} highest-scoring detections per {cap['evaluator_per']}"
     if "model_max_per_img" in cap:
         text += f"; the model kept at most {cap['model_max_per_img']} per image at score >= {cap['model_score_thr']:g}"
+    if "fixed_ap_dets_per_class" in cap:
+        text += (f"; AP fixed: the {cap['fixed_ap_dets_per_class']:,} highest-scoring detections per category over "
+                 "the dataset, no per-image cap")
     return text + "."
 
 

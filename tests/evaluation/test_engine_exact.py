@@ -247,6 +247,8 @@ def test_cli_fixed_ap_is_beside_the_standard_metrics(run_mec, tmp_path):
                   "--out", tmp_path / "m.json")
     assert res.code == 0, res.err
     assert "AP fixed" in res.out
+    assert "AP fixed: the 50 highest-scoring detections per category over the dataset, no per-image cap" in \
+        " ".join(res.out.split())  # the protocol line says what limited Fixed AP
     doc = json.loads((tmp_path / "m.json").read_text())
     m = doc["modes"]["results"]["bbox"]
     assert {"AP", "APr", "AP_fixed", "APr_fixed", "APc_fixed", "APf_fixed"} <= set(m)
