@@ -37,17 +37,16 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 from numba import njit
 
-from mec_cli.errors import MecError
+from mec_cli.errors import MecError, check_number
 from mec_cli.evaluation import (
     kernels,
     numba_setup,  # noqa: F401  (before any kernel runs: see its docstring)
 )
+from mec_cli.evaluation.engine import pair_iou_table
 
 
 def check_dilation(dilation_ratio) -> None:
     """The dilation ratio must be a number in (0, 1) (a MecError naming ``boundary_dilation`` otherwise)."""
-    from mec_cli.errors import check_number
-
     check_number("boundary_dilation", dilation_ratio, 0, above=True)
     if dilation_ratio >= 1:
         raise MecError(f"must be < 1 (a fraction of the image diagonal), got {dilation_ratio}",
@@ -517,8 +516,6 @@ def boundary_iou_table(gt, dets, order: np.ndarray, img_idx: np.ndarray, cat_idx
                        dilation_ratio: float) -> Tuple[np.ndarray, np.ndarray]:
     """Boundary AP's IoUs (module docstring) of the counted detections ``order`` with their pairs' ground
     truths, in :func:`mec_cli.evaluation.engine.pair_iou_table`'s layout."""
-    from mec_cli.evaluation.engine import pair_iou_table
-
     # only the counted detections in a pair with ground truth, and those ground truths, need boundaries
     rows = kernels.pair_rows(gt.img_ptr, gt.img_cat, img_idx[order], cat_idx[order])
     ng = np.where(rows >= 0, gt.pair_gt_count[np.maximum(rows, 0)], 0)

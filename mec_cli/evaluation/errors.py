@@ -47,9 +47,11 @@ from dataclasses import dataclass
 from typing import Dict, List, Optional, Sequence
 
 import numpy as np
+import pycocotools.mask as mask_utils
 from numba import njit
 
 from mec_cli.evaluation import numba_setup  # noqa: F401  (before any kernel runs: see its docstring)
+from mec_cli.evaluation.boundary import BoundaryIous
 from mec_cli.evaluation.engine import AREA_RNG, REC_THRS, EvalResult
 
 FG_IOU, BG_IOU = 0.5, 0.1
@@ -106,14 +108,10 @@ def _image_ious(gt, dets, iou_type: str, dilation_ratio: float, det_sorted: np.n
     images = [i for i in range(n_img) if det_start[i + 1] > det_start[i] and ng[i] > 0]
     boundary = None
     if iou_type == "boundary" and images:
-        from mec_cli.evaluation.boundary import BoundaryIous
-
         with_gt = ng[img_of] > 0
         gts = np.concatenate([np.arange(img_gt_start[i], img_gt_start[i + 1]) for i in images])
         boundary = BoundaryIous(gt, dets, det_sorted[with_gt], gts, dilation_ratio, keys=img_of[with_gt])
     gt_rles = gt.gt_rles() if iou_type == "segm" else None
-    if iou_type == "segm":
-        import pycocotools.mask as mask_utils
     box = dets.bbox
     for i in images:
         d = det_sorted[det_start[i]:det_start[i + 1]]

@@ -13,7 +13,7 @@ def skip_blas_probe() -> None:
         return
     sys.modules["scipy.linalg"] = None  # an import of it raises ImportError, which the probe reads as "absent"
     try:
-        import numba.np.arraymath  # noqa: F401  (runs the probe)
+        import numba.np.arraymath  # noqa: F401, PLC0415  (runs the probe, only here)
     finally:
         del sys.modules["scipy.linalg"]
 
