@@ -4,12 +4,13 @@ Imports only typer and rich, so that `mec --help` stays fast.
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import inspect
 import json
 import sys
 from pathlib import Path
-from typing import Any, Callable, Dict, TypeVar
+from typing import Any, Callable, Dict, Iterator, TypeVar
 
 import typer
 from rich.console import Console
@@ -112,6 +113,26 @@ def progress_bar(transient: bool = False):
                     MofNCompleteColumn(),
                     TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(), console=err_console,
                     transient=transient)
+
+
+@contextlib.contextmanager
+def step_progress() -> Iterator[Callable[..., None]]:
+    """A transient display for a library call that reports ``report(step, done=0, total=0)``: a line per step with
+    a spinner and its elapsed time, and a bar where the step has a total (on a terminal only; safe from threads)."""
+    from rich.progress import BarColumn, Progress, SpinnerColumn, TaskProgressColumn, TextColumn, TimeElapsedColumn
+
+    with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(),
+                  TimeElapsedColumn(), console=err_console, transient=True) as bar:
+        tasks: Dict[str, Any] = {}
+
+        def report(step: str, done: int = 0, total: int = 0) -> None:
+            if step not in tasks:
+                for task in tasks.values():  # a new step: the earlier ones are over
+                    bar.stop_task(task)
+                tasks[step] = bar.add_task(escape(step), total=total or None)
+            bar.update(tasks[step], completed=done, total=total or None)
+
+        yield report
 
 
 def rel(p: Path) -> str:

@@ -8,7 +8,7 @@ import typer
 from rich.markup import escape
 
 from mec_cli.cli import app
-from mec_cli.cli._common import cli_errors, cli_text, console, data_table, print_table, rel
+from mec_cli.cli._common import cli_errors, cli_text, console, data_table, print_table, rel, step_progress
 from mec_cli.cli._launch import CONFIG, DATA_ROOT, DATASET, GROUPS, PROCS, RECIPE, launch_fields
 from mec_cli.evaluation.checkpoint import EvalOptions
 
@@ -126,8 +126,10 @@ def eval_cmd(
         from mec_cli.evaluation.api import evaluate_results_file
 
         check_number("dets_per_class", dets_per_class, 1, integer=True)
-        doc = evaluate_results_file(results, ann, iou_types, protocol, str(groups) if groups else None,
-                                    dets_per_class if fixed_ap else None, analysis, boundary_dilation)
+        with step_progress() as report:
+            doc = evaluate_results_file(results, ann, iou_types, protocol, str(groups) if groups else None,
+                                        dets_per_class if fixed_ap else None, analysis, boundary_dilation,
+                                        progress=report)
     else:
         if checkpoint is None:
             raise MecError("give --checkpoint (with --recipe or --config) or --results with --ann")

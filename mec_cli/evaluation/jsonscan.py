@@ -32,7 +32,7 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Tuple, Union
+from typing import Optional, Tuple, Union
 
 import numpy as np
 from numba import njit, types
@@ -1620,17 +1620,18 @@ def _scan_pieces(path: Path, size: int, piece_bytes: int, progress=None):
     return ResultsArrays(**{k: v[:total] for k, v in pieces.out.items()})
 
 
-def read_results_file(path: Union[str, Path], piece_bytes: int = PIECE_BYTES,
+def read_results_file(path: Union[str, Path], piece_bytes: Optional[int] = None,
                       progress=None) -> Tuple[ResultsArrays, np.ndarray]:
     """Read and scan the results file at ``path``.
 
     Returns ``(arrays, buf)``: ``buf`` is the file's bytes as a read-only (n,) uint8 array, the buffer that the
     spans of ``arrays`` refer to (pass it to ``rle_counts`` and ``segmentation``; keep it while you need them).
-    A file of at least two pieces (``piece_bytes``) is scanned in pieces, side by side; ``buf`` is then read only
+    A file of at least two pieces (``piece_bytes``, default :data:`PIECE_BYTES`) is scanned in pieces, side by side; ``buf`` is then read only
     when some record has a segmentation (else it is empty), so box results never hold the file's bytes at once.
     ``progress(bytes_done, bytes_total)`` is called as the pieces are read.
     """
     path = Path(path)
+    piece_bytes = piece_bytes or PIECE_BYTES
     try:
         size = path.stat().st_size
         if path.is_dir():

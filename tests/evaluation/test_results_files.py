@@ -222,3 +222,25 @@ def test_malformed_results_records(run_mec, tmp_path, record, needle):
                    tmp_path / "m.json").one_error_line()
     assert needle in line and "res.json" in line
     assert not (tmp_path / "m.json").exists()
+
+
+def test_results_read_in_pieces_give_the_same_metrics_and_report_progress(tmp_path, monkeypatch):
+    """A large results file is read in pieces side by side (jsonscan.PIECE_BYTES); every metric is the same, masks
+    included, and the steps are reported as they go."""
+    from mec_cli.evaluation import jsonscan
+    from mec_cli.evaluation.api import evaluate_results_file
+
+    gt = _ground_truth(lvis=True)
+    results = mmdetection_style(_detections(gt, np.random.default_rng(4)))[1]
+    (tmp_path / "gt.json").write_text(json.dumps(gt))
+    (tmp_path / "res.json").write_text(json.dumps(results))
+    whole = evaluate_results_file(tmp_path / "res.json", tmp_path / "gt.json")
+    monkeypatch.setattr(jsonscan, "PIECE_BYTES", 700)
+    steps = []
+    pieces = evaluate_results_file(tmp_path / "res.json", tmp_path / "gt.json",
+                                   progress=lambda step, done=0, total=0: steps.append((step, done, total)))
+    assert pieces["modes"] == whole["modes"]
+    reads = [(done, total) for step, done, total in steps if step == "reading the results"]
+    size = (tmp_path / "res.json").stat().st_size
+    assert len(reads) > 2 and reads[-1] == (size, size) and [d for d, _ in reads] == sorted(d for d, _ in reads)
+    assert {"reading the annotations", "evaluating bbox, segm"} <= {step for step, _, _ in steps}
