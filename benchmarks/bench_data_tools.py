@@ -44,19 +44,22 @@ def main() -> None:
         (root / "coco.json").write_text(json.dumps(coco))
         n_ann = len(coco["annotations"])
         del coco
-        wall, peak, _ = run(mec + ["build-coco-lt", "--coco-ann", str(root / "coco.json"), "--out", str(root / "lt.json")])
+        wall, peak, _ = run(mec + ["build-coco-lt", "--coco-ann", str(root / "coco.json"),
+                                   "--out", str(root / "lt.json")])
         manifest = json.loads((root / "lt.manifest.json").read_text())
         top = [{"name": c["name"], "achieved": c["achieved"], "target": c["target"]} for c in manifest["categories"]
                if not c["constrained"]]
-        res["build_coco_lt"] = {"images": 118287, "annotations": n_ann, "input_mib": os.path.getsize(root / "coco.json") / 2**20,
-                                "wall_s": wall, "peak_rss_mib": peak, "top_mode": manifest["top_mode"],
+        res["build_coco_lt"] = {"images": 118287, "annotations": n_ann,
+                                "input_mib": os.path.getsize(root / "coco.json") / 2**20, "wall_s": wall,
+                                "peak_rss_mib": peak, "top_mode": manifest["top_mode"],
                                 "totals": manifest["totals"], "top_categories": top,
                                 "paper": {"images": 16966, "instances": 128615}}
         tot = manifest["totals"]
-        print(f"build-coco-lt: {wall:.1f} s, peak {peak:.0f} MiB; {tot['images']:,} images, {tot['instances']:,} instances "
-              f"(paper: 16,966 and 128,615); constrained exact {tot['constrained_hit_exactly']}/{tot['constrained_categories']}, "
-              f"over target {tot['constrained_over_target']}; top-{len(top)} {tot['top_achieved_sum']:,}/{tot['top_target_sum']:,}, "
-              f"lowest fill {100 * tot['top_min_fill']:.0f}%")
+        print(f"build-coco-lt: {wall:.1f} s, peak {peak:.0f} MiB; {tot['images']:,} images, "
+              f"{tot['instances']:,} instances (paper: 16,966 and 128,615); constrained exact "
+              f"{tot['constrained_hit_exactly']}/{tot['constrained_categories']}, over target "
+              f"{tot['constrained_over_target']}; top-{len(top)} "
+              f"{tot['top_achieved_sum']:,}/{tot['top_target_sum']:,}, lowest fill {100 * tot['top_min_fill']:.0f}%")
         for c in top:
             print(f"  {c['name']:>14s} {c['achieved']:>7,} / {c['target']:>7,}")
         lvis = synthetic_coco_annotations(100170, load_profile("lvis_v1")["categories"], seed=0)
@@ -64,7 +67,8 @@ def main() -> None:
         n_ann = len(lvis["annotations"])
         del lvis
         wall, peak, _ = run(mec + ["groups", str(root / "lvis.json"), "--out", str(root / "groups.json")])
-        res["groups"] = {"images": 100170, "annotations": n_ann, "categories": 1203, "wall_s": wall, "peak_rss_mib": peak}
+        res["groups"] = {"images": 100170, "annotations": n_ann, "categories": 1203, "wall_s": wall,
+                         "peak_rss_mib": peak}
         print(f"groups: {wall:.1f} s on {n_ann:,} annotations, peak {peak:.0f} MiB")
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)

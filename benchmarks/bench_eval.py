@@ -20,7 +20,8 @@ process (the same detections with perturbed scores), against one hotcoco run of 
 ``--fixed-ap`` adds mec's Fixed AP on the same file; ``--dets-per-image 600`` makes a Fixed-AP-sized file.
 
     .venv/bin/python benchmarks/bench_eval.py --images 5000 --dets 300 --modes --out benchmarks/results/eval.json
-    .venv/bin/python benchmarks/bench_eval.py --images 19809 --dets 300 --skip lvis-api --out benchmarks/results/eval_lvis.json
+    .venv/bin/python benchmarks/bench_eval.py --images 19809 --dets 300 --skip lvis-api \
+        --out benchmarks/results/eval_lvis.json
 """
 from __future__ import annotations
 
@@ -68,8 +69,9 @@ def make_workload(root: Path, num_images: int, dets_per_image: int, seed: int = 
     rng = np.random.default_rng(seed)
     images, (img_of, cat_of, xy, wh), cats, ids = _ground_truth(num_images, rng)
     anns = [{"id": k + 1, "image_id": int(i), "category_id": int(c), "bbox": [float(x), float(y), float(w), float(h)],
-             "area": float(w * h), "segmentation": [[float(x), float(y), float(x + w), float(y), float(x + w), float(y + h),
-                                                     float(x), float(y + h)]]}
+             "area": float(w * h),
+             "segmentation": [[float(x), float(y), float(x + w), float(y), float(x + w), float(y + h), float(x),
+                               float(y + h)]]}
             for k, (i, c, (x, y), (w, h)) in enumerate(zip(img_of.tolist(), cat_of.tolist(), xy.tolist(), wh.tolist()))]
     gt = {"images": images, "annotations": anns,
           "categories": [{"id": c["id"], "name": c["name"], "frequency": c["frequency"]} for c in cats]}
@@ -114,10 +116,11 @@ metrics = {{k: float(ev.results[k]) for k in {keys}}}
 """,
     "faster-coco-eval": """
 from faster_coco_eval import COCO, COCOeval_faster
-gt = COCO('{gt}'); ev = COCOeval_faster(gt, gt.loadRes('{dets}'), 'bbox', lvis_style=True, print_function=lambda *a: None)
+gt = COCO('{gt}')
+ev = COCOeval_faster(gt, gt.loadRes('{dets}'), 'bbox', lvis_style=True, print_function=lambda *a: None)
 ev.params.maxDets = [300]; ev.evaluate(); ev.accumulate(); ev.summarize()
-names = dict(AP='AP_all', AP50='AP_50', AP75='AP_75', APs='AP_small', APm='AP_medium', APl='AP_large', APr='APr', APc='APc',
-             APf='APf')
+names = dict(AP='AP_all', AP50='AP_50', AP75='AP_75', APs='AP_small', APm='AP_medium', APl='AP_large', APr='APr',
+             APc='APc', APf='APf')
 metrics = {{k: float(ev.stats_as_dict[v]) for k, v in names.items()}}
 """,
     "hotcoco": """
@@ -162,8 +165,8 @@ def _repeat(run, times: int) -> dict:
 
 def run_mec(root: Path, fixed: bool = False) -> dict:
     out = root / ("m_fixed.json" if fixed else "m.json")
-    cmd = [sys.executable, "-m", "mec_cli.cli", "eval", "--results", str(root / "dets.json"), "--ann", str(root / "gt.json"),
-           "--iou-type", "bbox", "--out", str(out)] + (["--fixed-ap"] if fixed else [])
+    cmd = [sys.executable, "-m", "mec_cli.cli", "eval", "--results", str(root / "dets.json"),
+           "--ann", str(root / "gt.json"), "--iou-type", "bbox", "--out", str(out)] + (["--fixed-ap"] if fixed else [])
     res = _peak(cmd)
     m = json.loads(out.read_text())["modes"]["results"]["bbox"]
     res.pop("stdout")
@@ -220,7 +223,8 @@ def main() -> None:
         if not ((root / "gt.json").is_file() and (root / "dets.json").is_file()):
             t = time.time()
             n = make_workload(root, args.images, args.dets)
-            print(f"workload: {args.images:,} images, {n:,} detections ({(root / 'dets.json').stat().st_size / 2**20:.0f} MiB), "
+            mib = (root / "dets.json").stat().st_size / 2**20
+            print(f"workload: {args.images:,} images, {n:,} detections ({mib:.0f} MiB), "
                   f"made in {time.time() - t:.0f} s", flush=True)
         result = {"images": args.images, "dets_per_image": args.dets,
                   "results_mib": round((root / "dets.json").stat().st_size / 2**20, 1), "evaluators": {}}
@@ -235,7 +239,8 @@ def main() -> None:
         ref_name = "lvis-api" if "lvis-api" in rows else "mec"
         ref = rows[ref_name]["metrics"]
         for name, row in rows.items():
-            row["max_abs_diff_vs_" + ref_name] = max(abs(row["metrics"][k] - ref[k]) for k in KEYS if k in row["metrics"])
+            row["max_abs_diff_vs_" + ref_name] = max(abs(row["metrics"][k] - ref[k])
+                                                     for k in KEYS if k in row["metrics"])
             print(f"{name:24s} {row['wall_s']:8.2f} s {row['peak_rss_mib']:8.0f} MiB   "
                   f"max |metric - {ref_name}| = {row['max_abs_diff_vs_' + ref_name]:.1e}", flush=True)
         result["evaluators"] = rows

@@ -48,8 +48,8 @@ def ops() -> dict:
     def dyn():
         dynamic_ensemble(group_align(s, groups), groups).sum().backward()
 
-    out = {"shape": f"{R} RoIs x {C + 1} logits x {K} stages", "ce_ms": 1e3 * timeit(ce), "mec_loss_ms": 1e3 * timeit(mel),
-           "mean_ms": 1e3 * timeit(mean), "dynamic_ga_ms": 1e3 * timeit(dyn)}
+    out = {"shape": f"{R} RoIs x {C + 1} logits x {K} stages", "ce_ms": 1e3 * timeit(ce),
+           "mec_loss_ms": 1e3 * timeit(mel), "mean_ms": 1e3 * timeit(mean), "dynamic_ga_ms": 1e3 * timeit(dyn)}
     return out
 
 
@@ -69,11 +69,12 @@ def steps(data_root: str) -> dict:
 
     import mec_cli.evaluation.metric  # noqa: F401
     import mec_cli.models  # noqa: F401
-    from mec_cli import launch
+    from mec_cli import training
 
     res = {}
-    cfgs = {r: launch.prepare_training(launch.TrainOptions(recipe=r, gpus=0, data_root=data_root, work_dir=f"/tmp/bench_{r}", seed=0,
-                                                            cfg_options={"log_level": "ERROR"})).cfg for r in ("tiny_baseline", "tiny")}
+    cfgs = {r: training.prepare_training(training.TrainOptions(
+        recipe=r, gpus=0, data_root=data_root, work_dir=f"/tmp/bench_{r}", seed=0,
+        cfg_options={"log_level": "ERROR"})).cfg for r in ("tiny_baseline", "tiny")}
     runner = Runner.from_cfg(cfgs["tiny_baseline"])
     base = runner.model
     mec = MODELS.build(cfgs["tiny"].model)
@@ -120,10 +121,13 @@ def steps(data_root: str) -> dict:
             rpn = model.rpn_head.predict(x, samples, rescale=False)
             metas = [s.metainfo for s in samples]
             res[f"box_branch_{name}_ms"] = 1e3 * timeit(
-                lambda: model.roi_head.predict_bbox(x, metas, rpn, rcnn_test_cfg=model.roi_head.test_cfg, rescale=False),
+                lambda: model.roi_head.predict_bbox(x, metas, rpn, rcnn_test_cfg=model.roi_head.test_cfg,
+                                                    rescale=False),
                 repeat=30, warmup=4)
-    res["infer_overhead_pct"] = 100 * (res["infer_step_mec_head_dynamic_ga_ms"] / res["infer_step_mec_head_mean_logits_ms"] - 1)
-    res["box_branch_overhead_pct"] = 100 * (res["box_branch_mec_head_dynamic_ga_ms"] / res["box_branch_plain_head_ms"] - 1)
+    res["infer_overhead_pct"] = 100 * (res["infer_step_mec_head_dynamic_ga_ms"]
+                                       / res["infer_step_mec_head_mean_logits_ms"] - 1)
+    res["box_branch_overhead_pct"] = 100 * (res["box_branch_mec_head_dynamic_ga_ms"]
+                                            / res["box_branch_plain_head_ms"] - 1)
     return res
 
 

@@ -31,7 +31,6 @@ import msgspec
 import numpy as np
 from msgspec import UNSET, Meta, UnsetType
 
-
 from mec_cli.errors import MecError
 
 Int64 = Annotated[int, Meta(ge=-(2**63), le=2**63 - 1)]
@@ -153,7 +152,8 @@ def _message(err: Exception, raw: bytes) -> str:
         want, got = expected.group("want"), expected.group("got")
         if not expected.group("at"):
             return f"expected a JSON object with keys images, annotations, categories, got {_WANT.get(got, got)}"
-        return f"{_record_label(raw, expected.group('at'))}: expected {_WANT.get(want, want)}, got {_WANT.get(got, got)}"
+        label = _record_label(raw, expected.group("at"))
+        return f"{label}: expected {_WANT.get(want, want)}, got {_WANT.get(got, got)}"
     what = _AT.sub("", text)
     what = what.replace("Expected `int` >= -9223372036854775808", "not a 64-bit integer").replace(
         "Expected `int` <= 9223372036854775807", "not a 64-bit integer")
@@ -240,11 +240,12 @@ def check_references(ds: Dataset, path, require_annotations: bool = True, raw_ke
     bad = ~((boxes[:, 2] > 0) & (boxes[:, 3] > 0))
     if bad.any():
         i = _first(bad)
-        raise MecError(f"annotation id {int(ann_ids[i])} has a non-positive box size (w={anns[i].bbox[2]}, h={anns[i].bbox[3]})",
-                       path)
+        raise MecError(f"annotation id {int(ann_ids[i])} has a non-positive box size (w={anns[i].bbox[2]}, "
+                       f"h={anns[i].bbox[3]})", path)
     odd = next((a for a in anns if isinstance(a.segmentation, list) and any(len(p) % 2 for p in a.segmentation)), None)
     if odd is not None:
-        raise MecError(f"annotation id {odd.id}: a segmentation polygon must be a list of x, y pairs (an even count)", path)
+        raise MecError(f"annotation id {odd.id}: a segmentation polygon must be a list of x, y pairs (an even "
+                       "count)", path)
     areas = cols["area"]
     if not np.isfinite(areas).all():
         i = _first(~np.isfinite(areas))

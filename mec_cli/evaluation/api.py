@@ -123,7 +123,8 @@ def _summaries_many(gt, named: Dict, iou_types: Dict[str, List[str]], groups, na
             dets = named[mode]
             out = summarize(res, gt.frequency, groups, names)
             if dets_per_class:
-                fixed = evaluate(gt, dets, iou_type, source=(sources or {}).get(mode, mode), max_dets_per_class=dets_per_class,
+                fixed = evaluate(gt, dets, iou_type, source=(sources or {}).get(mode, mode),
+                                 max_dets_per_class=dets_per_class,
                                  dilation_ratio=dilation_ratio)
                 out.update(fixed_metrics(fixed, gt.frequency, groups, names))
             if analysis:
@@ -181,7 +182,8 @@ def evaluate_mode_arrays(records: List[Dict], ann_file: str, iou_types: Sequence
 
 
 def dump_results(records: List[Dict], out_dir: Union[str, Path]) -> List[Path]:
-    """Write one LVIS/COCO results JSON per mode (``<out_dir>/<mode>.json``): image_id, category_id, bbox, score, segmentation."""
+    """Write one LVIS/COCO results JSON per mode (``<out_dir>/<mode>.json``): image_id, category_id, bbox, score,
+    segmentation."""
     from mec_cli.io import write_json_atomic
 
     by_mode: Dict[str, List[Dict]] = {}
@@ -193,8 +195,9 @@ def dump_results(records: List[Dict], out_dir: Union[str, Path]) -> List[Path]:
                    "bbox": [float(v) for v in rec["bbox"][k]], "score": float(rec["score"][k])}  # exact, as MMDetection
             if segm is not None:
                 rle = segm[k]
-                row["segmentation"] = {"size": list(rle["size"]), "counts": rle["counts"].decode() if isinstance(rle["counts"], bytes)
-                                       else rle["counts"]}
+                counts = rle["counts"]
+                row["segmentation"] = {"size": list(rle["size"]),
+                                       "counts": counts.decode() if isinstance(counts, bytes) else counts}
             rows.append(row)
     return [write_json_atomic(Path(out_dir) / f"{mode}.json", rows, indent=None) for mode, rows in by_mode.items()]
 
@@ -215,7 +218,8 @@ def detection_cap(protocol: str, test_cfg: Optional[Dict] = None) -> Dict:
     """What limited the detections: the evaluator's cap of the protocol and, for a model, its own test settings."""
     from mec_cli.evaluation.engine import PROTOCOLS
 
-    cap = {"evaluator_max_dets": PROTOCOLS[protocol], "evaluator_per": "image" if protocol == "lvis" else "image and category"}
+    cap = {"evaluator_max_dets": PROTOCOLS[protocol],
+           "evaluator_per": "image" if protocol == "lvis" else "image and category"}
     if test_cfg:
         cap.update(model_max_per_img=int(test_cfg["max_per_img"]), model_score_thr=float(test_cfg["score_thr"]))
     return cap
@@ -223,7 +227,8 @@ def detection_cap(protocol: str, test_cfg: Optional[Dict] = None) -> Dict:
 
 def describe_cap(protocol: str, cap: Dict) -> str:
     """One line for the terminal: which protocol and which detection caps made the numbers."""
-    text = f"{protocol.upper()} protocol: the evaluator keeps the {cap['evaluator_max_dets']} highest-scoring detections per {cap['evaluator_per']}"
+    text = (f"{protocol.upper()} protocol: the evaluator keeps the {cap['evaluator_max_dets']} highest-scoring "
+            f"detections per {cap['evaluator_per']}")
     if "model_max_per_img" in cap:
         text += f"; the model kept at most {cap['model_max_per_img']} per image at score >= {cap['model_score_thr']:g}"
     if "fixed_ap_dets_per_class" in cap:
@@ -316,7 +321,8 @@ def load_metrics(path: Union[str, Path]) -> Dict:
     if not isinstance(doc, dict) or "schema" not in doc:
         raise MecError("not a mec metrics file (no 'schema')", path)
     if doc["schema"] not in READABLE_SCHEMAS:
-        raise MecError(f"metrics schema {doc['schema']!r} is not supported (expected one of {', '.join(READABLE_SCHEMAS)})", path)
+        raise MecError(f"metrics schema {doc['schema']!r} is not supported (expected one of "
+                       f"{', '.join(READABLE_SCHEMAS)})", path)
     check_metrics_document(doc, path)
     return doc
 
@@ -347,7 +353,8 @@ def check_metrics_document(doc: Dict, path) -> None:
                 if name in STUDY_KEYS:
                     continue
                 if isinstance(value, dict):
-                    bad = next((k for k, v in value.items() if not _number_or_none(v) and not isinstance(v, (dict, list))), None)
+                    bad = next((k for k, v in value.items()
+                                if not _number_or_none(v) and not isinstance(v, (dict, list))), None)
                 elif isinstance(value, list):
                     bad = None if all(_number_or_none(v) or isinstance(v, list) for v in value) else name
                 else:

@@ -18,11 +18,26 @@ Precision is an array (T=10 IoU thresholds, R=101 recall thresholds, K categorie
 """
 from __future__ import annotations
 
+import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Sequence
 
+import msgspec
+import numba
 import numpy as np
+import pycocotools.mask as mask_utils
 
+from mec_cli.data.schema import (
+    RLE,
+    Dataset,
+    Segmentation,
+    annotation_columns,
+    check_references,
+    decode_dataset,
+    read_raw,
+    top_level_keys,
+)
 from mec_cli.errors import MecError
 from mec_cli.evaluation import kernels
 
@@ -51,13 +66,12 @@ class Segmentations:
         kind = int(self.kinds[i])
         if kind == KIND_RLE:
             return seg
-        import pycocotools.mask as mask_utils
-
         if kind == KIND_RLE_LIST:
             return mask_utils.frPyObjects(seg, *seg["size"])
         h, w = self.image_size.get(int(self._image_ids[i]), (None, None))
         if not (h and w):
-            raise MecError(f"record {i}: a polygon segmentation needs its image's height and width in the annotation file")
+            raise MecError(f"record {i}: a polygon segmentation needs its image's height and width in the "
+                           "annotation file")
         return mask_utils.merge(mask_utils.frPyObjects(seg, h, w))
 
     def take(self, indices) -> List:
@@ -107,7 +121,8 @@ class Detections:
     def iou_types(self) -> list:
         """What the records hold: 'bbox' when they carry boxes, 'segm' when segmentations (segm-only results can
         still be scored by box: the mask's bounding box, as pycocotools does, when asked for)."""
-        return [t for t, present in (("bbox", self.bbox is not None and self.area_from_box), ("segm", self.segm is not None))
+        return [t for t, present in (("bbox", self.bbox is not None and self.area_from_box),
+                                     ("segm", self.segm is not None))
                 if present]
 
     def scorable_by(self) -> list:
@@ -116,8 +131,6 @@ class Detections:
 
     def mask_area(self, indices: np.ndarray) -> np.ndarray:
         """Mask areas of the detections at ``indices``."""
-        import pycocotools.mask as mask_utils
-
         if not len(indices):
             return np.zeros(0)
         return np.asarray(mask_utils.area(self._rles(indices)), np.float64).reshape(-1)
@@ -126,8 +139,10 @@ class Detections:
         return self.segm.take(indices) if isinstance(self.segm, Segmentations) else [self.segm[int(i)] for i in indices]
 
     @classmethod
-    def from_records(cls, records: Sequence[Dict], source: str = "results", image_size: Optional[Dict] = None) -> "Detections":
-        """From LVIS/COCO results records already in memory ({image_id, category_id, score, bbox and/or segmentation})."""
+    def from_records(cls, records: Sequence[Dict], source: str = "results",
+                     image_size: Optional[Dict] = None) -> "Detections":
+        """From LVIS/COCO results records already in memory ({image_id, category_id, score, bbox and/or
+        segmentation})."""
         if not isinstance(records, list):
             raise MecError("results must be a JSON list of detections", source)
         if not records:
@@ -137,11 +152,13 @@ class Detections:
             cat = np.fromiter((r["category_id"] for r in records), np.int64, len(records))
             score = np.fromiter((r["score"] for r in records), np.float64, len(records))
             has_box = np.fromiter((bool(r.get("bbox")) for r in records), np.bool_, len(records))
-            box = np.array([r["bbox"] if r.get("bbox") else [np.nan] * 4 for r in records], dtype=np.float64).reshape(-1, 4)
+            box = np.array([r["bbox"] if r.get("bbox") else [np.nan] * 4 for r in records],
+                           dtype=np.float64).reshape(-1, 4)
             kinds = np.fromiter((_kind(r.get("segmentation")) for r in records), np.int8, len(records))
         except (KeyError, TypeError, ValueError, AttributeError) as e:
             raise MecError(f"a detection is malformed ({type(e).__name__}: {e})", source) from None
-        return cls.assemble(img, cat, score, box, has_box, kinds, lambda i: records[i]["segmentation"], source, image_size)
+        return cls.assemble(img, cat, score, box, has_box, kinds, lambda i: records[i]["segmentation"], source,
+                            image_size)
 
     @classmethod
     def from_scan(cls, arrays, buf, source: str = "results", image_size: Optional[Dict] = None) -> "Detections":
@@ -151,11 +168,12 @@ class Detections:
                 return {"size": arrays.rle_size[i].tolist(), "counts": arrays.rle_counts(buf, i)}
             return arrays.segmentation(buf, i)
 
-        return cls.assemble(arrays.image_id, arrays.category_id, arrays.score, arrays.bbox, arrays.has_bbox, arrays.segm_kind,
-                            raw, source, image_size)
+        return cls.assemble(arrays.image_id, arrays.category_id, arrays.score, arrays.bbox, arrays.has_bbox,
+                            arrays.segm_kind, raw, source, image_size)
 
     @classmethod
-    def assemble(cls, img, cat, score, box, has_box, kinds, raw, source: str, image_size: Optional[Dict]) -> "Detections":
+    def assemble(cls, img, cat, score, box, has_box, kinds, raw, source: str,
+                 image_size: Optional[Dict]) -> "Detections":
         """Apply the reference tools' reading rules (see the class docstring) to validated columns."""
         n = len(score)
         if n == 0:
@@ -163,8 +181,8 @@ class Detections:
         has_segm = kinds != KIND_NONE
         if has_box[0]:
             if not has_box.all():
-                raise MecError(f"record {int(np.argmin(has_box))} has no 'bbox' although the first record has one (pycocotools and "
-                               "lvis-api then read every record's box)", source)
+                raise MecError(f"record {int(np.argmin(has_box))} has no 'bbox' although the first record has one "
+                               "(pycocotools and lvis-api then read every record's box)", source)
             segm = Segmentations(raw, kinds, img, image_size) if has_segm.all() else None
             return cls(img, cat, score, box, segm, True)
         if not has_segm[0]:
@@ -176,8 +194,6 @@ class Detections:
         dets = cls(img, cat, score, np.where(has_box[:, None], box, np.nan), segm, False)
         missing = np.flatnonzero(~has_box)
         if missing.size:  # pycocotools gives such records the mask's bounding box
-            import pycocotools.mask as mask_utils
-
             dets.bbox[missing] = np.asarray(mask_utils.toBbox(dets._rles(missing)), np.float64).reshape(-1, 4)
         return dets
 
@@ -215,12 +231,8 @@ class GroundTruth:
     """
 
     def __init__(self, data, protocol: str = "lvis", source: str = "annotations", columns: Optional[np.ndarray] = None):
-        import msgspec
-
-        from mec_cli.data.schema import Dataset, annotation_columns
-
         if protocol not in PROTOCOLS:
-            raise MecError(f"--protocol must be one of {', '.join(PROTOCOLS)}, got {protocol!r}")
+            raise MecError(f"must be one of {', '.join(PROTOCOLS)}, got {protocol!r}", option="protocol")
         self.protocol, self.source = protocol, source
         if isinstance(data, dict):
             try:
@@ -273,7 +285,8 @@ class GroundTruth:
             self.gt_npig[:, a] = np.bincount(self.gt_cat[counted], minlength=K)
         self._gt_rles: Optional[List] = None
         self.frequency = {int(c.id): (None if c.frequency is msgspec.UNSET else c.frequency) for c in ds.categories}
-        self.image_size = {int(i.id): (None if i.height is msgspec.UNSET else i.height, None if i.width is msgspec.UNSET else i.width)
+        self.image_size = {int(i.id): (None if i.height is msgspec.UNSET else i.height,
+                                       None if i.width is msgspec.UNSET else i.width)
                            for i in ds.images}
 
     @classmethod
@@ -283,10 +296,6 @@ class GroundTruth:
         ``protocol`` defaults to 'lvis' when the images carry LVIS's federated fields, else 'coco'; LVIS needs
         those fields on every image.
         """
-        import msgspec
-
-        from mec_cli.data.schema import annotation_columns, check_references, decode_dataset, read_raw, top_level_keys
-
         raw = read_raw(path)
         ds = decode_dataset(raw, path, lazy_segmentation=True)
         columns = annotation_columns(ds.annotations)
@@ -296,15 +305,13 @@ class GroundTruth:
         protocol = protocol or ("lvis" if lvis_fields and lvis_fields[0] else "coco")
         if protocol == "lvis" and not all(lvis_fields):
             bad = ds.images[lvis_fields.index(False)].id
-            raise MecError(f"image id {bad} lacks neg_category_ids/not_exhaustive_category_ids needed by the LVIS protocol "
-                           "(use --protocol coco)", path)
+            raise MecError(f"image id {bad} lacks neg_category_ids/not_exhaustive_category_ids needed by the LVIS "
+                           "protocol (use `protocol` coco)", path)
         return cls(ds, protocol, str(path), columns)
 
     def _pair_keys(self, images, im_idx: np.ndarray, field: str) -> np.ndarray:
         """image * K + category of every (image, category) an image lists in ``field`` (unknown categories
         skipped), sorted and unique."""
-        import msgspec
-
         lists = [getattr(im, field) for im in images]
         lists = [ids if ids is not msgspec.UNSET else [] for ids in lists]
         counts = np.fromiter((len(ids) for ids in lists), np.int64, len(lists))
@@ -315,10 +322,6 @@ class GroundTruth:
 
     def segmentation(self, f: int):
         """The segmentation of annotation ``f`` (file order) as pycocotools reads it: polygons or an RLE dict."""
-        import msgspec
-
-        from mec_cli.data.schema import RLE, Segmentation
-
         a = self.dataset.annotations[f]
         seg = a.segmentation
         if isinstance(seg, msgspec.Raw):
@@ -340,8 +343,6 @@ class GroundTruth:
     def gt_rles(self) -> List:
         """Ground-truth masks as RLEs in ``gt_*`` order (polygons rasterised at the image size), made once."""
         if self._gt_rles is None:
-            import pycocotools.mask as mask_utils
-
             anns = self.dataset.annotations
             rles = []
             for f in self.gt_file.tolist():
@@ -349,7 +350,8 @@ class GroundTruth:
                 h, w = self.image_size[int(a.image_id)]
                 seg = self.segmentation(f)
                 if (isinstance(seg, list) or isinstance(seg.get("counts"), list)) and not (h and w):
-                    raise MecError(f"image id {a.image_id} needs height and width to rasterise annotation id {a.id}", self.source)
+                    raise MecError(f"image id {a.image_id} needs height and width to rasterise annotation id {a.id}",
+                                   self.source)
                 if isinstance(seg, list):
                     rle = mask_utils.merge(mask_utils.frPyObjects(seg, h, w))
                 elif isinstance(seg.get("counts"), list):
@@ -408,8 +410,6 @@ def pair_iou_table(gt: GroundTruth, order: np.ndarray, img_idx: np.ndarray, cat_
 
 def _segm_ious(gt: GroundTruth, dets: Detections, order: np.ndarray, img_idx: np.ndarray, cat_idx: np.ndarray):
     """Mask IoUs (pycocotools' maskUtils.iou, crowd rule included) in :func:`pair_iou_table`'s layout."""
-    import pycocotools.mask as mask_utils
-
     gt_rles = gt.gt_rles()
 
     def pair_ious(det_indices, gs, n_g):
@@ -422,8 +422,8 @@ def _index(gt: GroundTruth, dets: Detections, source: str):
     """Image and category index of every detection; an id the annotations lack is a MecError naming it."""
     img_idx = gt.images.lookup(dets.image_id, np.int32)  # positions of images and categories fit 32 bits
     if (img_idx < 0).any():
-        raise MecError(f"detection of image id {int(dets.image_id[np.argmax(img_idx < 0)])}, which the annotation file does not have",
-                       source)
+        raise MecError(f"detection of image id {int(dets.image_id[np.argmax(img_idx < 0)])}, which the annotation "
+                       "file does not have", source)
     cat_idx = gt.cats.lookup(dets.category_id, np.int32)
     if (cat_idx < 0).any():
         bad = int(dets.category_id[np.argmax(cat_idx < 0)])
@@ -470,7 +470,7 @@ def evaluate(gt: GroundTruth, dets: Detections, iou_type: str = "bbox", source: 
     elif iou_type == "segm":
         table, offset = _segm_ious(gt, dets, order, img_idx, cat_idx)
     else:
-        from mec_cli.evaluation.boundary import boundary_iou_table
+        from mec_cli.evaluation.boundary import boundary_iou_table  # noqa: PLC0415  (boundary imports this module)
 
         table, offset = boundary_iou_table(gt, dets, order, img_idx, cat_idx, dilation_ratio)
     det_tp = np.empty(len(dets), np.uint64)  # written for every detection that counts
@@ -494,11 +494,6 @@ def parallel_map(fn, items: Sequence, workers: Optional[int] = None) -> List:
     """``[fn(x) for x in items]``, side by side: each item in its own thread with single-threaded kernels (they
     release the GIL), so the cores work on different items instead of sharing one, and the serial steps (ordering,
     summaries) run in parallel too. One item keeps the kernels' own parallelism."""
-    import os
-    from concurrent.futures import ThreadPoolExecutor
-
-    import numba
-
     items = list(items)
     workers = max(1, min(len(items), workers or os.cpu_count() or 1))
     if workers == 1:

@@ -28,8 +28,11 @@ from __future__ import annotations
 
 import json
 import math
+import mmap
 import os
 import re
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Tuple, Union
@@ -1201,7 +1204,7 @@ class ResultsArrays:
     segm_kind: np.ndarray       # (N,) int8: 0 none, 1 RLE with string counts, 2 RLE with list counts, 3 polygons
     segm_span: np.ndarray       # (N, 2) int64 span of the whole "segmentation" value (0 where none)
     rle_size: np.ndarray        # (N, 2) int64 (h, w) for kinds 1 and 2 (-1 for polygons, 0 where none)
-    counts_span: np.ndarray     # (N, 2) int64 span of the counts string's content (kind 1, no quotes; -1 for list counts)
+    counts_span: np.ndarray     # (N, 2) int64 span of the counts string's content (kind 1, no quotes; -1: list counts)
     counts_escaped: np.ndarray  # (N,) bool: the counts string holds JSON escapes
 
     def __len__(self) -> int:
@@ -1535,8 +1538,6 @@ def _piece_starts(path: Path, size: int, piece_bytes: int) -> list:
 
 def _lazy_zeros(shape, dtype) -> np.ndarray:
     """A zero array whose pages cost no memory until written (an anonymous mapping, whatever the allocator does)."""
-    import mmap
-
     nbytes = max(1, int(np.prod(shape)) * np.dtype(dtype).itemsize)
     return np.frombuffer(mmap.mmap(-1, nbytes), dtype=dtype, count=int(np.prod(shape))).reshape(shape)
 
@@ -1545,8 +1546,6 @@ class _Pieces:
     """The state of :func:`_scan_pieces`: the output arrays, and each piece's first record once known."""
 
     def __init__(self, path: Path, starts: list, size: int, piece_bytes: int):
-        import threading
-
         self.path, self.starts, self.ends = path, starts, starts[1:] + [size]
         cap = size // 41 + 1  # a valid record takes at least 40 bytes plus a separator
         self.out = _allocate(cap, segm=False)
@@ -1605,8 +1604,6 @@ def _scan_pieces(path: Path, size: int, piece_bytes: int, progress=None):
     """The arrays of a large file scanned piece by piece on the cores, holding one piece's bytes per core instead of
     the whole file; None where the pieces do not give them exactly (the caller then scans the whole file, which
     also words any error). Spans are made file offsets. ``progress(bytes_done, size)`` after each piece."""
-    from concurrent.futures import ThreadPoolExecutor
-
     pieces = _Pieces(path, _piece_starts(path, size, piece_bytes), size, piece_bytes)
     count = len(pieces.starts)
     with ThreadPoolExecutor(max(1, min(2, count, os.cpu_count() or 1))) as pool:
@@ -1626,8 +1623,9 @@ def read_results_file(path: Union[str, Path], piece_bytes: Optional[int] = None,
 
     Returns ``(arrays, buf)``: ``buf`` is the file's bytes as a read-only (n,) uint8 array, the buffer that the
     spans of ``arrays`` refer to (pass it to ``rle_counts`` and ``segmentation``; keep it while you need them).
-    A file of at least two pieces (``piece_bytes``, default :data:`PIECE_BYTES`) is scanned in pieces, side by side; ``buf`` is then read only
-    when some record has a segmentation (else it is empty), so box results never hold the file's bytes at once.
+    A file of at least two pieces (``piece_bytes``, default :data:`PIECE_BYTES`) is scanned in pieces, side by side;
+    ``buf`` is then read only when some record has a segmentation (else it is empty), so box results never hold the
+    file's bytes at once.
     ``progress(bytes_done, bytes_total)`` is called as the pieces are read.
     """
     path = Path(path)

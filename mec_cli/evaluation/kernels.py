@@ -220,8 +220,8 @@ def _nth(by_img, grouped, j):
 
 
 @njit(cache=True, nogil=True)
-def order_detections(img_idx, cat_idx, score, num_images, num_cats, cap_kind, cap, federated, img_ptr, img_cat, pair_allowed,
-                     pack=True):
+def order_detections(img_idx, cat_idx, score, num_images, num_cats, cap_kind, cap, federated, img_ptr, img_cat,
+                     pair_allowed, pack=True):
     """Which detections count, image by image and in accumulation order.
 
     Args:
@@ -342,8 +342,8 @@ def _box_iou(db, gb, crowd):
 
 @njit(cache=True, nogil=True)
 def _match_image(im, img_seq, s, e, cat_idx, det_box, det_area, area_from_box, use_table, iou_table, iou_off,
-                 img_ptr, img_cat, pair_gt_start, pair_gt_count, pair_nel, gt_box, gt_area, gt_ignore, gt_crowd, gt_has_id, iou_thrs,
-                 area_rng, bits, area_bits, thr_bits, max_ng, matched, det_tp, det_ig):
+                 img_ptr, img_cat, pair_gt_start, pair_gt_count, pair_nel, gt_box, gt_area, gt_ignore, gt_crowd,
+                 gt_has_id, iou_thrs, area_rng, bits, area_bits, thr_bits, max_ng, matched, det_tp, det_ig):
     """:func:`match_images` for the detections ``img_seq[s:e]`` of image ``im`` (pair by pair, in matching order).
 
     ``matched[gi]`` holds a ground truth's matches as bits t * A + a, like the detections' masks.
@@ -486,8 +486,8 @@ def _match_image(im, img_seq, s, e, cat_idx, det_box, det_area, area_from_box, u
 
 @njit(cache=True, nogil=True, parallel=True)
 def match_images(img_seq, img_seq_ptr, cat_idx, det_box, det_area, area_from_box, use_table, iou_table, iou_off,
-                 img_ptr, img_cat, pair_gt_start, pair_gt_count, pair_nel, gt_box, gt_area, gt_ignore, gt_crowd, gt_has_id, iou_thrs,
-                 area_rng, det_tp, det_ig):
+                 img_ptr, img_cat, pair_gt_start, pair_gt_count, pair_nel, gt_box, gt_area, gt_ignore, gt_crowd,
+                 gt_has_id, iou_thrs, area_rng, det_tp, det_ig):
     """Greedy matching of every (image, category) pair, images in parallel, memory touched image by image.
 
     Args:
@@ -519,9 +519,9 @@ def match_images(img_seq, img_seq_ptr, cat_idx, det_box, det_area, area_from_box
         max_ng = max(max_ng, pair_gt_count[r])
     for im in prange(num_images):
         _match_image(im, img_seq, img_seq_ptr[im], img_seq_ptr[im + 1], cat_idx, det_box, det_area, area_from_box,
-                     use_table, iou_table, iou_off, img_ptr, img_cat, pair_gt_start, pair_gt_count, pair_nel, gt_box, gt_area,
-                     gt_ignore, gt_crowd, gt_has_id, iou_thrs, area_rng, bits, area_bits, thr_bits, max_ng, matched,
-                     det_tp, det_ig)
+                     use_table, iou_table, iou_off, img_ptr, img_cat, pair_gt_start, pair_gt_count, pair_nel, gt_box,
+                     gt_area, gt_ignore, gt_crowd, gt_has_id, iou_thrs, area_rng, bits, area_bits, thr_bits, max_ng,
+                     matched, det_tp, det_ig)
 
 
 @njit(cache=True, nogil=True, parallel=True)

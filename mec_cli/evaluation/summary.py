@@ -10,6 +10,7 @@ from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
+from mec_cli.evaluation import kernels
 from mec_cli.evaluation.engine import AREA_LABELS, IOU_THRS, EvalResult
 
 
@@ -24,8 +25,6 @@ class _Means:
     (at area 'all') in one pass."""
 
     def __init__(self, res: EvalResult, sets: Dict[str, List[int]]):
-        from mec_cli.evaluation import kernels
-
         self.p, self.kernels, self.res = res.precision, kernels, res
         num_thr, num_cats, num_area = self.p.shape[0], self.p.shape[2], self.p.shape[3]
         # each category is in at most one set of a grouping: one column per grouping (LVIS frequency, groups.json)
@@ -57,7 +56,8 @@ class _Means:
         return out
 
 
-def category_sets(cat_ids: Sequence[int], frequency: Optional[Dict[int, str]] = None, groups: Optional[Dict[int, int]] = None,
+def category_sets(cat_ids: Sequence[int], frequency: Optional[Dict[int, str]] = None,
+                  groups: Optional[Dict[int, int]] = None,
                   group_names: Optional[Sequence[str]] = None) -> Dict[str, List[int]]:
     """The category positions each group metric averages over: ``APr``/``APc``/``APf`` (LVIS frequency, when every
     category has one) and ``AP_<name>`` (groups.json)."""

@@ -243,8 +243,8 @@ def test_cli_fixed_ap_is_beside_the_standard_metrics(run_mec, tmp_path):
     dets = _random_dets(gt, np.random.default_rng(13), n_per_img=200)
     (tmp_path / "gt.json").write_text(json.dumps(gt))
     (tmp_path / "dets.json").write_text(json.dumps(dets))
-    res = run_mec("eval", "--results", tmp_path / "dets.json", "--ann", tmp_path / "gt.json", "--fixed-ap", "--dets-per-class", "50",
-                  "--out", tmp_path / "m.json")
+    res = run_mec("eval", "--results", tmp_path / "dets.json", "--ann", tmp_path / "gt.json", "--fixed-ap",
+                  "--dets-per-class", "50", "--out", tmp_path / "m.json")
     assert res.code == 0, res.err
     assert "AP fixed" in res.out
     assert "AP fixed: the 50 highest-scoring detections per category over the dataset, no per-image cap" in \
@@ -267,7 +267,8 @@ def test_summaries_sum_exactly_as_numpy_does():
         assert kernels.numpy_sum(a, n) == np.sum(a), n
     p = np.where(rng.random((10, 101, 50, 4)) < 0.3, -1.0, rng.random((10, 101, 50, 4)))
     scratch = np.empty(10 * 101 * 50)
-    for t, k, area in [(np.arange(10), np.arange(50), 0), (np.array([0]), np.arange(50), 2), (np.arange(10), np.array([3, 7, 9]), 1)]:
+    for t, k, area in [(np.arange(10), np.arange(50), 0), (np.array([0]), np.arange(50), 2),
+                       (np.arange(10), np.array([3, 7, 9]), 1)]:
         s = p[t][:, :, k, area]
         assert kernels.mean_valid(p, t, k, area, scratch) == np.mean(s[s > -1])
 
