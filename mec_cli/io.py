@@ -183,23 +183,29 @@ def sha256_file(path: PathLike, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
-def read_json(path: PathLike) -> Any:
-    """Load a JSON file, turning a missing file or malformed JSON into a one-line :class:`MecError`."""
+def read_json_bytes(path: PathLike) -> bytes:
+    """The bytes of a JSON input file, or a one-line :class:`MecError` when it is missing, a folder or unreadable."""
     path = Path(path)
     if path.is_dir():
         raise MecError("is a directory, not a JSON file", path)
     if not path.is_file():
         raise MecError("file not found", path)
     try:
-        with open(path, "rb") as f:
-            return json.load(f)
+        return path.read_bytes()
+    except IsADirectoryError:
+        raise MecError("is a directory, not a JSON file", path) from None
+    except PermissionError:
+        raise MecError("cannot read: permission denied", path) from None
+
+
+def read_json(path: PathLike) -> Any:
+    """Load a JSON file, turning a missing file or malformed JSON into a one-line :class:`MecError`."""
+    raw = read_json_bytes(path)
+    try:
+        return json.loads(raw)
     except json.JSONDecodeError as e:
         raise MecError(f"malformed JSON at line {e.lineno} column {e.colno}: {e.msg}", path) from None
     except UnicodeDecodeError:
         raise MecError("not a UTF-8 JSON file", path) from None
     except RecursionError:
         raise MecError("JSON nested too deeply to read", path) from None
-    except IsADirectoryError:
-        raise MecError("is a directory, not a JSON file", path) from None
-    except PermissionError:
-        raise MecError("cannot read: permission denied", path) from None

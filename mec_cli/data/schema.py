@@ -24,7 +24,6 @@ looks at them, as lvis-api's and pycocotools' box evaluation does not).
 from __future__ import annotations
 
 import re
-from pathlib import Path
 from typing import Annotated, List, Literal, Optional, Union
 
 import msgspec
@@ -32,6 +31,7 @@ import numpy as np
 from msgspec import UNSET, Meta, UnsetType
 
 from mec_cli.errors import MecError
+from mec_cli.io import read_json_bytes as read_raw
 
 Int64 = Annotated[int, Meta(ge=-(2**63), le=2**63 - 1)]
 Count = Annotated[int, Meta(ge=0, le=2**63 - 1)]
@@ -158,18 +158,6 @@ def _message(err: Exception, raw: bytes) -> str:
     what = what.replace("Expected `int` >= -9223372036854775808", "not a 64-bit integer").replace(
         "Expected `int` <= 9223372036854775807", "not a 64-bit integer")
     return f"{_record_label(raw, at.group('at')) if at else 'the file'}: {what[0].lower() + what[1:]}"
-
-
-def read_raw(path) -> bytes:
-    path = Path(path)
-    if path.is_dir():
-        raise MecError("is a directory, not a JSON file", path)
-    if not path.is_file():
-        raise MecError("file not found", path)
-    try:
-        return path.read_bytes()
-    except PermissionError:
-        raise MecError("cannot read: permission denied", path) from None
 
 
 def decode_dataset(raw: bytes, path, lazy_segmentation: bool = False) -> Dataset:
