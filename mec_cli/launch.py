@@ -170,8 +170,25 @@ def resolve_groups(cfg, groups_file: Optional[str], train_ann: Optional[Dict]) -
 
 
 def apply_groups(cfg, spec: "GroupSpec", category_ids: Sequence[int], source) -> None:
-    """Give the MEC head the group of each class, ``category_ids`` being the model's label order."""
-    cfg.model.roi_head.mec.class_groups = spec.class_groups(category_ids, source)
+    """Give the MEC head the group of each class, ``category_ids`` being the model's label order.
+
+    A head trained with the multi-expert loss makes stage k the expert of group k, so it needs one group per stage
+    and at least one class in each: anything else is a MecError naming ``source`` (the groups file, or the
+    annotations they were computed from), before a model is built."""
+    groups = spec.class_groups(category_ids, source)
+    roi = cfg.model.roi_head
+    if roi.get("mec", {}).get("loss", False):
+        stages = int(roi.num_stages)
+        if spec.num_groups != stages:
+            raise MecError(f"has {spec.num_groups} groups but the model has {stages} stages (MEC makes each stage the "
+                           "expert of one group)", source)
+        empty = [name for g, name in enumerate(spec.names) if g not in set(groups)]
+        if empty:
+            raise MecError(f"group {empty[0]!r} holds none of the model's {len(groups)} categories with bins "
+                           f"{spec.bins} (by training {spec.count_by}); MEC makes each stage the expert of one "
+                           "group, so each needs at least one: choose bins that split these categories, or use more "
+                           "training data", source)
+    roi.mec.class_groups = groups
 
 
 # ---- 4. backend -----------------------------------------------------------------------------------------------

@@ -233,3 +233,16 @@ def test_groups_with_other_bins_and_a_batch_unlike_the_papers_are_announced(tmp_
     scaled = runner.invoke(app, ["train", "--recipe", "cascade_r50", "--gpus", "1", "--auto-scale-lr", "--dry-run",
                                  "--groups", str(_groups_file(tmp_path, [10, 100]))])
     assert scaled.exit_code == 0 and "0.02 -> 0.0025" in " ".join(scaled.output.split())
+
+
+def test_a_group_without_categories_is_refused_before_training(tmp_path, run_mec):
+    """Too little data for the bins: no category reaches 100 training instances, so the 'frequent' group (stage 3's
+    expertise) is empty. One line naming the annotations, exit 2, before any model is built."""
+    from mec_cli.data.synth import SynthConfig, make_synthetic_dataset
+
+    make_synthetic_dataset(SynthConfig(out=tmp_path / "d", seed=0, train_images=8, val_images=2, image_size=64))
+    line = run_mec("train", "--recipe", "tiny", "--gpus", "0", "--data-root", str(tmp_path / "d"),
+                   "--work-dir", str(tmp_path / "w"), "--dry-run").one_error_line()
+    assert "lvis_v1_train.json" in line and "group 'frequent' holds none of the model's" in line, line
+    assert "choose bins" in line
+    assert not (tmp_path / "w").exists() or not any((tmp_path / "w").iterdir())
