@@ -1,3 +1,3 @@
-from mec_cli.cli import main
+from mec_cli.cli import entry
 
-main()
+entry()

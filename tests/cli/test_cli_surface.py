@@ -1,4 +1,5 @@
 """Every command is documented with an example, listed in the README, and `mec --help` imports no torch or mm*."""
+import json
 import re
 import subprocess
 import sys
@@ -109,3 +110,24 @@ def test_tables_into_a_log_or_pipe_are_never_cut(monkeypatch):
     text = buf.getvalue()
     assert "…" not in text and "cascade_r101_4stage_baseline_coco_lt" in text and "12.345" in text
     assert "Hybrid Task Cascade without semantics" in text  # one line, not wrapped into the 40 columns
+
+
+def test_the_console_entry_exits_quickly_with_its_output_whole_and_its_exit_code(tmp_path):
+    """`python -m mec_cli.cli` (as the `mec` script) ends with os._exit after a command: a piped table arrives
+    whole, an output file is complete, and exit codes (0, 2) come through."""
+    from mec_cli.data.synth import SynthConfig, make_synthetic_dataset
+
+    listing = subprocess.run([sys.executable, "-m", "mec_cli.cli", "recipes"], capture_output=True, text=True)
+    assert listing.returncode == 0, listing.stderr
+    assert all(name in listing.stdout for name in ("tiny_baseline", "htc_r101_cos", "htc_r50 "))
+    data = tmp_path / "d"
+    make_synthetic_dataset(SynthConfig(out=data, seed=0, train_images=20, val_images=2, image_size=64))
+    out = tmp_path / "g.json"
+    res = subprocess.run([sys.executable, "-m", "mec_cli.cli", "groups", str(data / "annotations" /
+                                                                            "lvis_v1_train.json"), "--out", str(out)],
+                         capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    assert json.loads(out.read_text())["schema"].startswith("mec.groups")
+    bad = subprocess.run([sys.executable, "-m", "mec_cli.cli", "groups", str(tmp_path / "missing.json")],
+                         capture_output=True, text=True)
+    assert bad.returncode == 2 and len((bad.stdout + bad.stderr).strip().splitlines()) == 1, bad.stderr
