@@ -82,14 +82,19 @@ class LazyAnnotation(Annotation, forbid_unknown_fields=False):
     segmentation: msgspec.Raw = msgspec.Raw()  # kept as raw JSON; see the module docstring
 
 
+class _Absent(list):
+    """The value of a top-level list the file lacks: empty like ``[]``, but told apart from a ``[]`` in the file
+    (a second pass over the bytes for the keys cost 0.05 s on LVIS-sized files)."""
+
+
 class Dataset(msgspec.Struct, forbid_unknown_fields=False):
     categories: List[Category]
-    images: List[Image] = []
-    annotations: List[Annotation] = []
+    images: List[Image] = msgspec.field(default_factory=_Absent)
+    annotations: List[Annotation] = msgspec.field(default_factory=_Absent)
 
 
 class LazyDataset(Dataset, forbid_unknown_fields=False):
-    annotations: List[LazyAnnotation] = []
+    annotations: List[LazyAnnotation] = msgspec.field(default_factory=_Absent)
 
 
 _EXPECTED = re.compile(r"Expected `(?P<want>[^`]+)`, got `(?P<got>[^`]+)`(?: - at `\$(?P<at>[^`]*)`)?")
@@ -186,13 +191,13 @@ def annotation_columns(anns) -> np.ndarray:
                          a.area is not UNSET, a.iscrowd, a.ignore) for a in anns), ANNOTATION_COLUMNS, len(anns))
 
 
-def check_references(ds: Dataset, path, require_annotations: bool = True, raw_keys=None,
+def check_references(ds: Dataset, path, require_annotations: bool = True,
                      columns: Optional[np.ndarray] = None) -> None:
     """What the types cannot say: unique ids, known images and categories, boxes with a positive size.
     ``columns``: :func:`annotation_columns` of the annotations, when the caller has them."""
-    if require_annotations and raw_keys is not None and not ({"images", "annotations"} <= raw_keys):
-        missing = "images" if "images" not in raw_keys else "annotations"
-        raise MecError(f"missing top-level key '{missing}'", path)
+    for key in ("images", "annotations") if require_annotations else ():
+        if type(getattr(ds, key)) is _Absent:
+            raise MecError(f"missing top-level key '{key}'", path)
     img_ids = np.fromiter((i.id for i in ds.images), np.int64, len(ds.images))
     cat_ids = np.fromiter((c.id for c in ds.categories), np.int64, len(ds.categories))
     anns = ds.annotations
@@ -240,17 +245,9 @@ def check_references(ds: Dataset, path, require_annotations: bool = True, raw_ke
         raise MecError(f"annotation id {int(ann_ids[i])} has area {anns[i].area}, not a finite number >= 0", path)
 
 
-def top_level_keys(raw: bytes):
-    """The top-level keys of an annotation file (to tell 'missing' from 'empty'), read without the records."""
-    try:
-        return set(msgspec.json.decode(raw, type=dict[str, msgspec.Raw]))
-    except (msgspec.ValidationError, msgspec.DecodeError, RecursionError):
-        return None
-
-
 def read_dataset(path, require_annotations: bool = True, lazy_segmentation: bool = False, raw: Optional[bytes] = None):
     """Read and validate an annotation file into typed structs (:class:`Dataset`); one MecError on any problem."""
     raw = read_raw(path) if raw is None else raw
     ds = decode_dataset(raw, path, lazy_segmentation)
-    check_references(ds, path, require_annotations, top_level_keys(raw))
+    check_references(ds, path, require_annotations)
     return ds

@@ -36,7 +36,6 @@ from mec_cli.data.schema import (
     check_references,
     decode_dataset,
     read_raw,
-    top_level_keys,
 )
 from mec_cli.errors import MecError
 from mec_cli.evaluation import kernels
@@ -299,7 +298,7 @@ class GroundTruth:
         raw = read_raw(path)
         ds = decode_dataset(raw, path, lazy_segmentation=True)
         columns = annotation_columns(ds.annotations)
-        check_references(ds, path, True, top_level_keys(raw), columns)
+        check_references(ds, path, True, columns)
         lvis_fields = [im.neg_category_ids is not msgspec.UNSET and im.not_exhaustive_category_ids is not msgspec.UNSET
                        for im in ds.images]
         protocol = protocol or ("lvis" if lvis_fields and lvis_fields[0] else "coco")

@@ -53,3 +53,19 @@ def test_failed_write_keeps_the_previous_good_file(write_json, tmp_path):
     before = out.read_bytes()
     res = CliRunner().invoke(app, ["groups", str(write_json("b.json", CASES["bad_box"][0])), "--out", str(out)])
     assert res.exit_code == 2 and out.read_bytes() == before
+
+
+def test_empty_top_level_lists_are_not_missing_ones(write_json):
+    """`[]` in the file is read as empty; only a key the file lacks is 'missing' (the evaluator's reader too)."""
+    from mec_cli.data.schema import read_dataset
+    from mec_cli.errors import MecError
+    from mec_cli.evaluation.engine import GroundTruth
+
+    path = write_json("empty.json", {"images": [{"id": 1}], "categories": GOOD["categories"], "annotations": []})
+    assert read_dataset(path).annotations == []
+    assert GroundTruth.from_file(path).gt_box.shape[0] == 0
+    for key in ("images", "annotations"):
+        lacking = write_json(f"no_{key}.json", {k: v for k, v in GOOD.items() if k != key})
+        for read in (read_dataset, GroundTruth.from_file):
+            with pytest.raises(MecError, match=f"missing top-level key '{key}'"):
+                read(lacking)
