@@ -136,7 +136,7 @@ def iou_profile_figure(frame: pd.DataFrame, title: str = "AP against the IoU thr
     """One panel per group: AP (%) against the IoU threshold, a line per stage (stage colours, stage 1 = lowest
     IoU threshold), the chosen ensemble in black and a baseline's ensemble dashed (``iou_profile_frame``)."""
     groups = frame.attrs["groups"]
-    fig = Figure(figsize=(4.2 * len(groups) + 0.6, 4.2), layout="constrained")
+    fig = Figure(figsize=(4.2 * len(groups) + 2.6, 4.2), layout="constrained")
     axes = fig.subplots(1, len(groups), sharey=True, squeeze=False)[0]
     stage_k = 0
     styles = {}
@@ -159,7 +159,8 @@ def iou_profile_figure(frame: pd.DataFrame, title: str = "AP against the IoU thr
         _group_title(ax, group)
         ax.set_xticks(sorted(part["iou"].unique())[::2])
         ax.grid(axis="x", alpha=0.3)
-    axes[-1].legend(fontsize=FONT - 2, loc="upper right")
+    # beside the last panel, never on it: the lines fill the top of every panel at low thresholds
+    axes[-1].legend(fontsize=FONT - 2, loc="upper left", bbox_to_anchor=(1.02, 1.0))
     fig.suptitle(title, fontsize=FONT + 2)
     return fig
 
