@@ -94,10 +94,15 @@ def _commit(outputs) -> None:
         console.print(f"wrote [bold]{rel(path)}[/]")
 
 
-def _figure(fig, out: Path):
+def _figure(fig, out: Path, csv: Optional[Path] = None, frame=None, index: bool = False):
+    """A figure's writers (PNG, and SVG beside it), and ``frame`` as CSV at ``csv`` when one is asked for."""
+    from mec_cli.io import text_writer
     from mec_cli.reporting.figures import figure_writers
 
-    return figure_writers(fig, str(out))
+    outputs = figure_writers(fig, str(out))
+    if csv is not None:
+        outputs[csv] = text_writer(frame.to_csv(index=index))
+    return outputs
 
 
 def _check_outputs(outputs, runs) -> None:
@@ -169,7 +174,6 @@ def stages(run: str = typer.Argument(..., help="A metrics JSON or run directory 
                                     help="Figure path (.png writes a .svg beside it)."),
            csv: Optional[Path] = typer.Option(None, help="Also write the plotted numbers as CSV.")) -> None:
     """Figure 1(a): per-stage AP for each frequency group (and 1(b) with --baseline)."""
-    from mec_cli.io import text_writer
     from mec_cli.reporting.figures import compare_groups_figure, stages_figure
     from mec_cli.reporting.runs import grouping_axis, load_runs
     from mec_cli.reporting.tables import baseline_vs_mec, stages_frame
@@ -184,9 +188,7 @@ def stages(run: str = typer.Argument(..., help="A metrics JSON or run directory 
     console.print(f"{metric} x100 per stage; columns: {axis}", markup=False)
     console.print(frame.to_string(float_format=lambda v: f"{v:.1f}"), markup=False)
     outputs = _figure(stages_figure(frame, f"{mec.label}: per-stage {metric} by frequency group (Figure 1a)", metric,
-                                    axis), out)
-    if csv is not None:
-        outputs[csv] = text_writer(frame.to_csv())
+                                    axis), out, csv, frame, index=True)
     if base is not None:
         values = baseline_vs_mec(base, mec, baseline_mode, mec_mode, iou_type, frame.attrs["grouping"])
         outputs.update(_figure(compare_groups_figure(values, metric=metric, xlabel=axis), vs_out))
@@ -201,7 +203,6 @@ def lambda_cmd(runs: List[str] = RUNS, labels: Optional[List[str]] = LABEL, mode
                out: Path = typer.Option(Path("lambda.png"), "--out", "-o", help="Figure path."),
                csv: Optional[Path] = typer.Option(None, help="Also write the plotted numbers as CSV.")) -> None:
     """Figure 4: AP against the multi-expert loss's lambda."""
-    from mec_cli.io import text_writer
     from mec_cli.reporting.figures import lambda_figure
     from mec_cli.reporting.runs import load_runs
     from mec_cli.reporting.tables import lambda_frame
@@ -209,10 +210,7 @@ def lambda_cmd(runs: List[str] = RUNS, labels: Optional[List[str]] = LABEL, mode
     _check_outputs([out, csv], runs)
     frame = lambda_frame(load_runs(runs, labels), mode, grouping)
     console.print(frame.to_string(index=False, float_format=lambda v: f"{v:.1f}"), markup=False)
-    outputs = _figure(lambda_figure(frame), out)
-    if csv is not None:
-        outputs[csv] = text_writer(frame.to_csv(index=False))
-    _commit(outputs)
+    _commit(_figure(lambda_figure(frame), out, csv, frame))
 
 
 @report_app.command("distribution",
@@ -276,7 +274,6 @@ def iou_profile(run: str = typer.Argument(..., help="A metrics JSON or run direc
                 csv: Optional[Path] = STUDY_CSV) -> None:
     """AP against the IoU threshold for each frequency group: a line per stage and per ensemble (the paper's claim:
     rare groups favour the low-IoU stage)."""
-    from mec_cli.io import text_writer
     from mec_cli.reporting.figures import iou_profile_figure
     from mec_cli.reporting.runs import grouping_note, load_runs
     from mec_cli.reporting.studies import iou_profile_frame, iou_profile_table
@@ -289,10 +286,7 @@ def iou_profile(run: str = typer.Argument(..., help="A metrics JSON or run direc
     _print_frame(f"{mec.label}: {metric} x100 at each IoU threshold", iou_profile_table(frame),
                  [grouping_note([mec], frame.attrs["grouping"])])
     fig = iou_profile_figure(frame, f"{mec.label}: {metric} against the IoU threshold, per frequency group", metric)
-    outputs = _figure(fig, out)
-    if csv is not None:
-        outputs[csv] = text_writer(frame.to_csv(index=False))
-    _commit(outputs)
+    _commit(_figure(fig, out, csv, frame))
 
 
 @report_app.command("errors", epilog="Example: [bold]mec report errors runs/tiny --mode dynamic_ga --out errors.png[/]")
@@ -305,7 +299,6 @@ def errors(run: str = typer.Argument(..., help="A metrics JSON or run directory 
            csv: Optional[Path] = STUDY_CSV) -> None:
     """Where the AP goes per frequency group: TIDE-style errors (cls, loc, both, dupe, bkg, miss) under the LVIS
     federated rules, and how often a group's objects are taken for a more frequent group's class."""
-    from mec_cli.io import text_writer
     from mec_cli.reporting.figures import errors_figure
     from mec_cli.reporting.runs import load_runs
     from mec_cli.reporting.studies import errors_frame
@@ -320,10 +313,7 @@ def errors(run: str = typer.Argument(..., help="A metrics JSON or run directory 
                                 "counts: --csv"])
     fig = errors_figure(frame, f"{r.label}, {frame.attrs['mode']} ({_metric_name(iou_type)}): where the AP goes, "
                                "per frequency group")
-    outputs = _figure(fig, out)
-    if csv is not None:
-        outputs[csv] = text_writer(frame.to_csv(index=False))
-    _commit(outputs)
+    _commit(_figure(fig, out, csv, frame))
 
 
 @report_app.command("calibration", epilog="Example: [bold]mec report calibration runs/tiny --modes "
@@ -338,7 +328,6 @@ def calibration(run: str = typer.Argument(..., help="A metrics JSON or run direc
                 csv: Optional[Path] = STUDY_CSV) -> None:
     """Reliability diagrams per mode and frequency group, with the expected calibration error (ECE): are rare and
     frequent scores on one scale after group alignment and the ensembles?"""
-    from mec_cli.io import text_writer
     from mec_cli.reporting.figures import calibration_figure
     from mec_cli.reporting.runs import load_runs
     from mec_cli.reporting.studies import calibration_frames
@@ -349,11 +338,9 @@ def calibration(run: str = typer.Argument(..., help="A metrics JSON or run direc
     bins, ece = calibration_frames(r, chosen, iou_type, grouping)
     _print_frame(f"{r.label}: expected calibration error x100 per group ({_metric_name(iou_type)}, IoU 0.5)", ece,
                  ["ECE = sum over score bins of n_b / N * |precision_b - mean score_b|; 0 = calibrated"])
-    outputs = _figure(calibration_figure(bins, ece, f"{r.label}: reliability per frequency group "
-                                                    f"({_metric_name(iou_type)}, precision at IoU 0.5)"), out)
-    if csv is not None:
-        outputs[csv] = text_writer(bins.to_csv(index=False))
-    _commit(outputs)
+    fig = calibration_figure(bins, ece, f"{r.label}: reliability per frequency group ({_metric_name(iou_type)}, "
+                                        "precision at IoU 0.5)")
+    _commit(_figure(fig, out, csv, bins))
 
 
 @report_app.command("weights", epilog="Example: [bold]mec report weights runs/tiny --out weights.png "
@@ -367,7 +354,6 @@ def weights(run: str = typer.Argument(..., help="A metrics JSON or run directory
             csv: Optional[Path] = STUDY_CSV) -> None:
     """The dynamic ensemble's mean stage weight w^k (eq. 5) per frequency group, as stacked bars: which stage it
     trusts for each group."""
-    from mec_cli.io import text_writer
     from mec_cli.reporting.figures import weights_figure
     from mec_cli.reporting.runs import load_runs
     from mec_cli.reporting.studies import weights_frame
@@ -377,8 +363,5 @@ def weights(run: str = typer.Argument(..., help="A metrics JSON or run directory
     frame = weights_frame(r, grouping)
     _print_frame(f"{r.label}: mean stage weight per group (dynamic ensemble, eq. 5)", frame,
                  ["over the detections the model kept; stage 1 = lowest IoU threshold"], digits=3)
-    outputs = _figure(weights_figure(frame, f"{r.label}: which stage the dynamic ensemble trusts, per frequency group"),
-                      out)
-    if csv is not None:
-        outputs[csv] = text_writer(frame.to_csv(index=False))
-    _commit(outputs)
+    _commit(_figure(weights_figure(frame, f"{r.label}: which stage the dynamic ensemble trusts, per frequency group"),
+                    out, csv, frame))
