@@ -137,10 +137,12 @@ def _mmcv_archs() -> Optional[List[str]]:
     return list(archs) if isinstance(archs, list) else None
 
 
-def collect_cuda(ops_ok: bool) -> Dict:
-    """Everything CUDA-related as data, including whether one mmcv CUDA op runs on the first GPU."""
+def collect_cuda(ops_ok: bool, mmcv: bool = True) -> Dict:
+    """Everything CUDA-related as data, including whether one mmcv CUDA op runs on the first GPU; without ``mmcv``
+    (it does not import) only torch's, the driver's and the GPUs' side."""
     info = _torch_cuda()
-    info["mmcv_cuda"] = _mmcv_cuda()
+    info["mmcv_missing"] = not mmcv
+    info["mmcv_cuda"] = _mmcv_cuda() if mmcv else None
     info["mmcv_archs"] = _mmcv_archs() if info["mmcv_cuda"] else []
     smi = _nvidia_smi()
     info["driver"] = smi["driver"] if smi else None
@@ -202,7 +204,8 @@ def cuda_findings(info: Dict) -> Tuple[str, List[str], List[str]]:
     problems: List[str] = []
     notes: List[str] = []
     torch_cuda, mmcv_cuda, gpus = info.get("torch_cuda"), info.get("mmcv_cuda"), info.get("gpus") or []
-    cpu_ops = "CPU ops ok" if info.get("cpu_ops_ok") else "CPU ops failing"
+    cpu_ops = "mmcv missing" if info.get("mmcv_missing") else "CPU ops ok" if info.get("cpu_ops_ok") else \
+        "CPU ops failing"
     gpu_text = f"{len(gpus)} GPU{'s' if len(gpus) != 1 else ''} visible" if gpus else "no GPU visible"
     if not torch_cuda:
         summary = f"CPU build, {gpu_text}, {cpu_ops}"
@@ -211,7 +214,9 @@ def cuda_findings(info: Dict) -> Tuple[str, List[str], List[str]]:
                          "`make clean-venv setup DEVICE=cuda`")
         return summary, problems, notes
     summary = f"CUDA build {torch_cuda}, {gpu_text}, {cpu_ops}"
-    if mmcv_cuda is None:
+    if info.get("mmcv_missing"):
+        pass  # reported with the packages
+    elif mmcv_cuda is None:
         (problems if gpus else notes).append(
             f"mmcv's ops were compiled without CUDA while torch is the CUDA {torch_cuda} build: "
             "`make clean-venv setup DEVICE=cuda` rebuilds them with CUDA")
@@ -262,14 +267,17 @@ def collect_environment() -> Dict:
     ops = "not checked"
     cuda: Dict = {}
     summary = ""
-    if not any(p.startswith(("torch ", "mmcv ")) for p in problems):
-        ops_problem = check_mmcv_ops()
-        ops = "ok" if not ops_problem else "failed"
-        if ops_problem:
-            problems.append(ops_problem)
+    mmcv_ok = not any(p.startswith("mmcv ") for p in problems)
+    if not any(p.startswith("torch ") for p in problems):
+        ops_problem = check_mmcv_ops() if mmcv_ok else "mmcv missing"
+        if mmcv_ok:
+            ops = "ok" if not ops_problem else "failed"
+            if ops_problem:
+                problems.append(ops_problem)
         if versions.get("mmcv", "").startswith("2.") and not versions["mmcv"].startswith(("2.0", "2.1")):
             problems.append(f"mmdet 3.3.0 needs mmcv < 2.2, found {versions['mmcv']}")
-        cuda = collect_cuda(ops_ok=not ops_problem)
+        # the GPU side is worth seeing on a broken install too (a GPU server being set up)
+        cuda = collect_cuda(ops_ok=not ops_problem, mmcv=mmcv_ok)
         devices = [g["name"] for g in cuda["gpus"]]
         summary, cuda_problems, notes = cuda_findings(cuda)
         problems += cuda_problems

@@ -114,3 +114,25 @@ def test_doctor_command_shows_the_gpu_side_and_one_line_per_problem(monkeypatch)
         assert text in out, text
     errors = [line for line in out.splitlines() if line.startswith("error:")]
     assert len(errors) == 2 and "older than 580.65.6" in errors[0] and 'CUDA_ARCHS="8.0"' in errors[1]
+
+
+def test_a_gpu_machine_without_mmcv_still_shows_its_gpu_side(monkeypatch):
+    """A GPU server whose set-up stopped before mmcv: the packages' lines say what is missing, and the GPUs, driver
+    and torch's CUDA build are still reported, with no finding about mmcv's (absent) kernels."""
+    ran = _fake_gpu_machine(monkeypatch)
+    monkeypatch.setattr(d, "_mmcv_cuda", lambda: pytest.fail("mmcv is not asked when it does not import"))
+    info = d.collect_cuda(ops_ok=False, mmcv=False)
+    assert ran == [] and info["mmcv_missing"] and info["gpus"] == [H100] and info["driver"] == "580.95.05"
+    summary, problems, notes = d.cuda_findings(info)
+    assert summary == "CUDA build 13.0, 1 GPU visible, mmcv missing" and problems == [] and notes == []
+
+    from mec_cli.cli import app
+
+    env = {"versions": {"python": "3.12.3", "torch": "2.11.0+cu130", "mmcv": "-"}, "mmcv_ops": "not checked",
+           "cuda_devices": ["NVIDIA H100 80GB HBM3"], "cuda": info, "cuda_summary": summary,
+           "problems": ["mmcv does not import: ModuleNotFoundError: No module named 'mmcv'"], "warnings": notes}
+    monkeypatch.setattr(d, "collect_environment", lambda: env)
+    out = CliRunner().invoke(app, ["doctor"], terminal_width=200).output
+    for text in ("1 GPU visible, mmcv missing", "0: NVIDIA H100 80GB HBM3 (9.0)", "580.95.05 (CUDA 13.0)",
+                 "- (mmcv missing)", "not checked (mmcv missing)"):
+        assert text in out, text
