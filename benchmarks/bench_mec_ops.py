@@ -2,6 +2,9 @@
 the mean, and whole train and inference steps of the tiny MEC recipe against the tiny baseline.
 
     .venv/bin/python benchmarks/bench_mec_ops.py --out benchmarks/results/mec_ops.json
+
+``--device cuda --ops-only`` times the operations on a GPU instead (torch alone: no mm* needed) and checks them
+against the CPU in float64 on the same inputs, values and gradients.
 """
 from __future__ import annotations
 
@@ -39,31 +42,59 @@ def interleaved(fns: dict, repeat: int = 30, warmup: int = 5) -> dict:
     return {name: statistics.median(ts) for name, ts in times.items()}
 
 
-def ops() -> dict:
+def ops(device: str = "cpu", rois: int = 512) -> dict:
     from mec_cli.ops import dynamic_ensemble, group_align, mean_logit_ensemble, multi_expert_loss
 
     torch.manual_seed(0)
-    R, C, K = 512, 1203, 3
-    groups = torch.randint(0, 3, (C,))
-    labels = torch.randint(0, C + 1, (R,))
-    x = torch.randn(R, C + 1, requires_grad=True)
+    R, C, K = rois, 1203, 3
+    dev = torch.device(device)
+    groups = torch.randint(0, 3, (C,)).to(dev)
+    labels = torch.randint(0, C + 1, (R,)).to(dev)
+    x = torch.randn(R, C + 1).to(dev).requires_grad_()
+    s = torch.randn(K, R, C + 1).to(dev).requires_grad_()
+    sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
 
-    def ce():
-        torch.nn.functional.cross_entropy(x, labels).backward()
+    def timed(fn):
+        def run():
+            fn()
+            sync()
+        return run
 
-    def mel():
-        multi_expert_loss(x, labels, groups, 1, 0.7).backward()
+    times = interleaved({
+        "ce_ms": timed(lambda: torch.nn.functional.cross_entropy(x, labels).backward()),
+        "mec_loss_ms": timed(lambda: multi_expert_loss(x, labels, groups, 1, 0.7).backward()),
+        "mean_ms": timed(lambda: mean_logit_ensemble(s).sum().backward()),
+        "dynamic_ga_ms": timed(lambda: dynamic_ensemble(group_align(s, groups), groups).sum().backward()),
+    })
+    return {"device": torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu",
+            "shape": f"{R} RoIs x {C + 1} logits x {K} stages", **{k: 1e3 * v for k, v in times.items()}}
 
-    s = torch.randn(K, R, C + 1, requires_grad=True)
 
-    def mean():
-        mean_logit_ensemble(s).sum().backward()
+def agreement(device: str, rois: int = 512) -> dict:
+    """Each operation's value and input gradient on ``device`` (float32) against the CPU in float64, same inputs:
+    the largest absolute difference of each."""
+    from mec_cli.ops import dynamic_ensemble, group_align, multi_expert_loss, sparse_ensemble
 
-    def dyn():
-        dynamic_ensemble(group_align(s, groups), groups).sum().backward()
-
-    times = interleaved({"ce_ms": ce, "mec_loss_ms": mel, "mean_ms": mean, "dynamic_ga_ms": dyn})
-    return {"shape": f"{R} RoIs x {C + 1} logits x {K} stages", **{k: 1e3 * v for k, v in times.items()}}
+    torch.manual_seed(1)
+    R, C, K = rois, 1203, 3
+    groups, labels = torch.randint(0, 3, (C,)), torch.randint(0, C + 1, (R,))
+    x, s = torch.randn(R, C + 1), torch.randn(K, R, C + 1)
+    cases = {"multi_expert_loss": (x, lambda t, g, lab: multi_expert_loss(t, lab, g, 1, 0.7)),
+             "group_align": (s, lambda t, g, lab: group_align(t, g)),
+             "dynamic_ensemble_ga": (s, lambda t, g, lab: dynamic_ensemble(group_align(t, g), g)),
+             "sparse_ensemble": (s, lambda t, g, lab: sparse_ensemble(t, g))}
+    out = {}
+    for name, (inp, fn) in cases.items():
+        results = []
+        for dev, dtype in ((device, torch.float32), ("cpu", torch.float64)):
+            t = inp.to(dev, dtype).clone().requires_grad_()
+            value = fn(t, groups.to(dev), labels.to(dev))
+            value.sum().backward()
+            results.append((value.detach().double().cpu(), t.grad.double().cpu()))
+        (v, g), (v64, g64) = results
+        out[name] = {"value_max_abs_diff": float((v - v64).abs().max()),
+                     "grad_max_abs_diff": float((g - g64).abs().max())}
+    return out
 
 
 def steps(data_root: str) -> dict:
@@ -150,15 +181,23 @@ def steps(data_root: str) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--data-root", default="data/synth")
+    ap.add_argument("--device", default="cpu", help="where the operations run (cuda: a GPU)")
+    ap.add_argument("--ops-only", action="store_true", help="only the operations (no mmdet, no data)")
     ap.add_argument("--out", type=Path)
     args = ap.parse_args()
     torch.set_num_threads(torch.get_num_threads())
-    result = {"threads": torch.get_num_threads(), "ops": ops()}
+    result = {"threads": torch.get_num_threads(), "torch": torch.__version__, "ops": ops(args.device)}
     print(json.dumps(result["ops"], indent=1), flush=True)
-    if not (Path(args.data_root) / "annotations" / "lvis_v1_train.json").is_file():
-        raise SystemExit(f"no synthetic data under {args.data_root}: run `mec synth --out {args.data_root}` first")
-    result["steps"] = steps(args.data_root)
-    print(json.dumps(result["steps"], indent=1))
+    if args.device != "cpu":
+        result["ops_2_images"] = ops(args.device, rois=1024)  # a GPU's share of the paper's batch: 2 x 512 RoIs
+        result["agreement_vs_cpu_float64"] = agreement(args.device)
+        print(json.dumps({k: result[k] for k in ("ops_2_images", "agreement_vs_cpu_float64")}, indent=1), flush=True)
+    if not args.ops_only:
+        if not (Path(args.data_root) / "annotations" / "lvis_v1_train.json").is_file():
+            raise SystemExit(f"no synthetic data under {args.data_root}: run `mec synth --out {args.data_root}` "
+                             "first")
+        result["steps"] = steps(args.data_root)
+        print(json.dumps(result["steps"], indent=1))
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(result, indent=2))
