@@ -111,15 +111,26 @@ def _torch_cuda() -> Dict:
     return info
 
 
-def _mmcv_cuda() -> Optional[str]:
-    """The CUDA version mmcv's ops were compiled with ('13.0'), or None for a CPU-only build."""
-    try:
-        from mmcv.ops import get_compiling_cuda_version
+class MmcvCrash(Exception):
+    """mmcv's compiled ops crashed the process that asked them something (the message says how)."""
 
-        ver = get_compiling_cuda_version()
-    except Exception:
+
+# the probe runs in a child process: mmcv ops built against another torch can crash the interpreter when asked
+# (seen on an H200 machine: mmcv 2.1.0 built for torch 2.11 died of SIGSEGV in get_compiling_cuda_version)
+_MMCV_CUDA_PROBE = "from mmcv.ops import get_compiling_cuda_version; print(get_compiling_cuda_version())"
+
+
+def _mmcv_cuda() -> Optional[str]:
+    """The CUDA version mmcv's ops were compiled with ('13.0'), or None for a CPU-only build; :class:`MmcvCrash` when
+    asking kills the (child) process."""
+    try:
+        res = subprocess.run([sys.executable, "-c", _MMCV_CUDA_PROBE], capture_output=True, text=True, timeout=300)
+    except (OSError, subprocess.SubprocessError):
         return None
-    return ver if re.match(r"^\d+\.\d+", ver or "") else None
+    if res.returncode < 0:
+        raise MmcvCrash(f"signal {-res.returncode}")
+    ver = res.stdout.strip().splitlines()[-1] if res.returncode == 0 and res.stdout.strip() else ""
+    return ver if re.match(r"^\d+\.\d+", ver) else None
 
 
 def _mmcv_archs() -> Optional[List[str]]:
@@ -142,7 +153,10 @@ def collect_cuda(ops_ok: bool, mmcv: bool = True) -> Dict:
     (it does not import) only torch's, the driver's and the GPUs' side."""
     info = _torch_cuda()
     info["mmcv_missing"] = not mmcv
-    info["mmcv_cuda"] = _mmcv_cuda() if mmcv else None
+    try:
+        info["mmcv_cuda"] = _mmcv_cuda() if mmcv else None
+    except MmcvCrash as e:
+        info["mmcv_cuda"], info["mmcv_crash"] = None, str(e)
     info["mmcv_archs"] = _mmcv_archs() if info["mmcv_cuda"] else []
     smi = _nvidia_smi()
     info["driver"] = smi["driver"] if smi else None
@@ -216,6 +230,10 @@ def cuda_findings(info: Dict) -> Tuple[str, List[str], List[str]]:
     summary = f"CUDA build {torch_cuda}, {gpu_text}, {cpu_ops}"
     if info.get("mmcv_missing"):
         pass  # reported with the packages
+    elif info.get("mmcv_crash"):
+        problems.append(f"mmcv's compiled ops crash the interpreter ({info['mmcv_crash']}) when asked their CUDA "
+                        f"version: they were built against another torch; `make clean-venv setup DEVICE=cuda` "
+                        "rebuilds them against this one")
     elif mmcv_cuda is None:
         (problems if gpus else notes).append(
             f"mmcv's ops were compiled without CUDA while torch is the CUDA {torch_cuda} build: "

@@ -136,3 +136,24 @@ def test_a_gpu_machine_without_mmcv_still_shows_its_gpu_side(monkeypatch):
     for text in ("1 GPU visible, mmcv missing", "0: NVIDIA H100 80GB HBM3 (9.0)", "580.95.05 (CUDA 13.0)",
                  "- (mmcv missing)", "not checked (mmcv missing)"):
         assert text in out, text
+
+
+def test_mmcv_ops_that_crash_when_asked_are_one_problem_line(monkeypatch):
+    """The probe of mmcv's CUDA version runs in a child process: when it dies (an mmcv built against another torch
+    segfaulted so on an H200 machine), doctor says so in one line instead of dying with it."""
+    monkeypatch.setattr(d, "_MMCV_CUDA_PROBE", "import os, signal; os.kill(os.getpid(), signal.SIGSEGV)")
+    with pytest.raises(d.MmcvCrash, match="signal 11"):
+        d._mmcv_cuda()
+    monkeypatch.setattr(d, "_MMCV_CUDA_PROBE", "print('13.0')")
+    assert d._mmcv_cuda() == "13.0"
+    ran = _fake_gpu_machine(monkeypatch)
+
+    def crash():
+        raise d.MmcvCrash("signal 11")
+
+    monkeypatch.setattr(d, "_mmcv_cuda", crash)
+    info = d.collect_cuda(ops_ok=True)
+    assert ran == [] and info["mmcv_crash"] == "signal 11" and info["mmcv_cuda"] is None
+    summary, problems, notes = d.cuda_findings(info)
+    assert len(problems) == 1 and "crash the interpreter (signal 11)" in problems[0], problems
+    assert "make clean-venv setup DEVICE=cuda" in problems[0]
