@@ -232,8 +232,8 @@ def cuda_findings(info: Dict) -> Tuple[str, List[str], List[str]]:
         pass  # reported with the packages
     elif info.get("mmcv_crash"):
         problems.append(f"mmcv's compiled ops crash the interpreter ({info['mmcv_crash']}) when asked their CUDA "
-                        f"version: they were built against another torch; `make clean-venv setup DEVICE=cuda` "
-                        "rebuilds them against this one")
+                        "version, so they cannot be used with this torch: `make clean-venv setup DEVICE=cuda` "
+                        "installs the pinned torch and rebuilds mmcv for it")
     elif mmcv_cuda is None:
         (problems if gpus else notes).append(
             f"mmcv's ops were compiled without CUDA while torch is the CUDA {torch_cuda} build: "

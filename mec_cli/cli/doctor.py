@@ -18,7 +18,8 @@ def _cuda_rows(env: dict) -> list:
         mmcv_archs = cuda.get("mmcv_archs")
         archs = " ".join(mmcv_archs) if mmcv_archs else "architectures unknown"
         rows.append(("mmcv CUDA ops", f"{cuda['mmcv_cuda']} ({archs})" if cuda.get("mmcv_cuda") else
-                     "- (mmcv missing)" if cuda.get("mmcv_missing") else "none"))
+                     "- (mmcv missing)" if cuda.get("mmcv_missing") else
+                     f"crashed when asked ({cuda['mmcv_crash']})" if cuda.get("mmcv_crash") else "none"))
         rows.append(("NCCL", cuda.get("nccl") or "none"))
     driver = cuda.get("driver")
     rows.append(("NVIDIA driver", f"{driver} (CUDA {cuda.get('driver_cuda') or '?'})" if driver else "none"))
@@ -27,7 +28,8 @@ def _cuda_rows(env: dict) -> list:
                  or "none visible"))
     if cuda.get("torch_cuda"):
         op = cuda.get("cuda_op")
-        why = "mmcv missing" if cuda.get("mmcv_missing") else "no GPU" if not gpus else "mmcv built without CUDA"
+        why = ("mmcv missing" if cuda.get("mmcv_missing") else "no GPU" if not gpus else
+               "mmcv's ops crashed" if cuda.get("mmcv_crash") else "mmcv built without CUDA")
         rows.append(("mmcv op on GPU", "ok (nms, RoIAlign on GPU 0)" if op == "ok" else "failed" if op else
                      f"not checked ({why})"))
     return rows

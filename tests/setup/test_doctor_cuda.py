@@ -157,3 +157,10 @@ def test_mmcv_ops_that_crash_when_asked_are_one_problem_line(monkeypatch):
     summary, problems, notes = d.cuda_findings(info)
     assert len(problems) == 1 and "crash the interpreter (signal 11)" in problems[0], problems
     assert "make clean-venv setup DEVICE=cuda" in problems[0]
+    from mec_cli.cli import app
+
+    env = {"versions": {"python": "3.12.3", "torch": "2.11.0+cu130"}, "mmcv_ops": "ok", "cuda_devices": [],
+           "cuda": info, "cuda_summary": summary, "problems": problems, "warnings": notes}
+    monkeypatch.setattr(d, "collect_environment", lambda: env)
+    out = CliRunner().invoke(app, ["doctor"], terminal_width=200).output
+    assert "crashed when asked (signal 11)" in out and "not checked (mmcv's ops crashed)" in out, out
