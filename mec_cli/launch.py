@@ -182,7 +182,8 @@ def apply_groups(cfg, spec: "GroupSpec", category_ids: Sequence[int], source) ->
         if spec.num_groups != stages:
             raise MecError(f"has {spec.num_groups} groups but the model has {stages} stages (MEC makes each stage the "
                            "expert of one group)", source)
-        empty = [name for g, name in enumerate(spec.names) if g not in set(groups)]
+        used = set(groups)
+        empty = [name for g, name in enumerate(spec.names) if g not in used]
         if empty:
             raise MecError(f"group {empty[0]!r} holds none of the model's {len(groups)} categories with bins "
                            f"{spec.bins} (by training {spec.count_by}); MEC makes each stage the expert of one "

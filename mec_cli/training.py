@@ -96,10 +96,7 @@ def _apply_groups(cfg, opts: TrainOptions, ann: Optional[Dict], notes: List[str]
                          "(or pass `groups`)")
             return None
         raise MecError("training annotations not found (set `data_root`, or pass `groups`)", ann_path)
-    num_stages = int(cfg.model.roi_head.num_stages)
-    if opts.groups:
-        if spec.num_groups != num_stages:
-            raise MecError(f"has {spec.num_groups} groups but the recipe has {num_stages} stages", opts.groups)
+    if opts.groups:  # its group count against the stages: launch.apply_groups, below
         bins = recipes.group_bins(cfg)
         if spec.bins != bins or spec.count_by != "instances":
             notes.append(f"warning: {opts.groups} groups categories by {spec.count_by} with bins {spec.bins}; the "
