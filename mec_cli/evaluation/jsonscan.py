@@ -1573,7 +1573,7 @@ class _Pieces:
             with open(self.path, "rb") as f:
                 f.seek(start)
                 got = f.readinto(memoryview(buf)[:end - start])
-            arr = buf[:got]
+            arr = _as_bytes_array(buf[:got])  # read-only, as a whole file's: the kernels compile once for both
             err = np.zeros(8, dtype=np.int64)
             n, fb, nfb = _scan_core(arr, tmp["image_id"], tmp["category_id"], tmp["score"], tmp["bbox"],
                                     tmp["has_bbox"], tmp["segm_kind"], tmp["segm_span"], tmp["rle_size"],
