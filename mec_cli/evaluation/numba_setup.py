@@ -1,7 +1,43 @@
-"""Start-up of the numba kernels: numba's BLAS probe answered without importing scipy."""
+"""Start-up of the numba kernels: where their compiled code is cached, and numba's BLAS probe answered without
+importing scipy. Every module with kernels imports this one before it defines them (numba picks a kernel's cache
+folder when the kernel is defined)."""
 from __future__ import annotations
 
 import sys
+from pathlib import Path
+
+from numba.core import caching
+
+from mec_cli.evaluation import kernel_cache
+
+
+class KernelCacheLocator(caching.InTreeCacheLocator):
+    """numba's cache of our kernels in :func:`mec_cli.evaluation.kernel_cache.cache_dir` (see that module): one
+    folder per version of the kernels, whatever folder the package was cloned, copied or installed into, and
+    writable where the package is not. numba's own checks stay: each file's content hash (its source stamp), and
+    per kernel the signature, the CPU and the function's bytecode. Kernels of other packages are left to numba's
+    own locators, and so are ours when the folder cannot be written."""
+
+    def __init__(self, py_func, py_file):
+        super().__init__(py_func, py_file)
+        self._cache_path = str(kernel_cache.cache_dir())
+
+    def ensure_cache_path(self):
+        if not kernel_cache.writable(Path(self._cache_path)):  # once per process, not once per kernel
+            raise OSError(f"cannot write {self._cache_path}")
+
+    @classmethod
+    def from_function(cls, py_func, py_file):
+        if Path(py_file).resolve().parent != kernel_cache.HERE:
+            return None
+        return super().from_function(py_func, py_file)
+
+
+def use_kernel_cache() -> None:
+    """Put :class:`KernelCacheLocator` first among numba's cache locators (once)."""
+    locators = caching.CacheImpl._locator_classes
+    if KernelCacheLocator not in locators:
+        locators.insert(0, KernelCacheLocator)
 
 
 def skip_blas_probe() -> None:
@@ -18,4 +54,5 @@ def skip_blas_probe() -> None:
         del sys.modules["scipy.linalg"]
 
 
-skip_blas_probe()  # on import: each module with kernels imports this one
+use_kernel_cache()  # on import: each module with kernels imports this one before defining them
+skip_blas_probe()
