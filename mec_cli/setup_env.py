@@ -20,7 +20,10 @@ functions, tested with a stub pip and a stub nvidia-smi (tests/setup); `setup()`
    architectures, Python), so a wheel built for one machine is never used where it cannot run; the build
    log is kept when the build fails;
 5. mec itself (editable, with the test extra), a record of these decisions in `<venv>/mec-setup.json` (read by
-   `mec doctor`), and `mec doctor --quiet`.
+   `mec doctor`);
+6. the evaluator's numba kernels compiled into the user's kernel cache (`mec_cli.evaluation.warmup`: every kernel
+   signature `mec eval` uses, about a minute; nothing when this version's are already compiled on this machine),
+   so no `mec eval` waits for numba; then `mec doctor --quiet`.
 
 Usage (the Makefile passes its variables as options)::
 
@@ -484,6 +487,9 @@ def setup(venv: Path, device: str, cuda_archs: str = "", cpu_index: str = DEFAUL
 
     pip.install("-e", f"{repo}[test]")
     (venv / SETUP_RECORD).write_text(json.dumps(record, indent=2) + "\n")
+    # the evaluator's numba kernels, compiled now (once per machine and version) instead of in a user's first run
+    if subprocess.run([str(py), "-m", "mec_cli.evaluation.warmup"], cwd=repo).returncode != 0:
+        raise SetupError("compiling the evaluation kernels failed (above)")
     if run_doctor:
         res = subprocess.run([str(py), "-m", "mec_cli.cli", "doctor", "--quiet"], cwd=repo)
         if res.returncode != 0:

@@ -249,6 +249,10 @@ def test_cpu_setup_here_takes_the_local_wheel_and_todays_cache_key(stubs, monkey
     assert not any("--extra-index-url" in c["args"] or "cuda-toolkit[nvcc,cccl]" in c["args"] for c in pips)
     assert json.loads((stubs.venv / se.SETUP_RECORD).read_text())["archs"] == []
     assert pips[-1]["args"][-2:] == ["-e", f"{ROOT}[test]"]
+    # then, with the venv's python, the evaluator's kernels are compiled (issue 19)
+    calls = stubs.calls()
+    last_pip = max(i for i, c in enumerate(calls) if c["tool"] == "pip")
+    assert [c["args"] for c in calls[last_pip + 1:]] == [["-m", "mec_cli.evaluation.warmup"]]
 
 
 def test_cuda_setup_installs_nvcc_links_cudart_and_builds_for_the_gpus(stubs, monkeypatch, capsys):
@@ -319,6 +323,8 @@ def test_makefile_passes_its_variables_to_the_module_and_keys_the_stamp(tmp_path
     stamp = lambda text: re.search(r"touch (\S+)", text).group(1)  # noqa: E731
     assert stamp(cuda) != stamp(other) and stamp(cuda).startswith(f"{venv}/.mec-setup-")
     assert "--cpu-index 'https://download.pytorch.org/whl/cpu'" in _make_n(f"VENV={venv}", "DEVICE=cpu")
+    # every `make setup` then makes sure the evaluator's kernels are compiled (a no-op when they are)
+    assert f"{venv}/bin/python -m mec_cli.evaluation.warmup" in cuda.splitlines()[-1]
 
 
 def test_the_module_runs_on_the_standard_library_alone():

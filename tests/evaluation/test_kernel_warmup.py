@@ -1,0 +1,246 @@
+"""No numba compilation that a user waits for (issue 19).
+
+After the set-up's warm-up (``python -m mec_cli.evaluation.warmup``, the last step of ``make setup``), an evaluation
+must load every kernel from the cache: a fresh process evaluates data the warm-up never saw, along the paths of
+``mec eval`` (the CLI on results files read whole and in pieces, every iou type, both protocols, Fixed AP, the
+analyses, groups; checkpoint evaluation's ``MECMetric``), and fails on any numba compile event. The cache is keyed
+by the kernels' contents, so a copy of the package elsewhere finds it too, and writes nothing into its own tree.
+"""
+import json
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pycocotools.mask as mask_utils
+import pytest
+
+from mec_cli.evaluation import kernel_cache, kernels, warmup
+from mec_cli.evaluation.numba_setup import KernelCacheLocator
+
+ROOT = Path(__file__).resolve().parents[2]
+
+# A child process's prelude: every numba compile event is recorded. A kernel defined here without a cache must
+# show up (the listener works); the evaluations' kernels must not.
+PRELUDE = """
+import json, sys
+import numba
+from numba.core import event
+compiled = []
+class Log(event.Listener):
+    def on_start(self, ev):
+        d = ev.data["dispatcher"]
+        compiled.append(f"{d.py_func.__module__}.{d.py_func.__qualname__}{tuple(ev.data['args'])}")
+    def on_end(self, ev):
+        pass
+event.register("numba:compile", Log())
+
+def control():
+    @numba.njit
+    def twice(x):
+        return 2 * x
+    before = len(compiled)
+    assert twice(21) == 42 and len(compiled) == before + 1, compiled[before:]
+    del compiled[before:]
+"""
+
+
+def _run(code: str, cwd: Path = ROOT, env=None, timeout: int = 600) -> dict:
+    """Run ``PRELUDE + code`` in a fresh python; ``code`` prints one line 'RESULT <json>'."""
+    res = subprocess.run([sys.executable, "-c", PRELUDE + textwrap.dedent(code)], cwd=cwd, env=env,
+                         capture_output=True, text=True, timeout=timeout)
+    assert res.returncode == 0, (res.stdout + res.stderr)[-4000:]
+    line = next(ln for ln in res.stdout.splitlines() if ln.startswith("RESULT "))
+    return json.loads(line[len("RESULT "):])
+
+
+@pytest.fixture(scope="module")
+def warmed():
+    """The set-up's warm-up (nothing to do when `make setup` ran it for this version of the kernels)."""
+    res = subprocess.run([sys.executable, "-m", "mec_cli.evaluation.warmup"], cwd=ROOT, capture_output=True,
+                         text=True, timeout=1200)
+    assert res.returncode == 0, (res.stdout + res.stderr)[-4000:]
+    assert kernel_cache.ready()
+
+
+def _results(val: dict, rng: np.random.Generator, copies: int = 2, clutter: int = 6, masks: bool = True) -> list:
+    """Detections of the synthetic val set: jittered copies of each object (its class, then others) and clutter,
+    with boxes and (``masks``) masks: compressed RLE strings rasterised from the boxes."""
+    size = {im["id"]: (im["height"], im["width"]) for im in val["images"]}
+    cats = [c["id"] for c in val["categories"]]
+    boxes = [(a["image_id"], a["category_id"], a["bbox"]) for a in val["annotations"]]
+    for im in val["images"]:
+        h, w = size[im["id"]]
+        for _ in range(clutter):
+            bw, bh = rng.uniform(4, w / 2), rng.uniform(4, h / 2)
+            boxes.append((im["id"], int(rng.choice(cats)), [rng.uniform(0, w - bw), rng.uniform(0, h - bh), bw, bh]))
+    out = []
+    for img, cat, (x, y, bw, bh) in boxes:
+        h, w = size[img]
+        for k in range(copies):
+            jx, jy = rng.normal(0, 0.1 * bw), rng.normal(0, 0.1 * bh)
+            box = [float(max(0.0, x + jx)), float(max(0.0, y + jy)), float(bw), float(bh)]
+            out.append({"image_id": img, "category_id": cat if k == 0 else int(rng.choice(cats)), "bbox": box,
+                        "score": float(np.round(rng.random(), 3))})
+            if masks:
+                x0, y0 = box[:2]
+                rle = mask_utils.frPyObjects([[x0, y0, x0 + bw, y0, x0 + bw, y0 + bh, x0, y0 + bh]], h, w)[0]
+                out[-1]["segmentation"] = {"size": [h, w], "counts": rle["counts"].decode()}
+    return out
+
+
+def test_an_evaluation_after_the_warm_up_compiles_nothing(warmed, synth_data, tmp_path):
+    ann = synth_data / "annotations" / "lvis_v1_val.json"
+    val = json.loads(ann.read_text())
+    rng = np.random.default_rng(7)
+    full = _results(val, rng)
+    (tmp_path / "full.json").write_text(json.dumps(full))
+    # masks without boxes (under 256: pycocotools' mask.area of more at once overflows, which issue 19's item 2 fixes)
+    (tmp_path / "masks.json").write_text(json.dumps([{k: v for k, v in r.items() if k != "bbox"} for r in full[:250]]))
+    # boxes only, large enough (over 2 x 4 MB) to be read in pieces on the cores
+    (tmp_path / "large.json").write_text(json.dumps(_results(val, rng, 40, 60, masks=False), indent=1))
+    assert (tmp_path / "large.json").stat().st_size > 8 << 20
+    train = synth_data / "annotations" / "lvis_v1_train.json"
+    groups = tmp_path / "groups.json"
+    code = f"""
+    from pathlib import Path
+    import numpy as np, torch
+    from mec_cli.cli import main
+    from mec_cli.evaluation import kernels
+    from mec_cli.evaluation.metric import MECMetric
+    tmp, ann = Path({str(tmp_path)!r}), {str(ann)!r}
+
+    def mec(*args):
+        sys.argv = ["mec", *map(str, args)]
+        try:
+            main()
+        except SystemExit as e:
+            assert e.code in (0, None), (args, e.code)
+
+    control()
+    runs = []
+    mec("groups", {str(train)!r}, "--out", {str(groups)!r})
+    for protocol in ("lvis", "coco"):
+        for name, types, extra in (("full", "bbox,segm,boundary", ["--fixed-ap", "--analysis", "--groups",
+                                                                    {str(groups)!r}]),
+                                   ("full", "bbox", []), ("masks", "segm,boundary", ["--analysis"]),
+                                   ("large", "bbox", ["--fixed-ap", "--analysis"])):
+            out = tmp / f"m_{{protocol}}_{{name}}_{{len(runs)}}.json"
+            mec("eval", "--results", tmp / f"{{name}}.json", "--ann", ann, "--iou-type", types, "--protocol",
+                protocol, *extra, "--out", out)
+            runs.append(json.loads(out.read_text())["modes"]["results"][types.split(",")[0]]["AP"])
+    # checkpoint evaluation: MECMetric with two modes (one with stage weights), boxes and masks
+    val = json.loads(Path(ann).read_text())
+    dets = json.loads((tmp / "full.json").read_text())
+    metric = MECMetric(ann, metric=["bbox", "segm", "boundary"], protocol="lvis", analysis=True,
+                       dets_per_class=100)
+    cats = [c["id"] for c in val["categories"]]
+    for im in val["images"]:
+        rows = [d for d in dets if d["image_id"] == im["id"]]
+        xywh = torch.tensor([d["bbox"] for d in rows], dtype=torch.float32).reshape(-1, 4)
+        pred = {{"bboxes": torch.cat([xywh[:, :2], xywh[:, :2] + xywh[:, 2:]], 1),
+                "scores": torch.tensor([d["score"] for d in rows], dtype=torch.float32),
+                "labels": torch.tensor([cats.index(d["category_id"]) for d in rows], dtype=torch.int64),
+                "masks": torch.zeros((len(rows), im["height"], im["width"]), dtype=torch.bool)}}
+        for k, d in enumerate(rows):
+            x, y, w, h = (int(round(v)) for v in d["bbox"])
+            pred["masks"][k, y:y + max(h, 1), x:x + max(w, 1)] = True
+        dyn = dict(pred, stage_weights=torch.full((len(rows), 3), 1 / 3))
+        metric.process(None, [{{"img_id": im["id"], "mec_modes": {{"mean_probs": pred, "dynamic": dyn}}}}])
+    flat = metric.compute_metrics(metric.results)
+    runs.append(flat["dynamic/bbox_AP"])
+    print("RESULT " + json.dumps({{"compiled": compiled, "aps": runs, "loaded": len(kernels.match_images.signatures)}}))
+    """
+    out = _run(code)
+    assert out["compiled"] == [], "numba compiled during evaluation after the warm-up:\n" + "\n".join(out["compiled"])
+    assert len(out["aps"]) == 9 and all(0 < ap <= 1 for ap in out["aps"]), out["aps"]
+    assert out["loaded"] >= 1  # the evaluations ran the cached kernels
+
+
+def test_a_copied_install_finds_the_compiled_kernels_and_writes_nothing_into_its_tree(warmed, tmp_path):
+    copy = tmp_path / "elsewhere"
+    shutil.copytree(ROOT / "mec_cli", copy / "mec_cli", ignore=shutil.ignore_patterns("__pycache__"))
+    data = tmp_path / "data"
+    data.mkdir()
+    code = f"""
+    from pathlib import Path
+    import mec_cli
+    from mec_cli.evaluation import kernel_cache, warmup
+    from mec_cli.evaluation.api import evaluate_results_file
+    control()
+    paths = warmup.make_dataset(Path({str(data)!r}))
+    doc = evaluate_results_file(paths["full"], paths["lvis"], ["bbox", "segm"], analysis=True)
+    print("RESULT " + json.dumps({{"file": mec_cli.__file__, "compiled": compiled, "dir": str(kernel_cache.cache_dir()),
+                                  "AP": doc["modes"]["results"]["segm"]["AP"]}}))
+    """
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    out = _run(code, cwd=copy, env=env)
+    assert Path(out["file"]).is_relative_to(copy)
+    assert out["dir"] == str(kernel_cache.cache_dir()) and out["compiled"] == [] and 0 < out["AP"] <= 1
+    assert not [p for p in copy.rglob("*") if p.suffix in (".nbi", ".nbc")]
+
+
+def test_the_check_imports_no_numba_and_says_whether_the_kernels_are_compiled(warmed, tmp_path):
+    code = "from mec_cli.evaluation import warmup\nrc = warmup.main(['--check'])\nprint(rc, 'numba' in sys.modules)"
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    env.pop("NUMBA_CACHE_DIR", None)
+    run = lambda e: subprocess.run([sys.executable, "-c", "import sys\n" + code], cwd=ROOT, env=e,  # noqa: E731
+                                   capture_output=True, text=True, check=True).stdout.split()[-2:]
+    assert run(env) == ["0", "False"]
+    assert run(dict(env, XDG_CACHE_HOME=str(tmp_path))) == ["1", "False"]  # an empty cache: not compiled
+
+
+def test_the_cache_key_follows_the_kernels_contents_only(tmp_path):
+    for name, text in (("a.py", "from numba import njit\n\n@njit(cache=True)\ndef f(x):\n    return x\n"),
+                       ("b.py", "import numba\n\ndef g():\n    pass\n"), ("numba_setup.py", "# set-up\n")):
+        (tmp_path / name).write_text(text)
+    assert [p.name for p in kernel_cache.kernel_files(tmp_path)] == ["a.py", "numba_setup.py"]
+    key = kernel_cache.cache_key(tmp_path)
+    assert kernel_cache.KEY.match(key) and key.startswith(sys.implementation.cache_tag)
+    (tmp_path / "b.py").write_text("import numba\n\ndef g():\n    return 1\n")  # no kernel in it
+    assert kernel_cache.cache_key.__wrapped__(tmp_path) == key
+    (tmp_path / "a.py").write_text((tmp_path / "a.py").read_text().replace("return x", "return x + 1"))
+    assert kernel_cache.cache_key.__wrapped__(tmp_path) != key
+    # where: NUMBA_CACHE_DIR when set, else the user's cache (XDG_CACHE_HOME, else ~/.cache)
+    assert kernel_cache.cache_root({"NUMBA_CACHE_DIR": "/n"}) == Path("/n/mec")
+    assert kernel_cache.cache_root({"XDG_CACHE_HOME": "/x"}) == Path("/x/mec/numba")
+    assert kernel_cache.cache_root({}) == Path.home() / ".cache" / "mec" / "numba"
+
+
+def test_kernels_fall_back_to_numbas_own_cache_where_ours_cannot_be_written(tmp_path, monkeypatch):
+    func, source = kernels.lookup_ids.py_func, kernels.__file__
+    monkeypatch.setattr(kernel_cache, "cache_dir", lambda: tmp_path / "ok")
+    assert KernelCacheLocator.from_function(func, source).get_cache_path() == str(tmp_path / "ok")
+    (tmp_path / "file").write_text("")
+    monkeypatch.setattr(kernel_cache, "cache_dir", lambda: tmp_path / "file" / "sub")  # cannot be made
+    assert KernelCacheLocator.from_function(func, source) is None  # numba then tries its own locators
+    assert KernelCacheLocator.from_function(test_kernels_fall_back_to_numbas_own_cache_where_ours_cannot_be_written,
+                                            __file__) is None  # another package's kernels are not ours
+
+
+def test_pruning_removes_only_old_unused_key_folders(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    monkeypatch.delenv("NUMBA_CACHE_DIR", raising=False)
+    root = kernel_cache.cache_root()
+    old, recent = (root / f"cpython-311-numba0.68.1-{c * 16}" for c in "ab")
+    for p in (old, recent, root / "not-ours", root / kernel_cache.cache_key()):
+        p.mkdir(parents=True)
+    os.utime(old, (0, 0))
+    os.utime(root / "not-ours", (0, 0))
+    assert kernel_cache.prune() == [old]
+    assert recent.is_dir() and (root / "not-ours").is_dir() and (root / kernel_cache.cache_key()).is_dir()
+
+
+def test_the_warm_up_data_holds_every_kind_of_segmentation(tmp_path):
+    paths = warmup.make_dataset(tmp_path)
+    kinds = {name: {type(r.get("segmentation", {}).get("counts") if isinstance(r.get("segmentation"), dict)
+                         else r.get("segmentation")).__name__ for r in json.loads(paths[name].read_text())}
+             for name in ("full", "no_box", "polygons", "list_counts", "boxes")}
+    assert kinds == {"full": {"str"}, "no_box": {"str"}, "polygons": {"list"}, "list_counts": {"list"},
+                     "boxes": {"NoneType"}}
+    assert all("bbox" not in r for r in json.loads(paths["no_box"].read_text()))
+    gt = json.loads(paths["coco"].read_text())
+    assert any(a["iscrowd"] for a in gt["annotations"]) and not json.loads(paths["empty"].read_text())
