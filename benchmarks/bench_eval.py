@@ -7,13 +7,18 @@ scores, so ties occur), written as Python's json writes it. Every evaluator read
 
 * ``mec eval --results ... --iou-type bbox --out m.json`` (the CLI a user runs);
 * lvis-api 0.5.3 (``LVIS``, ``LVISResults``, ``LVISEval``), the reference;
-* faster-coco-eval (``lvis_style=True``), hotcoco (``LVISEval``) and ultrafast-pycocotools (``lvis_style=True``),
-  when installed (``pip install -c constraints.txt -e '.[bench]'``).
+* faster-coco-eval (``lvis_style=True``), hotcoco (``LVISEval``), ultrafast-pycocotools (``lvis_style=True``) and
+  vernier (``CocoDataset.from_lvis_json``, ``evaluate_bbox_grid(parity_mode='strict', max_dets_per_image=300)``,
+  ``accumulate([300]).summarize_lvis``, on every core), when installed
+  (``pip install -c constraints.txt -e '.[bench]'``).
 
-Each runs in a fresh process; its wall time and peak RSS (``ru_maxrss`` of that child alone, from ``wait4``) are
-recorded, after one untimed run of mec that compiles its numba kernels into the cache (a user pays that once per
-machine). AP, AP50, AP75, APs, APm, APl, APr, APc, APf are compared with lvis-api's (or, where lvis-api is skipped,
-among the evaluators).
+mec runs as a fresh install does (``bench_first_run.py``): a copy of this tree imported through PYTHONPATH, with
+its own kernel cache, filled once by the set-up's warm-up (timed apart, it is set-up). ``mec (first run)`` is the
+first ``mec eval`` of a new copy of the tree (no bytecode yet) after that set-up, as a user's first run after
+``make setup``; ``mec`` is the runs after it (warm). Each run is a fresh process; its wall time and peak RSS
+(``ru_maxrss`` of that child alone, from ``wait4``) are recorded. Evaluators under 20 s run ``--repeat`` times in
+interleaved rounds: the median, the smallest and the largest of each are reported. AP, AP50, AP75, APs, APm, APl,
+APr, APc, APf are compared with lvis-api's (or, where lvis-api is skipped, with mec's).
 
 ``--modes`` also times the 11 scoring modes of a 3-stage model evaluated from one ground-truth index in one
 process (the same detections with perturbed scores), against one hotcoco run of one mode.
@@ -28,11 +33,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 
@@ -134,15 +141,25 @@ gt = COCO('{gt}'); ev = COCOeval(gt, gt.loadRes('{dets}'), 'bbox', lvis_style=Tr
 ev.evaluate(); ev.accumulate(); ev.summarize()
 metrics = dict(zip({keys}, map(float, ev.stats[:9])))
 """,
+    "vernier": """
+import os
+from vernier.instance import CocoDataset, evaluate_bbox_grid
+gt = CocoDataset.from_lvis_json(open('{gt}', 'rb').read())
+grid = evaluate_bbox_grid(gt, open('{dets}', 'rb').read(), parity_mode='strict', max_dets_per_image=300,
+                          use_cats=True, num_threads=os.cpu_count())
+stats = grid.accumulate([300]).summarize_lvis(gt).stats  # AP, AP50, AP75, APs, APm, APl, APr, APc, APf, AR...
+metrics = dict(zip({keys}, map(float, stats[:9])))
+""",
 }
 MODULES = {"lvis-api": "lvis", "faster-coco-eval": "faster_coco_eval", "hotcoco": "hotcoco",
-           "ultrafast-pycocotools": "ultrafast_pycocotools"}
+           "ultrafast-pycocotools": "ultrafast_pycocotools", "vernier": "vernier"}
+REPO = Path(__file__).resolve().parents[1]
 
 
-def _peak(cmd) -> dict:
+def _peak(cmd, cwd=None, env=None) -> dict:
     """Wall time and peak RSS of one child process (wait4's rusage is the child's own)."""
     start = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=cwd, env=env)
     _, status, usage = os.wait4(proc.pid, 0)
     wall = time.perf_counter() - start
     out, err = proc.stdout.read().decode(), proc.stderr.read().decode()
@@ -151,12 +168,18 @@ def _peak(cmd) -> dict:
     return {"wall_s": round(wall, 3), "peak_rss_mib": round(usage.ru_maxrss / 1024, 1), "stdout": out}
 
 
+def _median(values):
+    values = sorted(values)
+    n = len(values)
+    return values[n // 2] if n % 2 else round((values[n // 2 - 1] + values[n // 2]) / 2, 3)
+
+
 def _summary(rows) -> dict:
-    """Several runs of one evaluator: the median wall time, the largest peak, every wall time."""
-    walls = sorted(r["wall_s"] for r in rows)
+    """Several runs of one evaluator: the median, smallest and largest wall time and peak RSS, and every run's."""
+    walls, peaks = [r["wall_s"] for r in rows], [r["peak_rss_mib"] for r in rows]
     out = dict(rows[-1])
-    out.update(wall_s=walls[len(walls) // 2], walls_s=[r["wall_s"] for r in rows],
-               peak_rss_mib=max(r["peak_rss_mib"] for r in rows))
+    out.update(runs=len(rows), wall_s=_median(walls), wall_min_s=min(walls), wall_max_s=max(walls), walls_s=walls,
+               peak_rss_mib=_median(peaks), peak_min_mib=min(peaks), peak_max_mib=max(peaks), peaks_mib=peaks)
     return out
 
 
@@ -171,11 +194,40 @@ def _rounds(runs: dict, times: int) -> dict:
     return {name: _summary(r) for name, r in rows.items()}
 
 
-def run_mec(root: Path, fixed: bool = False) -> dict:
+def copy_tree(dst: Path, src: Path = REPO) -> Path:
+    """The files of ``src`` that a clone with its edits has (tracked, and untracked but not ignored) in ``dst``."""
+    files = subprocess.run(["git", "-C", str(src), "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+                           capture_output=True, check=True).stdout.decode().split("\0")
+    for name in filter(None, files):
+        if (src / name).is_file():
+            (dst / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src / name, dst / name)
+    return dst
+
+
+def install_env(tree: Path, cache: Path) -> dict:
+    """The environment of a fresh install of ``tree``: imported first, with its own kernel cache ``cache`` (the
+    user's cache: XDG_CACHE_HOME; NUMBA_CACHE_DIR unset), bytecode written as on a user's machine."""
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("NUMBA_CACHE_DIR", "PYTHONDONTWRITEBYTECODE", "PYTHONPATH")}
+    env.update(PYTHONPATH=str(tree), XDG_CACHE_HOME=str(cache))
+    return env
+
+
+def warm_up(tree: Path, env: dict) -> float:
+    """The set-up's kernel warm-up for ``tree``; its wall time."""
+    start = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "mec_cli.evaluation.warmup"], cwd=tree, env=env, check=True,
+                   stdout=subprocess.DEVNULL)
+    return round(time.perf_counter() - start, 2)
+
+
+def run_mec(root: Path, fixed: bool = False, tree: Optional[Path] = None, env: Optional[dict] = None) -> dict:
+    """One ``mec eval --results`` of the workload (in ``tree`` with ``env`` when given: a fresh install)."""
     out = root / ("m_fixed.json" if fixed else "m.json")
     cmd = [sys.executable, "-m", "mec_cli.cli", "eval", "--results", str(root / "dets.json"),
            "--ann", str(root / "gt.json"), "--iou-type", "bbox", "--out", str(out)] + (["--fixed-ap"] if fixed else [])
-    res = _peak(cmd)
+    res = _peak(cmd, cwd=tree, env=env)
     m = json.loads(out.read_text())["modes"]["results"]["bbox"]
     res.pop("stdout")
     res["metrics"] = {k: m[k] for k in KEYS} | ({k: m[k] for k in m if k.endswith("_fixed")} if fixed else {})
@@ -220,14 +272,15 @@ def main() -> None:
     ap.add_argument("--modes", action="store_true", help="also time 11 modes from one ground-truth index")
     ap.add_argument("--fixed-ap", action="store_true", help="also time mec's --fixed-ap on the same file")
     ap.add_argument("--root", type=Path, help="keep the workload here (default: a temporary folder)")
-    ap.add_argument("--repeat", type=int, default=3,
-                    help="runs of each evaluator under 20 s, in interleaved rounds (median wall, largest peak)")
+    ap.add_argument("--repeat", type=int, default=5,
+                    help="runs of each evaluator under 20 s, in interleaved rounds (median, smallest, largest)")
     ap.add_argument("--out", type=Path)
     args = ap.parse_args()
     import importlib.util
 
     with tempfile.TemporaryDirectory() as tmp:
-        root = args.root or Path(tmp)
+        tmp = Path(tmp)
+        root = args.root or tmp / "data"
         root.mkdir(parents=True, exist_ok=True)
         if not ((root / "gt.json").is_file() and (root / "dets.json").is_file()):
             t = time.time()
@@ -235,33 +288,52 @@ def main() -> None:
             mib = (root / "dets.json").stat().st_size / 2**20
             print(f"workload: {args.images:,} images, {n:,} detections ({mib:.0f} MiB), "
                   f"made in {time.time() - t:.0f} s", flush=True)
-        result = {"images": args.images, "dets_per_image": args.dets,
+        result = {"images": args.images, "dets_per_image": args.dets, "cpu_count": os.cpu_count(),
                   "results_mib": round((root / "dets.json").stat().st_size / 2**20, 1), "evaluators": {}}
-        run_mec(root)  # compiles numba's kernels into the cache once, as a user's first run does
-        runs = {"mec": lambda: run_mec(root)}
+        # mec as a fresh install: a copy of the tree, set up (the kernel warm-up) into its own cache
+        cache = tmp / "cache"
+        install = copy_tree(tmp / "install")
+        env = install_env(install, cache)
+        result["setup_warmup_s"] = warm_up(install, env)
+        print(f"set-up's kernel warm-up: {result['setup_warmup_s']:.1f} s (once per machine and version)", flush=True)
+        copies = iter(range(1 << 30))
+
+        def first_run(fixed: bool = False) -> dict:
+            fresh = copy_tree(tmp / f"fresh{next(copies)}")  # a new clone, after `make setup`: no bytecode yet
+            try:
+                return run_mec(root, fixed, fresh, install_env(fresh, cache))
+            finally:
+                shutil.rmtree(fresh, ignore_errors=True)
+
+        run_mec(root, tree=install, env=env)  # the install's own first run: the runs of "mec" below are warm
+        runs = {"mec (first run)": first_run, "mec": lambda: run_mec(root, tree=install, env=env)}
         for name in SNIPPETS:
             if name in args.skip or importlib.util.find_spec(MODULES[name]) is None:
                 continue
             runs[name] = lambda name=name: run_peer(name, root)
         if args.fixed_ap:
-            runs["mec --fixed-ap"] = lambda: run_mec(root, fixed=True)
+            run_mec(root, True, install, env)
+            runs["mec --fixed-ap"] = lambda: run_mec(root, True, install, env)
         rows = _rounds(runs, args.repeat)
         ref_name = "lvis-api" if "lvis-api" in rows else "mec"
         ref = rows[ref_name]["metrics"]
+        print(f"{'evaluator':24s} {'wall: median (min-max)':>28s} {'peak RSS MiB: median (min-max)':>32s}  runs")
         for name, row in rows.items():
             row["max_abs_diff_vs_" + ref_name] = max(abs(row["metrics"][k] - ref[k])
                                                      for k in KEYS if k in row["metrics"])
-            print(f"{name:24s} {row['wall_s']:8.2f} s {row['peak_rss_mib']:8.0f} MiB   "
-                  f"max |metric - {ref_name}| = {row['max_abs_diff_vs_' + ref_name]:.1e}", flush=True)
+            print(f"{name:24s} {row['wall_s']:9.2f} s ({row['wall_min_s']:.2f}-{row['wall_max_s']:.2f}) "
+                  f"{row['peak_rss_mib']:12.0f} ({row['peak_min_mib']:.0f}-{row['peak_max_mib']:.0f}) "
+                  f"{row['runs']:5d}   max |metric - {ref_name}| = {row['max_abs_diff_vs_' + ref_name]:.1e}",
+                  flush=True)
         result["evaluators"] = rows
         if args.modes:
             code = MODES_CODE.format(gt=root / "gt.json", dets=root / "dets.json")
             times = []
             for _ in range(max(1, args.repeat)):
-                res = _peak([sys.executable, "-c", code])
+                res = _peak([sys.executable, "-c", code], cwd=install, env=env)
                 line = next(ln for ln in res["stdout"].splitlines() if ln.startswith("MEC-BENCH "))
                 times.append(json.loads(line[len("MEC-BENCH "):])["eleven_modes_s"])
-            result["eleven_modes_s"] = sorted(times)[len(times) // 2]
+            result["eleven_modes_s"] = _median(times)
             result["eleven_modes_runs_s"] = times
             print(f"11 modes from one ground-truth index: {result['eleven_modes_s']:.2f} s (median of {len(times)})",
                   flush=True)
