@@ -23,12 +23,18 @@ class KernelCacheLocator(caching.InTreeCacheLocator):
         self._cache_path = str(kernel_cache.cache_dir())
 
     def ensure_cache_path(self):
-        if not kernel_cache.writable(Path(self._cache_path)):  # once per process, not once per kernel
-            raise OSError(f"cannot write {self._cache_path}")
+        path = Path(self._cache_path)
+        if not kernel_cache.writable(path):  # probed once per process, not once per kernel
+            raise OSError(f"cannot write {path}")
+        path.mkdir(parents=True, exist_ok=True)  # again, in case it was removed since
 
     @classmethod
     def from_function(cls, py_func, py_file):
-        if Path(py_file).resolve().parent != kernel_cache.HERE:
+        try:
+            if Path(py_file).resolve().parent != kernel_cache.HERE:
+                return None
+            kernel_cache.cache_dir()
+        except (OSError, RuntimeError):  # no home folder, an unreadable source: numba's own locators decide
             return None
         return super().from_function(py_func, py_file)
 

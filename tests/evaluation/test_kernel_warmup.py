@@ -213,7 +213,11 @@ def test_the_cache_key_follows_the_kernels_contents_only(tmp_path):
 def test_kernels_fall_back_to_numbas_own_cache_where_ours_cannot_be_written(tmp_path, monkeypatch):
     func, source = kernels.lookup_ids.py_func, kernels.__file__
     monkeypatch.setattr(kernel_cache, "cache_dir", lambda: tmp_path / "ok")
-    assert KernelCacheLocator.from_function(func, source).get_cache_path() == str(tmp_path / "ok")
+    locator = KernelCacheLocator.from_function(func, source)
+    assert locator.get_cache_path() == str(tmp_path / "ok")
+    shutil.rmtree(tmp_path / "ok")  # removed while a process runs: made again before numba saves into it
+    locator.ensure_cache_path()
+    assert (tmp_path / "ok").is_dir()
     (tmp_path / "file").write_text("")
     monkeypatch.setattr(kernel_cache, "cache_dir", lambda: tmp_path / "file" / "sub")  # cannot be made
     assert KernelCacheLocator.from_function(func, source) is None  # numba then tries its own locators
