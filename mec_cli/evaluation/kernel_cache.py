@@ -23,7 +23,9 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import shutil
 import sys
+import time
 from functools import lru_cache
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -116,9 +118,6 @@ def ready() -> bool:
 
 def prune(days: float = STALE_DAYS) -> List[Path]:
     """Remove the key folders beside this one that no process has used for ``days``; returns them."""
-    import shutil  # noqa: PLC0415  (only the warm-up prunes)
-    import time  # noqa: PLC0415
-
     root, keep = cache_root(), cache_key()
     removed = []
     if not root.is_dir():

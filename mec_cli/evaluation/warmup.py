@@ -29,6 +29,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence
 
+from mec_cli.errors import MecError
 from mec_cli.evaluation import kernel_cache
 
 PARTS = ("reader", "evaluator", "all")  # the first two side by side, then "all" alone
@@ -43,7 +44,7 @@ def say(msg: str) -> None:
 
 def _rect(h: int, w: int, x: int, y: int, bw: int, bh: int, cut: int = 0):
     """An (h, w) uint8 mask: a rectangle, with a notch of ``cut`` pixels (so boundaries are not all straight)."""
-    import numpy as np  # noqa: PLC0415  (the --check path imports nothing heavy)
+    import numpy as np  # noqa: PLC0415  (not on the --check path)
 
     m = np.zeros((h, w), np.uint8)
     m[y:y + bh, x:x + bw] = 1
@@ -54,8 +55,8 @@ def _rect(h: int, w: int, x: int, y: int, bw: int, bh: int, cut: int = 0):
 
 def _rle(mask, as_list: bool = False) -> Dict:
     """A mask as a results file holds it: compressed counts as a str, or uncompressed counts as a list."""
-    import numpy as np  # noqa: PLC0415
-    import pycocotools.mask as mask_utils  # noqa: PLC0415
+    import numpy as np  # noqa: PLC0415  (not on the --check path)
+    import pycocotools.mask as mask_utils  # noqa: PLC0415  (not on the --check path)
 
     if as_list:  # runs of 0s and 1s in column-major order, starting with 0s
         flat = mask.reshape(-1, order="F").astype(np.int64)
@@ -68,7 +69,7 @@ def _rle(mask, as_list: bool = False) -> Dict:
 def make_dataset(root: Path, seed: int = 0) -> Dict[str, Path]:
     """The warm-up's files in ``root``: LVIS and COCO annotations, a groups file, and results files of every kind.
     Returns their paths by name."""
-    import numpy as np  # noqa: PLC0415
+    import numpy as np  # noqa: PLC0415  (not on the --check path)
 
     rng = np.random.default_rng(seed)
     cats = [{"id": c, "name": f"c{c}", "frequency": "rcf"[c % 3]} for c in range(1, 7)]
@@ -148,7 +149,7 @@ def make_dataset(root: Path, seed: int = 0) -> Dict[str, Path]:
 @contextmanager
 def _pieces(piece_bytes: Optional[int]):
     """Results files read in pieces of ``piece_bytes`` (a large file's path, on small files), or whole (None)."""
-    from mec_cli.evaluation import jsonscan  # noqa: PLC0415
+    from mec_cli.evaluation import jsonscan  # noqa: PLC0415  (not on the --check path)
 
     saved = jsonscan.PIECE_BYTES
     jsonscan.PIECE_BYTES = piece_bytes or 1 << 62
@@ -160,8 +161,7 @@ def _pieces(piece_bytes: Optional[int]):
 
 def exercise_reader(paths: Dict[str, Path]) -> int:
     """Every results file read whole and in pieces, valid or not; returns how many reads."""
-    from mec_cli.errors import MecError  # noqa: PLC0415
-    from mec_cli.evaluation.jsonscan import read_results_file, scan_results  # noqa: PLC0415
+    from mec_cli.evaluation.jsonscan import read_results_file, scan_results  # noqa: PLC0415  (not on the --check path)
 
     reads = 0
     for piece_bytes in (None, 1024):
@@ -183,7 +183,7 @@ def exercise_reader(paths: Dict[str, Path]) -> int:
 
 def _records(paths: Dict[str, Path]) -> List[Dict]:
     """What MECMetric collects from a model: per image and mode, arrays (masks as RLEs with bytes counts)."""
-    import numpy as np  # noqa: PLC0415
+    import numpy as np  # noqa: PLC0415  (not on the --check path)
 
     dets = json.loads(paths["full"].read_text())
     out = []
@@ -205,7 +205,7 @@ def _records(paths: Dict[str, Path]) -> List[Dict]:
 def exercise_evaluator(paths: Dict[str, Path]) -> int:
     """Checkpoint evaluation's path (MECMetric's arrays, several modes side by side) for both protocols, every iou
     type, Fixed AP and the analyses; returns how many evaluations."""
-    from mec_cli.evaluation.api import evaluate_mode_arrays  # noqa: PLC0415
+    from mec_cli.evaluation.api import evaluate_mode_arrays  # noqa: PLC0415  (not on the --check path)
 
     records = _records(paths)
     runs = 0
@@ -223,8 +223,7 @@ def exercise_all(paths: Dict[str, Path]) -> int:
     """``mec eval --results`` (the library call behind it) on every results file, both protocols, whole and in
     pieces, every iou type the file allows, with and without Fixed AP, analyses and groups; then the reader's and
     the evaluator's paths. Returns how many runs."""
-    from mec_cli.errors import MecError  # noqa: PLC0415
-    from mec_cli.evaluation.api import evaluate_results_file  # noqa: PLC0415
+    from mec_cli.evaluation.api import evaluate_results_file  # noqa: PLC0415  (not on the --check path)
 
     runs = exercise_reader(paths) + exercise_evaluator(paths)
     cases = [("full", ["bbox", "segm", "boundary"]), ("full", None), ("boxes", ["bbox"]),
@@ -257,7 +256,7 @@ EXERCISES: Dict[str, Callable[[Dict[str, Path]], int]] = {
 @contextmanager
 def compile_log():
     """A list that receives every kernel signature numba compiles (not those it loads from the cache) meanwhile."""
-    from numba.core import event  # noqa: PLC0415
+    from numba.core import event  # noqa: PLC0415  (not on the --check path)
 
     compiled: List[str] = []
 
