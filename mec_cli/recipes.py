@@ -94,10 +94,9 @@ def config_path(recipe: Optional[str] = None, config: Optional[str] = None) -> P
     if (recipe is None) == (config is None):
         raise MecError("give exactly one of `recipe` (a name) or `config` (a file)")
     if config is not None:
-        path = Path(config)
-        if not path.is_file():
-            raise MecError("config file not found", path)
-        return path
+        from mec_cli.io import check_input
+
+        return check_input(config, "config file", missing="config file not found")
     return resolve_recipe(recipe).file
 
 
@@ -107,8 +106,13 @@ def load_config(path: Path, dataset: Optional[str] = None, cfg_options: Optional
 
     try:
         cfg = Config.fromfile(str(path))
-    except (SyntaxError, KeyError, FileNotFoundError, ImportError) as e:
-        raise MecError(f"cannot load config ({type(e).__name__}: {e})", path) from None
+    except KeyboardInterrupt:  # Ctrl-C and SIGTERM (mec_cli.signals) stop the command as everywhere
+        raise
+    except SystemExit as e:  # a config file is Python, and may end the interpreter: that is a broken config here
+        raise MecError(f"cannot load config: running it called exit({e.code!r})", path) from None
+    except Exception as e:  # anything a Python config file raises while it is read
+        text = " ".join(str(e).split())[:300]
+        raise MecError(f"cannot load config ({type(e).__name__}: {text})", path) from None
     for key in [k for k in cfg.keys() if k.startswith("_")]:  # the recipes' helpers (recipes/_base_/models/mec.py)
         cfg.pop(key)
     if dataset is not None:
