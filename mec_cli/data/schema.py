@@ -30,6 +30,7 @@ import msgspec
 import numpy as np
 from msgspec import UNSET, Meta, UnsetType
 
+from mec_cli.data.masks import rle_problem
 from mec_cli.errors import MecError
 from mec_cli.io import read_json_bytes as read_raw
 
@@ -239,6 +240,14 @@ def check_references(ds: Dataset, path, require_annotations: bool = True,
     if odd is not None:
         raise MecError(f"annotation id {odd.id}: a segmentation polygon must be a list of x, y pairs (an even "
                        "count)", path)
+    rles = [a for a in anns if isinstance(a.segmentation, RLE)]
+    if rles:  # the masks pycocotools would decode (mec_cli.data.masks); polygons are checked where rasterised
+        sizes = {im.id: (None if im.height is UNSET else im.height, None if im.width is UNSET else im.width)
+                 for im in ds.images}
+        for a in rles:
+            problem = rle_problem(a.segmentation.size, a.segmentation.counts, sizes.get(a.image_id))
+            if problem:
+                raise MecError(f"annotation id {a.id}: segmentation {problem}", path)
     areas = cols["area"]
     if not np.isfinite(areas).all():
         i = _first(~np.isfinite(areas))

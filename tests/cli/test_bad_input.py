@@ -11,6 +11,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+RLE_20x20 = "e7d0l00000000000000000000000000000000000000[j1"  # pycocotools' RLE of a 20x20 square at (5, 5) in 48x64
 VALID = {
     "images": [{"id": 1, "width": 64, "height": 48, "neg_category_ids": [2], "not_exhaustive_category_ids": []},
                {"id": 2, "width": 64, "height": 48, "neg_category_ids": [], "not_exhaustive_category_ids": [1]}],
@@ -18,7 +19,7 @@ VALID = {
     "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "bbox": [1.0, 2.0, 10.0, 12.0], "area": 120.0,
                      "iscrowd": 0, "segmentation": [[1, 2, 11, 2, 11, 14, 1, 14]]},
                     {"id": 2, "image_id": 2, "category_id": 2, "bbox": [5, 5, 20, 20], "area": 400, "iscrowd": 0,
-                     "segmentation": {"size": [48, 64], "counts": "PPP3"}}],
+                     "segmentation": {"size": [48, 64], "counts": RLE_20x20}}],
 }
 
 # (path into VALID, a value no reader may accept there)
@@ -79,7 +80,7 @@ def test_fuzzed_annotation_files_end_in_one_line(run_mec, tmp_path_factory, fiel
     else:
         det = {"image_id": 1, "category_id": 1, "bbox": [1, 2, 10, 12], "score": 0.9}
         if command == "eval-segm":
-            det["segmentation"] = {"size": [48, 64], "counts": "PPP3"}
+            det["segmentation"] = {"size": [48, 64], "counts": RLE_20x20}
         dets = _write(tmp / "dets.json", [det])
         res = run_mec("eval", "--results", dets, "--ann", ann, "--out", out)
     if _acceptable(field, value, command):
