@@ -189,6 +189,11 @@ def evaluate_checkpoint(opts: EvalOptions, on_note: Optional[Callable[[str], Non
     with tempfile.TemporaryDirectory(prefix="mec-eval-") as tmp:
         workdir = Path(tmp)
         prep = prepare_eval(opts, workdir)
+        if opts.dump_dir:  # each mode's results file, against the inputs, before the model runs
+            from mec_cli.io import check_outputs
+
+            check_outputs({f"the dump file {m}.json": Path(opts.dump_dir) / f"{m}.json" for m in prep.run["modes"]},
+                          {"checkpoint": opts.checkpoint, "config": opts.config, "groups": prep.groups_file})
         for note in prep.notes:
             (on_note or (lambda _: None))(note)
         config_file = workdir / "config.py"
