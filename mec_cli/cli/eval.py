@@ -104,13 +104,27 @@ def eval_cmd(
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Write the metrics JSON here."),
 ) -> None:
     """Per-stage and per-group AP of every scoring mode from one inference pass, or of a results file."""
+    from mec_cli.cli._common import refuse_given
     from mec_cli.errors import MecError, check_number
-    from mec_cli.io import check_outputs, write_json_atomic
+    from mec_cli.io import check_output_dir, check_outputs, write_json_atomic
 
+    # every option must apply to the evaluation asked for: one that would change nothing is refused, not ignored
+    if results is not None:
+        refuse_given(("recipe", "config", "per_stage", "modes", "group_align", "tau", "dataset", "data_root", "gpus",
+                      "procs", "master_port", "max_images", "dump_dir"),
+                     "to --results (a results file has no model, stages or ensembles)")
+    else:
+        refuse_given(("ann",), "to --checkpoint (its annotations are the recipe's, under --data-root)")
+        if gpus <= 1 and procs <= 1:
+            refuse_given(("master_port",), "to one process (it is torchrun's port, for --gpus or --procs > 1)")
+    if not fixed_ap:
+        refuse_given(("dets_per_class",), "without --fixed-ap")
+    if "boundary" not in (iou_type or ""):
+        refuse_given(("boundary_dilation",), "without --iou-type boundary")
     check_outputs({"--out": out}, {"--results": results, "--ann": ann, "--checkpoint": checkpoint, "--groups": groups,
                                    "--config": config})
-    if dump_dir is not None and dump_dir.exists() and not dump_dir.is_dir():
-        raise MecError("--dump-dir is a file, not a folder", dump_dir)
+    if dump_dir is not None:
+        check_output_dir(dump_dir)
 
     from mec_cli.evaluation.api import IOU_TYPES
     from mec_cli.evaluation.boundary import check_dilation
@@ -144,7 +158,8 @@ def eval_cmd(
             boundary_dilation=boundary_dilation)
         doc = evaluate_checkpoint(opts,
                                   on_note=lambda note: console.print(f"[yellow]{escape(cli_text(note, eval_cmd))}[/]"))
+    if out is not None:  # written before anything is shown: a failure to write is then the one line printed
+        write_json_atomic(out, doc)
     print_metrics(doc)
     if out is not None:
-        write_json_atomic(out, doc)
         console.print(f"wrote [bold]{rel(out)}[/]")
