@@ -11,7 +11,7 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterator, List, Sequence, TypeVar
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, TypeVar
 
 import typer
 from rich.console import Console
@@ -25,9 +25,15 @@ err_console = Console(stderr=True, highlight=False)
 F = TypeVar("F", bound=Callable[..., Any])
 
 
+def one_line(text: str) -> str:
+    """``text`` with every character that is not printable (a newline in a file name, an undecodable byte of one)
+    written as its escape, so that it stays on one line and prints in any encoding."""
+    return text if text.isprintable() else "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
 def error_line(message: str) -> None:
-    """One red ``error:`` line on stderr; the message is printed as text, brackets and all."""
-    err_console.print(f"[bold red]error:[/] {escape(message)}", soft_wrap=True)
+    """One red ``error:`` line on stderr; the message is printed as text, brackets and all, on one line."""
+    err_console.print(f"[bold red]error:[/] {escape(one_line(message))}", soft_wrap=True)
 
 
 def option_flags(command: Callable) -> Dict[str, str]:
@@ -70,6 +76,20 @@ def refuse_given(names: Sequence[str], why: str) -> None:
     got = given(*names)
     if got:
         raise MecError(f"does not apply {why}", option=got[0])
+
+
+def comma_list(value: Optional[str], option: str) -> Optional[List[str]]:
+    """The items of a comma-separated option (None when it was not given); an empty item or one named twice is a
+    MecError naming ``option`` (the Python name), as an empty bin is."""
+    if value is None:
+        return None
+    items = [v.strip() for v in value.split(",")]
+    if not all(items):
+        raise MecError(f"has an empty item in {value!r}: write names separated by single commas", option=option)
+    twice = next((v for i, v in enumerate(items) if v in items[:i]), None)
+    if twice is not None:
+        raise MecError(f"names {twice!r} twice", option=option)
+    return items
 
 
 @contextlib.contextmanager

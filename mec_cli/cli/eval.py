@@ -104,7 +104,7 @@ def eval_cmd(
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Write the metrics JSON here."),
 ) -> None:
     """Per-stage and per-group AP of every scoring mode from one inference pass, or of a results file."""
-    from mec_cli.cli._common import refuse_given
+    from mec_cli.cli._common import comma_list, refuse_given
     from mec_cli.errors import MecError, check_number
     from mec_cli.io import check_output_dir, check_outputs, write_json_atomic
 
@@ -119,7 +119,7 @@ def eval_cmd(
             refuse_given(("master_port",), "to one process (it is torchrun's port, for --gpus or --procs > 1)")
     if not fixed_ap:
         refuse_given(("dets_per_class",), "without --fixed-ap")
-    if "boundary" not in (iou_type or ""):
+    if "boundary" not in (comma_list(iou_type, "iou_type") or []):
         refuse_given(("boundary_dilation",), "without --iou-type boundary")
     check_outputs({"--out": out}, {"--results": results, "--ann": ann, "--checkpoint": checkpoint, "--groups": groups,
                                    "--config": config})
@@ -129,8 +129,9 @@ def eval_cmd(
     from mec_cli.evaluation.api import IOU_TYPES
     from mec_cli.evaluation.boundary import check_dilation
 
-    iou_types = [t.strip() for t in (iou_type or "").split(",") if t.strip()]
-    if iou_type is not None and (any(t not in IOU_TYPES for t in iou_types) or not iou_types):
+    iou_types = comma_list(iou_type, "iou_type") or []
+    ensembles = comma_list(modes, "modes")
+    if iou_type is not None and any(t not in IOU_TYPES for t in iou_types):
         raise MecError(f"--iou-type must be {', '.join(IOU_TYPES)} or several of them, comma-separated; "
                        f"got {iou_type!r}")
     check_dilation(boundary_dilation)
@@ -151,7 +152,7 @@ def eval_cmd(
 
         opts = EvalOptions(
             **launch_fields(recipe, config, dataset, data_root, groups, procs), gpus=gpus, master_port=master_port,
-            checkpoint=str(checkpoint), per_stage=per_stage, modes=[m.strip() for m in modes.split(",") if m.strip()],
+            checkpoint=str(checkpoint), per_stage=per_stage, modes=ensembles,
             group_align=group_align, tau=tau, iou_types=iou_types or list(EvalOptions.iou_types), protocol=protocol,
             max_images=max_images, dump_dir=str(dump_dir) if dump_dir else None,
             dets_per_class=dets_per_class if fixed_ap else None, analysis=analysis,

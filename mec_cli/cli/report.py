@@ -92,12 +92,11 @@ def _only_with_baseline(baseline: Optional[str], *options: str) -> None:
 def _check_mode_names(**named: Optional[str]) -> None:
     """The mode names given (``modes``: comma-separated) must be mode names: stageN, an ensemble with an optional
     _ga, or results; checked before any work."""
+    from mec_cli.cli._common import comma_list
     from mec_cli.errors import MecError
 
     for option, value in named.items():
-        for name in ([] if value is None else value.split(",") if option == "modes" else [value]):
-            if not name.strip():
-                raise MecError(f"names an empty mode in {value!r}", option=option)
+        for name in (comma_list(value, option) or [] if option == "modes" else [] if value is None else [value]):
             if name.strip() == "results":
                 continue
             try:

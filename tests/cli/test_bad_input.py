@@ -495,8 +495,11 @@ def test_a_failed_start_leaves_the_work_dir_as_it_found_it(run_mec, tmp_path, sy
     (["report", "stages", "M", "--mec-mode", "dynamic"], "--mec-mode does not apply without --baseline"),
     (["report", "ablation", "M", "--modes", "dynamic,nosuch"], "unknown scoring mode 'nosuch'"),
     (["report", "ablation", "M", "--modes", "dynamic_ga,sparse_ga"], "no run has mode 'sparse_ga'"),
-    (["report", "calibration", "M", "--modes", "dynamic,,x"], "--modes names an empty mode"),
+    (["report", "calibration", "M", "--modes", "dynamic,,x"], "--modes has an empty item"),
     (["report", "stages", "M", "--iou-type", "nosuch"], "has no nosuch metrics per stage"),
+    (["eval", "--results", "DETS", "--ann", "ANN", "--iou-type", "bbox,,segm"], "--iou-type has an empty item"),
+    (["eval", "--results", "DETS", "--ann", "ANN", "--iou-type", "bbox,bbox"], "--iou-type names 'bbox' twice"),
+    (["eval", "--checkpoint", "CKPT", "--recipe", "tiny", "--modes", "dynamic,"], "--modes has an empty item"),
 ])
 def test_options_that_do_not_apply_or_mean_nothing_are_refused_first(run_mec, tmp_path, args, needle):
     import torch
