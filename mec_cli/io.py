@@ -226,6 +226,9 @@ def check_output_dir(path: PathLike) -> Path:
     """An output folder (created when the command writes into it): refused in one MecError when it exists and is
     not a folder, lies under a file, or cannot be written."""
     path = Path(path)
+    fd = descriptor_of(path)
+    if fd is not None:
+        raise MecError(f"names file descriptor {fd}, not a folder to write into", path)
     st = _stat_or_error(path)
     if st is not None:
         if not stat.S_ISDIR(st.st_mode):

@@ -131,6 +131,11 @@ def resolve_config(opts: LaunchOptions) -> Tuple[object, Path, str]:
     if opts.cfg_options:
         check_cfg_options(cfg, opts.cfg_options)
         cfg.merge_from_dict(opts.cfg_options)
+        try:
+            recipes.check_config(cfg, path)
+        except MecError as e:  # an override took away something mec needs (model.roi_head=None)
+            raise MecError(f"leaves a config mec cannot run: {e.message.split(': ', 1)[-1]}",
+                           option="cfg_options") from None
     return cfg, path, name
 
 

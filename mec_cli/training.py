@@ -40,6 +40,10 @@ class TrainOptions(launch.LaunchOptions):
         check_number("seed", self.seed, 0, SEED_MAX, integer=True)
         if self.no_pretrained and self.pretrained:
             raise MecError("and `pretrained` exclude each other", option="no_pretrained")
+        if self.work_dir is not None:  # (the default one, named by the recipe, is checked once it is resolved)
+            from mec_cli.io import check_output_dir
+
+            check_output_dir(self.work_dir)
 
 
 @dataclass

@@ -17,9 +17,14 @@ What is refused and what is read as is:
   (the box's w*h, as the reference tools' results loaders use), missing LVIS fields (then the file is a COCO file).
 
 Segmentations are checked with the rest (polygons: lists of at least 3 x, y pairs; RLE: ``size`` [h, w] and
-``counts`` a string or a list of non-negative integers), except by :func:`read_dataset` with ``lazy_segmentation``,
-which keeps each one's raw JSON and leaves the check to the evaluation that rasterises it (box evaluation never
-looks at them, as lvis-api's and pycocotools' box evaluation does not).
+``counts`` a string or a list of non-negative integers, and then as pycocotools reads them, by
+:func:`mec_cli.data.masks.rle_problem`: the alphabet, runs adding up to h * w, the image's size), except by
+:func:`read_dataset` with ``lazy_segmentation``, which keeps each one's raw JSON and leaves the check to the
+evaluation that rasterises it (box evaluation never looks at them, as lvis-api's and pycocotools' box evaluation
+does not). Polygons are bounded (:func:`mec_cli.data.masks.polygon_problem`) only where they are rasterised.
+
+The file itself is read by :func:`mec_cli.io.read_input_bytes`: a regular file, UTF-8 (a bad byte is named by its
+offset).
 """
 from __future__ import annotations
 
