@@ -171,7 +171,7 @@ def check_cfg_options(cfg, options: Dict) -> None:
             walked.append(part)
         problem = _override_type_problem(node, options[key])
         if problem:
-            raise MecError(f"sets {key!r} to {options[key]!r}, but {problem}", option="cfg_options")
+            raise MecError(f"sets {key!r} to {str(options[key])[:60]!r}, but {problem}", option="cfg_options")
 
 
 _TYPE_WORDS = ((bool, "true or false"), (int, "an integer"), (float, "a number"), (str, "a string"),
@@ -192,7 +192,8 @@ def _override_type_problem(current, value):
             isinstance(value, str) if isinstance(current, str) else
             isinstance(value, (list, tuple)) if isinstance(current, (list, tuple)) else
             isinstance(value, dict))
-    return None if fits else f"the config holds {want} there ({current!r})"
+    shown = "" if isinstance(current, (dict, list, tuple)) else f" ({str(current)[:60]!r})"
+    return None if fits else f"the config holds {want} there{shown}"
 
 
 # ---- 2. classes -----------------------------------------------------------------------------------------------

@@ -483,6 +483,8 @@ def test_a_failed_start_leaves_the_work_dir_as_it_found_it(run_mec, tmp_path, sy
     (["eval", "--checkpoint", "CKPT", "--recipe", "tiny", "--ann", "ANN"], "--ann does not apply to --checkpoint"),
     (["eval", "--checkpoint", "CKPT", "--recipe", "tiny", "--master-port", "3000"], "--master-port does not apply"),
     (["eval", "--checkpoint", "CKPT", "--recipe", "tiny", "--tau", "inf"], "--tau must be a finite number"),
+    (["eval", "--checkpoint", "CKPT", "--recipe", "tiny", "--tau", "1e-320"], "--tau must be >= 0.001"),  # NaN weights
+    (["train", "--recipe", "tiny", "--gpus", "0", "--cfg-options", "model=1", "--dry-run"], "holds a dict there"),
     (["eval", "--checkpoint", "CKPT", "--recipe", "tiny", "--max-images", "-1"], "--max-images must be >= 1"),
     (["train", "--recipe", "tiny", "--gpus", "0", "--partition", "gpu", "--dry-run"], "--partition does not apply"),
     (["train", "--recipe", "tiny", "--gpus", "0", "--time", "1:00", "--dry-run"], "--time does not apply"),
