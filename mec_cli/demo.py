@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Callable, Dict, List, Optional
 
 from mec_cli.data.groups import DEFAULT_BINS, bin_ranges
-from mec_cli.data.synth import SynthConfig
+from mec_cli.data.synth import MAX_IMAGES, SynthConfig
 from mec_cli.errors import SEED_MAX, check_number
 
 STEP_NAMES = ["synth", "groups", "train tiny_baseline", "train tiny", "eval tiny_baseline", "eval tiny", "reports"]
@@ -31,8 +31,8 @@ class DemoOptions:
 
     def validate(self) -> None:
         check_number("iters", self.iters, 1, integer=True)
-        check_number("train_images", self.train_images, 1, integer=True)
-        check_number("val_images", self.val_images, 1, integer=True)
+        check_number("train_images", self.train_images, 1, MAX_IMAGES, integer=True)
+        check_number("val_images", self.val_images, 1, MAX_IMAGES, integer=True)
         check_number("seed", self.seed, 0, SEED_MAX, integer=True)
 
 
@@ -72,6 +72,9 @@ def run_demo(opts: DemoOptions, on_step: Optional[Callable[[str, str], None]] = 
     evaluation runs in its own process (``own_process``), so no state of one run reaches the next.
     """
     opts.validate()
+    from mec_cli.io import check_output_dir
+
+    check_output_dir(opts.out)
     from mec_cli.data.groups import compute_groups
     from mec_cli.data.synth import make_synthetic_dataset
     from mec_cli.evaluation.checkpoint import EvalOptions, evaluate_checkpoint

@@ -129,8 +129,71 @@ def resolve_config(opts: LaunchOptions) -> Tuple[object, Path, str]:
     if opts.data_root:
         recipes.set_data_root(cfg, opts.data_root)
     if opts.cfg_options:
+        check_cfg_options(cfg, opts.cfg_options)
         cfg.merge_from_dict(opts.cfg_options)
+        try:
+            recipes.check_config(cfg, path)
+        except MecError as e:  # an override took away something mec needs (model.roi_head=None)
+            raise MecError(f"leaves a config mec cannot run: {e.message.split(': ', 1)[-1]}",
+                           option="cfg_options") from None
     return cfg, path, name
+
+
+def check_cfg_options(cfg, options: Dict) -> None:
+    """Every key of ``options`` (``a.b.0.c``, as mmengine's ``merge_from_dict`` reads it) must name a key the config
+    has: an override of a key that does not exist would add it silently, and the run would fail later or ignore it.
+    One MecError naming the first missing part and the keys beside it."""
+    import difflib
+
+    for key in options:
+        node, walked = cfg, []
+        for part in str(key).split("."):
+            if isinstance(node, (list, tuple)) and part.isdigit() and int(part) < len(node):
+                node = node[int(part)]
+            elif hasattr(node, "keys") and part in node.keys():
+                node = node[part]
+            else:
+                where = ".".join(walked)
+                if hasattr(node, "keys"):
+                    known = sorted(str(k) for k in node.keys())
+                    close = difflib.get_close_matches(part, known, n=3)
+                    more = ", ..." if len(known) > 12 else ""
+                    hint = (f"; did you mean {', '.join(close)}?" if close else
+                            f"; {where or 'the top level'} has {', '.join(known[:12])}{more}")
+                elif isinstance(node, (list, tuple)):
+                    hint = f"; {where} is a list of {len(node)}"
+                else:
+                    hint = f"; {where} is a value ({type(node).__name__}), not a section"
+                missing = ".".join(walked + [part])
+                raise MecError(f"names {key!r}, but the config has no key {missing!r}{hint} (an override sets an "
+                               "existing key; to add keys, write a config file that inherits the recipe and pass it "
+                               "with `config`)", option="cfg_options")
+            walked.append(part)
+        problem = _override_type_problem(node, options[key])
+        if problem:
+            raise MecError(f"sets {key!r} to {str(options[key])[:60]!r}, but {problem}", option="cfg_options")
+
+
+_TYPE_WORDS = ((bool, "true or false"), (int, "an integer"), (float, "a number"), (str, "a string"),
+               ((list, tuple), "a list"), (dict, "a dict"))
+
+
+def _override_type_problem(current, value):
+    """Why ``value`` cannot replace the config's ``current`` value (another kind of value: a string where the recipe
+    has an integer), or None. None replaces anything, and anything replaces None; an integer may replace a number."""
+    if current is None or value is None:
+        return None
+    want = next((name for kind, name in _TYPE_WORDS if isinstance(current, kind)), None)
+    if want is None:
+        return None
+    fits = (isinstance(value, bool) if isinstance(current, bool) else
+            type(value) is int if isinstance(current, int) else
+            isinstance(value, (int, float)) and not isinstance(value, bool) if isinstance(current, float) else
+            isinstance(value, str) if isinstance(current, str) else
+            isinstance(value, (list, tuple)) if isinstance(current, (list, tuple)) else
+            isinstance(value, dict))
+    shown = "" if isinstance(current, (dict, list, tuple)) else f" ({str(current)[:60]!r})"
+    return None if fits else f"the config holds {want} there{shown}"
 
 
 # ---- 2. classes -----------------------------------------------------------------------------------------------

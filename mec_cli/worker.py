@@ -66,6 +66,10 @@ def run_train(config: str, launcher: str = "none") -> None:
 def run_test(config: str, launcher: str = "none", checkpoint: Optional[str] = None) -> Optional[dict]:
     """Run the test loop; return MECMetric's structured results on rank 0."""
     runner = _runner(config, launcher, {"load_from": checkpoint} if checkpoint else None)
+    if runner.cfg.get("load_from"):  # mmengine would load weights of another model with warnings only
+        from mec_cli.compat import check_checkpoint_fits
+
+        check_checkpoint_fits(runner.model, runner.cfg.load_from)
     runner.test()
     metric = runner.test_evaluator.metrics[0]
     return getattr(metric, "last_results", None)

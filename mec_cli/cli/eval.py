@@ -104,19 +104,34 @@ def eval_cmd(
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Write the metrics JSON here."),
 ) -> None:
     """Per-stage and per-group AP of every scoring mode from one inference pass, or of a results file."""
+    from mec_cli.cli._common import comma_list, refuse_given
     from mec_cli.errors import MecError, check_number
-    from mec_cli.io import check_outputs, write_json_atomic
+    from mec_cli.io import check_output_dir, check_outputs, write_json_atomic
 
+    # every option must apply to the evaluation asked for: one that would change nothing is refused, not ignored
+    if results is not None:
+        refuse_given(("recipe", "config", "per_stage", "modes", "group_align", "tau", "dataset", "data_root", "gpus",
+                      "procs", "master_port", "max_images", "dump_dir"),
+                     "to --results (a results file has no model, stages or ensembles)")
+    else:
+        refuse_given(("ann",), "to --checkpoint (its annotations are the recipe's, under --data-root)")
+        if gpus <= 1 and procs <= 1:
+            refuse_given(("master_port",), "to one process (it is torchrun's port, for --gpus or --procs > 1)")
+    if not fixed_ap:
+        refuse_given(("dets_per_class",), "without --fixed-ap")
+    if "boundary" not in (comma_list(iou_type, "iou_type") or []):
+        refuse_given(("boundary_dilation",), "without --iou-type boundary")
     check_outputs({"--out": out}, {"--results": results, "--ann": ann, "--checkpoint": checkpoint, "--groups": groups,
                                    "--config": config})
-    if dump_dir is not None and dump_dir.exists() and not dump_dir.is_dir():
-        raise MecError("--dump-dir is a file, not a folder", dump_dir)
+    if dump_dir is not None:
+        check_output_dir(dump_dir)
 
     from mec_cli.evaluation.api import IOU_TYPES
     from mec_cli.evaluation.boundary import check_dilation
 
-    iou_types = [t.strip() for t in (iou_type or "").split(",") if t.strip()]
-    if iou_type is not None and (any(t not in IOU_TYPES for t in iou_types) or not iou_types):
+    iou_types = comma_list(iou_type, "iou_type") or []
+    ensembles = comma_list(modes, "modes")
+    if iou_type is not None and any(t not in IOU_TYPES for t in iou_types):
         raise MecError(f"--iou-type must be {', '.join(IOU_TYPES)} or several of them, comma-separated; "
                        f"got {iou_type!r}")
     check_dilation(boundary_dilation)
@@ -137,14 +152,15 @@ def eval_cmd(
 
         opts = EvalOptions(
             **launch_fields(recipe, config, dataset, data_root, groups, procs), gpus=gpus, master_port=master_port,
-            checkpoint=str(checkpoint), per_stage=per_stage, modes=[m.strip() for m in modes.split(",") if m.strip()],
+            checkpoint=str(checkpoint), per_stage=per_stage, modes=ensembles,
             group_align=group_align, tau=tau, iou_types=iou_types or list(EvalOptions.iou_types), protocol=protocol,
             max_images=max_images, dump_dir=str(dump_dir) if dump_dir else None,
             dets_per_class=dets_per_class if fixed_ap else None, analysis=analysis,
             boundary_dilation=boundary_dilation)
         doc = evaluate_checkpoint(opts,
                                   on_note=lambda note: console.print(f"[yellow]{escape(cli_text(note, eval_cmd))}[/]"))
+    if out is not None:  # written before anything is shown: a failure to write is then the one line printed
+        write_json_atomic(out, doc)
     print_metrics(doc)
     if out is not None:
-        write_json_atomic(out, doc)
         console.print(f"wrote [bold]{rel(out)}[/]")

@@ -62,6 +62,7 @@ import numpy as np
 from mec_cli.errors import MecError
 
 SCHEMA = "mec.metrics/2"
+STANDARD_IOU_THRESHOLDS = [round(0.5 + 0.05 * t, 2) for t in range(10)]  # as metrics_document writes them
 READABLE_SCHEMAS = ("mec.metrics/1", "mec.metrics/2")
 
 
@@ -291,6 +292,9 @@ def evaluate_results_file(results: Union[str, Path], ann: Union[str, Path], iou_
         arrays, buf = reading.result()  # the results' own problem first
     if gt_error is not None:
         raise gt_error
+    from mec_cli.evaluation.masks import check_results_masks
+
+    check_results_masks(arrays, buf, gt.image_size, str(results))  # before anything decodes a mask
     polygons = (arrays.segm_kind == KIND_POLYGONS).any()  # they need the images' sizes
     dets = Detections.from_scan(arrays, buf, str(results), gt.image_size if polygons else None)
     del arrays, buf  # box-only results keep nothing of the file's bytes (masks keep them through dets.segm)
@@ -337,6 +341,10 @@ def check_metrics_document(doc: Dict, path) -> None:
     modes = doc.get("modes")
     if not isinstance(modes, dict) or not modes:
         raise MecError("metrics file has no modes", path)
+    thresholds = doc.get("iou_thresholds", STANDARD_IOU_THRESHOLDS)
+    if thresholds != STANDARD_IOU_THRESHOLDS:
+        raise MecError(f"iou_thresholds must be the evaluator's ten, {STANDARD_IOU_THRESHOLDS[0]} to "
+                       f"{STANDARD_IOU_THRESHOLDS[-1]} in steps of 0.05, got {thresholds!r}"[:300], path)
     for mode, by_type in modes.items():
         if not isinstance(by_type, dict) or not iou_types_of(by_type):
             raise MecError(f"mode {mode!r} holds no iou types", path)
@@ -349,6 +357,14 @@ def check_metrics_document(doc: Dict, path) -> None:
             for key, shape in (("errors", _ERRORS), ("calibration", _CALIBRATION)):
                 if key in metrics:
                     _check_study(metrics[key], f"modes.{mode}.{iou_type}.{key}", shape, path)
+            per_iou = metrics.get("AP_per_iou")
+            if per_iou is not None:
+                if not isinstance(per_iou, dict):
+                    raise MecError(f"modes.{mode}.{iou_type}.AP_per_iou is not an object of lists", path)
+                bad = next((k for k, v in per_iou.items() if not _numbers(len(STANDARD_IOU_THRESHOLDS))(v)), None)
+                if bad is not None:
+                    raise MecError(f"modes.{mode}.{iou_type}.AP_per_iou.{bad} is not a list of "
+                                   f"{len(STANDARD_IOU_THRESHOLDS)} numbers (one per IoU threshold)", path)
             for name, value in metrics.items():
                 if name in STUDY_KEYS:
                     continue

@@ -20,6 +20,7 @@ from mec_cli.ops import modes as scoring_modes
 from mec_cli.ops.modes import BASELINE_MODE, DEFAULT_GROUP_ALIGN, EVAL_ENSEMBLES, parse_mode
 
 HEAD_FOR = {"CascadeRoIHead": "MECCascadeRoIHead", "HybridTaskCascadeRoIHead": "MECHTCRoIHead"}
+TAU_RANGE = (1e-3, 1e3)  # the dynamic ensemble's temperatures: 1e-3 already selects, 1e3 already averages
 FIXED_AP_MAX_PER_IMG = 1000  # detections per image the model keeps when Fixed AP is asked for
 
 
@@ -48,6 +49,7 @@ class EvalOptions(launch.LaunchOptions):
         if not self.checkpoint:
             raise MecError("is needed to evaluate a model", option="checkpoint")
         check_number("tau", self.tau, 0, above=True)
+        check_number("tau", self.tau, TAU_RANGE[0], TAU_RANGE[1])  # beyond, logits / tau leave float32's range
         super().validate()
         check_number("max_images", self.max_images, 1, integer=True)
         check_number("dets_per_class", self.dets_per_class, 1, integer=True)
@@ -189,6 +191,11 @@ def evaluate_checkpoint(opts: EvalOptions, on_note: Optional[Callable[[str], Non
     with tempfile.TemporaryDirectory(prefix="mec-eval-") as tmp:
         workdir = Path(tmp)
         prep = prepare_eval(opts, workdir)
+        if opts.dump_dir:  # each mode's results file, against the inputs, before the model runs
+            from mec_cli.io import check_outputs
+
+            check_outputs({f"the dump file {m}.json": Path(opts.dump_dir) / f"{m}.json" for m in prep.run["modes"]},
+                          {"checkpoint": opts.checkpoint, "config": opts.config, "groups": prep.groups_file})
         for note in prep.notes:
             (on_note or (lambda _: None))(note)
         config_file = workdir / "config.py"

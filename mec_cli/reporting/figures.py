@@ -9,7 +9,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from mec_cli.data.groups import DEFAULT_BINS, GROUP_NAMES, group_names
-from mec_cli.io import write_outputs
+from mec_cli.io import output_target, write_outputs
 from mec_cli.reporting.studies import ERROR_NAMES, ERROR_TYPES
 
 GROUP_COLOURS = {**dict(zip(GROUP_NAMES, ("#d62728", "#ff7f0e", "#1f77b4"))),  # rare, common, frequent
@@ -314,9 +314,20 @@ def figure_writers(fig: Figure, out: str) -> Dict[str, Callable]:
     """Writers of ``out`` (.png) and its vector twin (.svg beside it, or the .pdf/.svg asked for), for
     :func:`mec_cli.io.write_outputs`, so a figure's files are committed together with whatever goes with them."""
     out_path = Path(out)
+    if output_target(out_path).in_place:  # /dev/null, a pipe, /dev/stdout: one file, as asked, and nothing beside it
+        fmt = out_path.suffix[1:] if out_path.suffix in (".pdf", ".svg") else "png"
+        return {str(out_path): lambda tmp: fig.savefig(tmp, format=fmt, dpi=150)}
     targets = [out_path] if out_path.suffix in (".pdf", ".svg") else [out_path.with_suffix(".png"),
                                                                       out_path.with_suffix(".svg")]
     return {str(t): (lambda tmp, fmt=t.suffix[1:]: fig.savefig(tmp, format=fmt, dpi=150)) for t in targets}
+
+
+def figure_paths(out) -> list:
+    """The files a figure at ``out`` is written to (:func:`figure_writers`), for checking them before any work."""
+    out_path = Path(out)
+    if output_target(out_path).in_place or out_path.suffix in (".pdf", ".svg"):
+        return [out_path]
+    return [out_path.with_suffix(".png"), out_path.with_suffix(".svg")]
 
 
 def save_figure(fig: Figure, out: str) -> List[str]:

@@ -41,8 +41,8 @@ def stage_modes(run: Run) -> List[str]:
 
 # --- AP against the IoU threshold ------------------------------------------------------------------------------
 
-def iou_profile_frame(run: Run, baseline: Optional[Run] = None, mec_mode: str = MEC_MODE,
-                      baseline_mode: str = BASELINE_MODE, iou_type: str = "segm",
+def iou_profile_frame(run: Run, baseline: Optional[Run] = None, mec_mode: Optional[str] = None,
+                      baseline_mode: Optional[str] = None, iou_type: str = "segm",
                       grouping: str = "auto") -> pd.DataFrame:
     """AP (x100) at each IoU threshold, per group: a row per (series, group, threshold).
 
@@ -55,9 +55,10 @@ def iou_profile_frame(run: Run, baseline: Optional[Run] = None, mec_mode: str = 
     groups = run.group_names(grouping)
     thresholds = run.doc.get("iou_thresholds") or [round(0.5 + 0.05 * t, 2) for t in range(10)]
     series = [(f"stage {m[5:]}", "stage", run, m) for m in stage_modes(run)]
-    series.append((pick_mode(run, mec_mode), "ensemble", run, pick_mode(run, mec_mode)))
+    mm = pick_mode(run, mec_mode, MEC_MODE)
+    series.append((mm, "ensemble", run, mm))
     if baseline is not None:
-        bm = pick_mode(baseline, baseline_mode)
+        bm = pick_mode(baseline, baseline_mode, BASELINE_MODE)
         series.append((f"baseline {baseline.label} ({bm})", "baseline", baseline, bm))
     rows = []
     for label, kind, r, mode in series:
@@ -109,11 +110,11 @@ def _section(run: Run, mode: str, iou_type: str, key: str) -> Dict:
     return metrics[key]
 
 
-def errors_frame(run: Run, mode: str = MEC_MODE, iou_type: str = "segm", grouping: str = "auto") -> pd.DataFrame:
+def errors_frame(run: Run, mode: Optional[str] = None, iou_type: str = "segm", grouping: str = "auto") -> pd.DataFrame:
     """TIDE-style errors of one mode: a row per group (then 'all') with AP50, each type's dAP (AP points), its
     share of the AP gap (%), its count, and the cls errors on the group's objects that went to a more frequent
     group (%)."""
-    mode = pick_mode(run, mode)
+    mode = pick_mode(run, mode, MEC_MODE)
     section = _section(run, mode, iou_type, "errors")
     grouping = study_grouping(list(section["groupings"]), grouping, "error analysis", run)
     groups = section["groupings"][grouping]
@@ -142,7 +143,7 @@ def calibration_frames(run: Run, modes: Optional[Sequence[str]] = None, iou_type
     have = [m for m in run.modes if isinstance(run.doc["modes"][m].get(iou_type), dict)
             and "calibration" in run.doc["modes"][m][iou_type]]
     if modes:
-        modes = [pick_mode(run, m) for m in modes]
+        modes = [pick_mode(run, m) for m in dict.fromkeys(modes)]
     else:
         modes = have
     if not modes:
