@@ -3,13 +3,16 @@
     python benchmarks/bench_gpu.py --out benchmarks/results/gpu.json              # the four pairs, 1333x800, fp32
     python benchmarks/bench_gpu.py --recipes cascade_r50 --amp                    # one pair in mixed precision
     python benchmarks/bench_gpu.py --device cpu --size 256,384                    # the CPU, at a small size
+    python benchmarks/bench_gpu.py --recipes cascade_r50 --memory-only            # only the peak-memory processes
 
 Each pair is a recipe and its ``_baseline`` (cascade_r50, cascade_r101, htc_r50, htc_r101 by default; ``tiny`` for
 a smoke test), built from our recipes for LVIS v1's 1,203 classes with the frequency groups of LVIS v1's training
 counts (the package's ``lvis_v1`` profile, the recipe's bins), random weights (no pretrained backbone) and the
 same weights in both models (the MEC model loads the baseline's state dict: MEC adds no parameter). A batch is 2
 images of ``--size`` W,H (default 1333,800, mmdet's scale) with 12 boxes and masks each, random pixels and labels,
-the same batch for every step.
+the same batch for every step. On the CPU the defaults are lighter (the same code, less work): 128 RoIs per image and
+stage instead of the recipes' 512, 100 proposals per image instead of 1,000, 2 timed rounds after 1 warm-up, and
+``--rois``/``--proposals`` give the recipes' own.
 
 * train step: mmengine's ``model.train_step`` (data preprocessor, forward, losses, backward, SGD step through the
   recipe's optimizer wrapper; ``AmpOptimWrapper`` with ``--amp``, as ``mec train --amp``). The learning rate is
@@ -49,6 +52,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 warnings.filterwarnings("ignore", message="To copy construct from a tensor", category=UserWarning)
 
 DEFAULT_RECIPES = ("cascade_r50", "cascade_r101", "htc_r50", "htc_r101")
+CPU_ROIS, CPU_PROPOSALS = 128, 100  # the CPU's defaults: the same code at a fraction of the recipes' work
 LVIS_CLASSES = 1203
 IMAGES, INSTANCES = 2, 12
 REPO = Path(__file__).resolve().parents[1]
@@ -306,21 +310,34 @@ def memory_of(recipe: str, args) -> Dict:
     return out
 
 
-def memory_in_child(recipe: str, args) -> Dict:
-    cmd = [sys.executable, str(Path(__file__).resolve()), "--memory-of", recipe, "--device", args.device, "--size",
-           f"{args.size[0]},{args.size[1]}", "--lr", str(args.lr), "--memory-steps", str(args.memory_steps)]
-    cmd += [f"--{k}={getattr(args, k)}" for k in ("rois", "proposals") if getattr(args, k) is not None]
-    if args.amp:
-        cmd.append("--amp")
+def memory_in_children(recipes: Dict[str, str], args) -> Dict:
+    """{key: :func:`memory_of` the recipe} for every ``recipes`` item, each in a process of its own (run at the same
+    time: each measures only itself)."""
     import mec_cli
 
-    here = str(Path(mec_cli.__file__).resolve().parents[1])  # the child imports the mec_cli this process imported
+    here = str(Path(mec_cli.__file__).resolve().parents[1])  # the children import the mec_cli this process imported
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([here, os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep))
-    res = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=args.child_timeout)
-    lines = res.stdout.strip().splitlines()
-    if res.returncode != 0 or not lines:
-        raise RuntimeError(f"the memory process of {recipe} failed (exit {res.returncode}): {res.stderr[-2000:]}")
-    return json.loads(lines[-1])
+    children = {}
+    for key, recipe in recipes.items():
+        cmd = [sys.executable, str(Path(__file__).resolve()), "--memory-of", recipe, "--device", args.device, "--size",
+               f"{args.size[0]},{args.size[1]}", "--lr", str(args.lr), "--memory-steps", str(args.memory_steps)]
+        cmd += [f"--{k}={getattr(args, k)}" for k in ("rois", "proposals") if getattr(args, k) is not None]
+        cmd += ["--amp"] if args.amp else []
+        children[key] = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    out = {}
+    try:
+        for key, child in children.items():
+            stdout, stderr = child.communicate(timeout=args.child_timeout)
+            lines = stdout.strip().splitlines()
+            if child.returncode != 0 or not lines:
+                raise RuntimeError(f"the memory process of {recipes[key]} failed (exit {child.returncode}): "
+                                   f"{stderr[-2000:]}")
+            out[key] = json.loads(lines[-1])
+    finally:
+        for child in children.values():
+            if child.poll() is None:
+                child.kill()
+    return out
 
 
 # ---- one pair -------------------------------------------------------------------------------------------------
@@ -367,12 +384,16 @@ def _time_pair(recipe: str, args, log: Callable[[str], None]) -> Dict:
 def bench_pair(recipe: str, args, log: Callable[[str], None]) -> Dict:
     """A pair's times (both models in this process) and peak memory (each model in a process of its own)."""
     t0 = time.perf_counter()
-    out = _time_pair(recipe, args, log)
+    if args.memory_only:
+        base_name, mec_name = pair_of(recipe)
+        out: Dict = {"recipes": {"baseline": base_name, "mec": mec_name}}
+    else:
+        out = _time_pair(recipe, args, log)
     if args.device.startswith("cuda"):
         torch.cuda.empty_cache()
     if not args.no_memory:
         log(f"{recipe}: peak memory, one process per model")
-        mem = {k: memory_in_child(name, args) for k, name in out["recipes"].items()}
+        mem = memory_in_children(out["recipes"], args)
         mem["train_mec_vs_baseline_pct"] = _pct(mem["mec"]["train_peak_mib"], mem["baseline"]["train_peak_mib"])
         mem["test_mec_vs_baseline_pct"] = _pct(mem["mec"]["test_peak_mib"], mem["baseline"]["test_peak_mib"])
         out["memory"] = mem
@@ -387,6 +408,8 @@ def markdown(result: Dict) -> str:
             "MEC, all modes | all vs one | host syncs per train step: baseline / MEC |",
             "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for recipe, r in result["pairs"].items():
+        if "train" not in r:  # --memory-only
+            continue
         tr, te = r["train"], r.get("test")
         syncs = r["host_syncs_train"]
         cells = [recipe, f"{tr['baseline']['median_ms']:.1f}", f"{tr['mec']['median_ms']:.1f}",
@@ -449,16 +472,17 @@ def main(argv=None) -> int:
     ap.add_argument("--recipes", default=",".join(DEFAULT_RECIPES),
                     help="MEC recipes, each timed against its _baseline (comma-separated)")
     ap.add_argument("--amp", action="store_true", help="mixed precision (CUDA): AmpOptimWrapper, fp16 autocast")
-    ap.add_argument("--reps", type=int, help="timed rounds (default 12 on CUDA, 3 on the CPU)")
+    ap.add_argument("--reps", type=int, help="timed rounds (default 12 on CUDA, 2 on the CPU)")
     ap.add_argument("--warmup", type=int, help="untimed rounds first (default 5 on CUDA, 1 on the CPU)")
     ap.add_argument("--lr", type=float, default=0.0, help="SGD learning rate (0: same weights in every step)")
     ap.add_argument("--memory-steps", type=int, help="steps per task in a memory process (default 2 on CUDA, 1 on "
                     "the CPU)")
     ap.add_argument("--rois", type=int, help="RoIs sampled per image and stage in training (default: the recipe's "
-                    "512; fewer for smoke tests)")
+                    f"512 on CUDA, {CPU_ROIS} on the CPU)")
     ap.add_argument("--proposals", type=int, help="RPN proposals per image at test time (default: the recipe's "
-                    "1,000; fewer for smoke tests)")
+                    f"1,000 on CUDA, {CPU_PROPOSALS} on the CPU)")
     ap.add_argument("--no-memory", action="store_true", help="skip the peak-memory processes")
+    ap.add_argument("--memory-only", action="store_true", help="only the peak-memory processes (no timing)")
     ap.add_argument("--no-test", action="store_true", help="skip the test steps")
     ap.add_argument("--child-timeout", type=float, default=1800, help="seconds a memory process may take")
     ap.add_argument("--out", type=Path, help="the results as JSON")
@@ -471,9 +495,12 @@ def main(argv=None) -> int:
     if args.amp and device.type != "cuda":
         ap.error("--amp needs CUDA: mixed precision is mmengine's AmpOptimWrapper, as with `mec train --amp`")
     on_gpu = device.type == "cuda"
-    args.reps = args.reps if args.reps is not None else (12 if on_gpu else 3)
+    args.reps = args.reps if args.reps is not None else (12 if on_gpu else 2)
     args.warmup = args.warmup if args.warmup is not None else (5 if on_gpu else 1)
     args.memory_steps = args.memory_steps if args.memory_steps is not None else (2 if on_gpu else 1)
+    if not on_gpu:  # the recipes' 512 RoIs and 1,000 proposals take minutes a step on a few cores
+        args.rois = args.rois if args.rois is not None else CPU_ROIS
+        args.proposals = args.proposals if args.proposals is not None else CPU_PROPOSALS
     if args.memory_of:
         print(json.dumps(memory_of(args.memory_of, args)), flush=True)
         return 0
