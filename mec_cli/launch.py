@@ -258,9 +258,11 @@ def apply_groups(cfg, spec: "GroupSpec", category_ids: Sequence[int], source) ->
 # ---- 4. backend -----------------------------------------------------------------------------------------------
 def choose_backend(cfg, opts: LaunchOptions) -> None:
     """On the CPU: gloo, and DDP without device ids (:class:`mec_cli.models.MECDistributedDataParallel`); on GPUs the
-    config's own backend (nccl in every recipe)."""
+    config's own backend (nccl in every recipe). A ``timeout`` of the config's ``dist_cfg`` (seconds a collective
+    waits for the other ranks) is kept either way."""
     if opts.on_cpu:
-        cfg.env_cfg.dist_cfg = dict(backend="gloo")
+        timeout = (cfg.env_cfg.get("dist_cfg") or {}).get("timeout")
+        cfg.env_cfg.dist_cfg = dict(backend="gloo", **({"timeout": timeout} if timeout is not None else {}))
         cfg.model_wrapper_cfg = dict(type="MECDistributedDataParallel", broadcast_buffers=False,
                                      find_unused_parameters=False)
 
@@ -273,6 +275,7 @@ class Launch:
     task: str  # 'train' or 'test' (mec_cli.worker.TASKS)
     command: List[str]  # python, torchrun or srun; for one process, the command the worker would have alone
     in_process: bool  # one process: the worker runs in this process (the command is only shown)
+    env: Dict[str, str] = field(default_factory=dict)  # set for the command (srun passes it on to every task)
 
 
 def plan(opts: LaunchOptions, task: str, config_file: Path, out: Optional[Path] = None) -> Launch:
@@ -282,7 +285,9 @@ def plan(opts: LaunchOptions, task: str, config_file: Path, out: Optional[Path] 
         raise ValueError(f"unknown worker task {task!r}; expected one of {', '.join(TASKS)}")
     worker = ["-m", WORKER_MODULE, task, str(config_file)] + (["--out", str(out)] if out is not None else [])
     if opts.slurm:
-        return Launch(task, _srun(opts) + [sys.executable, "-u"] + worker + ["--launcher", "slurm"], in_process=False)
+        # the ranks meet at the first node of the allocation on this port (mmengine's Slurm set-up reads it)
+        return Launch(task, _srun(opts) + [sys.executable, "-u"] + worker + ["--launcher", "slurm"], in_process=False,
+                      env={"MASTER_PORT": str(opts.master_port)})
     if opts.distributed:
         per_node = opts.gpus if opts.gpus > 0 else opts.procs
         torchrun = Path(sys.executable).with_name("torchrun")
@@ -297,10 +302,11 @@ def plan(opts: LaunchOptions, task: str, config_file: Path, out: Optional[Path] 
 def _srun(opts: LaunchOptions) -> List[str]:
     if not opts.partition:
         raise MecError("is needed to launch through Slurm", option="partition")
-    per_node = max(1, opts.gpus)
-    cmd = ["srun", "-p", opts.partition, f"--job-name={opts.job_name or 'mec'}", f"--gres=gpu:{per_node}",
-           f"--ntasks={per_node * max(1, opts.nodes)}", f"--ntasks-per-node={per_node}",
-           f"--cpus-per-task={opts.cpus_per_task}", "--kill-on-bad-exit=1"]
+    per_node = opts.gpus if opts.gpus > 0 else max(1, opts.procs)  # one task per GPU, or per CPU process (gloo)
+    cmd = ["srun", "-p", opts.partition, f"--job-name={opts.job_name or 'mec'}"]
+    cmd += [f"--gres=gpu:{per_node}"] if opts.gpus > 0 else []
+    cmd += [f"--ntasks={per_node * max(1, opts.nodes)}", f"--ntasks-per-node={per_node}",
+            f"--cpus-per-task={opts.cpus_per_task}", "--kill-on-bad-exit=1"]
     if opts.time:
         cmd.append(f"--time={opts.time}")
     if opts.qos:
@@ -322,7 +328,7 @@ def run_worker(launch: Launch, config_file: Path, out: Optional[Path] = None,
 
     if launch.in_process:
         return worker.run(launch.task, str(config_file), "none")
-    code = run_child(launch.command, env={**os.environ, **(env or {})})
+    code = run_child(launch.command, env={**os.environ, **launch.env, **(env or {})})
     if code != 0 or (out is not None and not Path(out).is_file()):
         raise MecError(f"{TASKS[launch.task]} exited with code {code}: {shlex.join(launch.command)}")
     if out is None:
