@@ -360,3 +360,34 @@ def paired_bootstrap(a: ImageMatches, b: ImageMatches, names: Optional[Sequence[
                                 "p_not_better": float(np.mean(d <= 0)) if len(d) else None, "valid": int(len(d)),
                                 "verdict": verdict(delta, low, high, confidence)}
     return out
+
+
+def document_matches(doc: Dict, mode: str, iou_type: str, label: str = "run", source=None) -> ImageMatches:
+    """The per-image records of ``modes.<mode>.<iou_type>`` of a metrics document (``mec eval --per-image``)."""
+    metrics = (doc.get("modes") or {}).get(mode, {}).get(iou_type)
+    if not isinstance(metrics, dict):
+        raise MecError(f"run {label} has no {iou_type} metrics for mode {mode}", source)
+    if "per_image" not in metrics:
+        raise MecError(f"run {label}, mode {mode}, {iou_type}, has no per-image data: evaluate it with `mec eval ... "
+                       "--per-image`", source)
+    return ImageMatches.from_json(metrics["per_image"], source, f"modes.{mode}.{iou_type}.per_image")
+
+
+def compare_documents(doc_a: Dict, mode_a: str, doc_b: Dict, mode_b: str, iou_type: str,
+                      names: Optional[Sequence[str]] = None, resamples: int = RESAMPLES,
+                      confidence: float = CONFIDENCE, seed: int = 0, labels=("a", "b"), sources=(None, None),
+                      progress=None) -> Dict:
+    """:func:`paired_bootstrap` of two metrics documents (mode ``mode_a`` of ``doc_a`` against ``mode_b`` of
+    ``doc_b``, one iou type), each with its per-image records; the records must reproduce the document's own
+    metrics on the full evaluation set (1e-9), else they are not this run's (a MecError names it)."""
+    a = document_matches(doc_a, mode_a, iou_type, labels[0], sources[0])
+    b = document_matches(doc_b, mode_b, iou_type, labels[1], sources[1])
+    out = paired_bootstrap(a, b, names, resamples, confidence, seed, labels, progress)
+    for name, m in out["metrics"].items():
+        for value, doc, mode, label, source in ((m["a"], doc_a, mode_a, labels[0], sources[0]),
+                                                (m["b"], doc_b, mode_b, labels[1], sources[1])):
+            stored = doc["modes"][mode][iou_type].get(name)
+            if isinstance(stored, (int, float)) and stored >= 0 and (value is None or abs(value - stored) > 1e-9):
+                raise MecError(f"run {label}: the per-image data of mode {mode}, {iou_type}, give {name} = {value}, "
+                               f"not the stored {stored}: they do not belong to these metrics", source)
+    return out
