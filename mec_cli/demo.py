@@ -114,7 +114,7 @@ def run_demo(opts: DemoOptions, on_step: Optional[Callable[[str, str], None]] = 
         # memory is returned before the next one starts
         doc = evaluate_checkpoint(EvalOptions(checkpoint=str(work / f"iter_{opts.iters}.pth"), recipe=recipe,
                                               data_root=str(data), per_stage=True, groups=str(out / "groups.json"),
-                                              analysis=True, own_process=True))
+                                              analysis=True, per_image=True, own_process=True))
         if on_metrics is not None:
             on_metrics(recipe, doc)
         write_json_atomic(work / "metrics.json", doc)
@@ -129,7 +129,7 @@ def run_demo(opts: DemoOptions, on_step: Optional[Callable[[str, str], None]] = 
     for recipe in ("tiny_baseline", "tiny"):
         work = runs / recipe
         step(f"eval {recipe}", work / "metrics.json", lambda recipe=recipe, work=work: evaluate(recipe, work),
-             analysis=True)
+             analysis=True, per_image=True)
 
     report("reports", "start")
     t = time.time()
@@ -152,9 +152,16 @@ def write_reports(out: Path, runs: List) -> List[Dict[str, str]]:
     """Every report that applies to the two demo runs (baseline, MEC); returns (path, what it shows) entries."""
     from mec_cli.io import write_text_atomic
     from mec_cli.reporting.distribution import distribution_curves
-    from mec_cli.reporting.figures import compare_groups_figure, distribution_figure, save_figure, stages_figure
+    from mec_cli.reporting.figures import (
+        compare_groups_figure,
+        distribution_figure,
+        intervals_figure,
+        save_figure,
+        stages_figure,
+    )
     from mec_cli.reporting.render import render
     from mec_cli.reporting.runs import grouping_axis, resolve_grouping
+    from mec_cli.reporting.significance import compare_intervals, with_intervals
     from mec_cli.reporting.tables import ablation_table, baseline_vs_mec, compare_table, stages_frame
 
     reports = out / "reports"
@@ -170,9 +177,20 @@ def write_reports(out: Path, runs: List) -> List[Dict[str, str]]:
           "Table 2(c) style ablation: each run scored with and without dynamic/sparse inference and group alignment "
           "(marks read from the runs), mask AP overall and per frequency group, box mAP. The paper's numbers belong to "
           "its Cascade R50 on LVIS, so none stand beside these tiny runs.")
-    table("compare", compare_table([base, mec]),
+    intervals = compare_intervals([base, mec])
+    table("compare", with_intervals(compare_table([base, mec]), intervals),
           "Table 1 style: the baseline (mean_logits: MMDetection's mean of the stage logits) against MEC (dynamic "
-          "ensemble with group alignment), box and mask AP per group, with the deltas.")
+          "ensemble with group alignment), box and mask AP per group, with the deltas, their 95% paired bootstrap "
+          "intervals over the validation images, and whether each gain is within noise (`mec report compare "
+          "--ci`).")
+    paths = save_figure(intervals_figure(intervals, f"{mec.label} against {base.label}: gain and 95% bootstrap "
+                                                    "interval per group"), str(reports / "gain_intervals.png"))
+    write_text_atomic(reports / "gain_intervals.csv", intervals.to_csv(index=False))
+    items.append({"path": "reports/gain_intervals.png", "also": ", ".join(Path(p).name for p in paths[1:]) +
+                  ", gain_intervals.csv",
+                  "what": "MEC's gain over the baseline in each AP column (box and mask, per frequency group) with "
+                          "its 95% paired bootstrap interval over the validation images: a gain whose interval "
+                          "holds 0 is within noise."})
     for run in (mec, base):
         frame = stages_frame(run, "segm")
         axis = grouping_axis(run, frame.attrs["grouping"])
@@ -206,12 +224,21 @@ def write_studies(reports: Path, base, mec) -> List[Dict[str, str]]:
     from mec_cli.ops.modes import BASELINE_MODE, MEC_MODE
     from mec_cli.reporting.figures import (
         calibration_figure,
+        confusion_figure,
         errors_figure,
         iou_profile_figure,
+        lrp_figure,
         save_figure,
         weights_figure,
     )
-    from mec_cli.reporting.studies import calibration_frames, errors_frame, iou_profile_frame, weights_frame
+    from mec_cli.reporting.studies import (
+        calibration_frames,
+        confusion_frames,
+        errors_frame,
+        iou_profile_frame,
+        lrp_frame,
+        weights_frame,
+    )
 
     items: List[Dict[str, str]] = []
 
@@ -245,6 +272,17 @@ def write_studies(reports: Path, base, mec) -> List[Dict[str, str]]:
                   "what": f"Reliability diagrams of {mec.label} per frequency group for {BASELINE_MODE}, dynamic "
                           f"and {MEC_MODE}, with each one's expected calibration error: are rare and frequent "
                           "scores on one scale after group alignment?"})
+    matrix, pairs = confusion_frames(mec, MEC_MODE, "segm")
+    figure("confusion", confusion_figure(matrix, pairs, f"{mec.label}, {matrix.attrs['mode']} (mask): which class the "
+                                                        "detector gives each object"), matrix,
+           f"Is a rare object taken for a frequent class? Every object of {mec.label}'s validation set by the label "
+           f"its highest-scoring detection gives it ({matrix.attrs['mode']}, mask IoU >= 0.5, LVIS federated rules), "
+           "per frequency group, and the most frequent category confusions.")
+    frame = lrp_frame([base, mec], [BASELINE_MODE, MEC_MODE], "segm")
+    figure("lrp", lrp_figure(frame, "Optimal LRP per frequency group, baseline and MEC (mask; lower is better)"), frame,
+           f"Optimal LRP (Oksuz et al.) per frequency group for the baseline ({BASELINE_MODE}) and MEC ({MEC_MODE}), "
+           "with its localisation, false-positive and false-negative components at each category's best score "
+           "threshold (lower is better).")
     frame = weights_frame(mec)
     figure("weights", weights_figure(frame, f"{mec.label}: which stage the dynamic ensemble trusts, per frequency "
                                             "group"), frame,
@@ -256,6 +294,7 @@ def write_studies(reports: Path, base, mec) -> List[Dict[str, str]]:
 def write_index(out: Path, items: List[Dict[str, str]], opts: DemoOptions, runs: List) -> Path:
     from mec_cli.io import write_text_atomic
     from mec_cli.reporting.render import to_markdown
+    from mec_cli.reporting.significance import compare_intervals, with_intervals
     from mec_cli.reporting.tables import compare_table
 
     base, mec = runs
@@ -277,5 +316,6 @@ def write_index(out: Path, items: List[Dict[str, str]], opts: DemoOptions, runs:
               "- runs/*/config.py, runs/*/groups.json, runs/*/iter_*.pth: the resolved configs, groups and "
               "checkpoints.",
               "- [data/](data/): the synthetic dataset (LVIS v1 JSON and PNG images).", "",
-              "## Baseline against MEC", "", to_markdown(compare_table([base, mec]))]
+              "## Baseline against MEC", "", to_markdown(with_intervals(compare_table([base, mec]),
+                                                                        compare_intervals([base, mec])))]
     return Path(write_text_atomic(out / "README.md", "\n".join(lines) + "\n"))
