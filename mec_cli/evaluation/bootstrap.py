@@ -24,10 +24,10 @@ of a resample is that of the resampled evaluation set up to the order of floatin
 tests check resamples against the evaluator run on the multiset written out as images.
 
 **What is stored** (``mec eval --per-image``, :class:`ImageMatches`): for each counted detection that can matter
-(ranked per category, up to the category's last true positive at any threshold; detections ignored at every
-threshold dropped), its image, its true-positive and ignored bits at each IoU threshold, area 'all', and whether it
-ties (same score, same image) with the one before; and the number of non-ignored ground truths of each (image,
-category). About 9 bytes per kept detection, zlib-compressed.
+(ranked per category, up to the category's last true positive at any threshold and the rest of its tie block;
+detections ignored at every threshold dropped), its image, its true-positive and ignored bits at each IoU
+threshold, area 'all', and whether it ties (same score, same image) with the one before; and the number of
+non-ignored ground truths of each (image, category). About 9 bytes per kept detection, zlib-compressed.
 
 **The interval.** The percentile interval of the ``resamples`` paired differences at ``confidence``, and the
 fraction of resamples in which run b is not better (difference <= 0). The gain is **within noise** when the
@@ -115,15 +115,22 @@ class ImageMatches:
             ig |= (((det_ig >> shift) & np.uint64(1)).astype(np.uint16) << np.uint16(t))
         k = len(cat_ids)
         det_cat = np.asarray(det_cat, np.int64)
-        # per category, nothing after its last true positive at any threshold can change AP; nor can a detection
-        # ignored at every threshold
+        det_img, det_score = np.asarray(det_img, np.int32), np.asarray(det_score, np.float64)
+        n = len(det_cat)
+        tie_all = np.zeros(n, np.bool_)  # same category, image and score as the detection before
+        tie_all[1:] = (det_cat[1:] == det_cat[:-1]) & (det_img[1:] == det_img[:-1]) & (det_score[1:] == det_score[:-1])
+        # per category, nothing after its last true positive at any threshold can change AP, except the rest of that
+        # detection's tie block (repeated with it in a resample); nor can a detection ignored at every threshold
         last = np.full(k, -1, np.int64)
         hit = np.flatnonzero(tp != 0)
         np.maximum.at(last, det_cat[hit], hit)
-        keep = (np.arange(len(det_cat)) <= last[det_cat]) & (ig != (1 << num_thr) - 1)
+        block_end = np.flatnonzero(np.r_[~tie_all[1:], True])  # the last detection of each tie block
+        has = last >= 0
+        last[has] = block_end[(np.cumsum(~tie_all) - 1)[last[has]]]
+        keep = (np.arange(n) <= last[det_cat]) & (ig != (1 << num_thr) - 1)
         cat_ptr = np.zeros(k + 1, np.int64)
         np.cumsum(np.bincount(det_cat[keep], minlength=k), out=cat_ptr[1:])
-        img, score, cat = np.asarray(det_img, np.int32)[keep], np.asarray(det_score, np.float64)[keep], det_cat[keep]
+        img, score, cat = det_img[keep], det_score[keep], det_cat[keep]
         tie = np.zeros(len(img), np.uint8)
         tie[1:] = (cat[1:] == cat[:-1]) & (img[1:] == img[:-1]) & (score[1:] == score[:-1])
         return cls(int(num_images), digest, np.asarray(cat_ids, np.int64), cat_ptr, img, tp[keep],

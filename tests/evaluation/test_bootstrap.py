@@ -128,3 +128,23 @@ def test_runs_on_other_annotations_are_refused():
     (_, _, _, mc), _ = _pair(seed=6)
     with pytest.raises(MecError, match="not evaluated on the same annotations"):
         paired_bootstrap(ma, mc, resamples=10)
+
+
+def test_a_tie_block_cut_by_the_last_true_positive_is_kept_whole():
+    # one image, one object: a true positive and a false positive of the same score, the false positive after it
+    # in file order. Two copies of the image rank them d1 d2 d1 d2: precision 2/3 at full recall, not 1.
+    data = {"images": [{"id": 1, "height": 100, "width": 100, "neg_category_ids": [],
+                        "not_exhaustive_category_ids": []},
+                       {"id": 2, "height": 100, "width": 100, "neg_category_ids": [1],
+                        "not_exhaustive_category_ids": []}],
+            "categories": [{"id": 1, "name": "a", "frequency": "f"}],
+            "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "bbox": [0, 0, 20, 20], "area": 400.0}]}
+    records = [{"image_id": 1, "category_id": 1, "bbox": [0, 0, 20, 20], "score": 0.5},
+               {"image_id": 1, "category_id": 1, "bbox": [60, 60, 20, 20], "score": 0.5}]
+    gt, res, summary, matches = _evaluated(data, records, "lvis", "bbox")
+    for weights in ([2, 0], [3, 1], [1, 2]):
+        mdata, mrecords = _multiset(data, records, weights, gt.img_ids)
+        *_, expected, _ = _evaluated(mdata, mrecords, "lvis", "bbox")
+        got = set_aps(matches, np.asarray([weights], np.int32), ["AP"])[0, 0]
+        assert got == pytest.approx(expected["AP"], abs=1e-14), weights
+    assert expected["AP"] < 1
