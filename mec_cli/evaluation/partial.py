@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Union
@@ -81,10 +82,11 @@ class Partial:
     gt_npig: Optional[np.ndarray]
     gt_pairs: Optional[np.ndarray]
     sections: Dict[str, Dict[str, np.ndarray]] = field(default_factory=dict)
+    origin: Optional[str] = None  # the partial file it was read from
 
     @property
     def label(self) -> str:
-        return ", ".join(self.meta.get("sources") or ["a part"])
+        return self.origin or ", ".join(self.meta.get("sources") or ["a part"])
 
     def save(self, path: Union[str, Path]) -> Path:
         """Write the part as an .npz, atomically."""
@@ -114,7 +116,7 @@ def load_partial(path: Union[str, Path]) -> Partial:
         raise MecError("no such partial file", path) from None
     except MecError:
         raise
-    except (OSError, ValueError, KeyError, TypeError) as e:
+    except (OSError, ValueError, KeyError, TypeError, EOFError, zipfile.BadZipFile) as e:
         raise MecError(f"not a readable partial evaluation ({type(e).__name__}: {e})", path) from None
     k, n_img = len(meta.get("cat_ids", [])), int(meta.get("num_images", -1))
     lengths_ok = all(len({len(c) for c in cols.values()}) == 1 for cols in part.sections.values())
@@ -125,7 +127,7 @@ def load_partial(path: Union[str, Path]) -> Partial:
         if len(cols["image"]) and (cols["image"].min() < 0 or cols["image"].max() >= n_img
                                    or cols["category"].min() < 0 or cols["category"].max() >= k):
             raise MecError("partial evaluation has image or category indices out of range", path)
-    part.meta["sources"] = part.meta.get("sources") or [str(path)]
+    part.origin = str(path)
     return part
 
 
