@@ -132,6 +132,17 @@ def test_compare_ci_says_whether_the_gain_is_within_noise(run_mec, pair, tmp_pat
     assert again.read_text() == csv.read_text()
     plain = run_mec("report", "compare", pair / "base.json", pair / "mec.json", "--format", "md")
     assert plain.code == 0 and "interval" not in plain.out
+    # by the groups of groups.json: their own columns, from the same records
+    groups_csv = tmp_path / "groups.csv"
+    res = run_mec("report", "compare", pair / "base.json", pair / "mec.json", "--ci", "--resamples", "100",
+                  "--grouping", "groups", "--csv", groups_csv)
+    assert res.code == 0, res.err
+    frame = pd.read_csv(groups_csv)
+    assert set(frame["column"]) == {"AP", "AP_rare", "AP_common", "AP_frequent", "mAP^m", "AP^m_rare", "AP^m_common",
+                                    "AP^m_frequent"}
+    rare = frame[frame["column"] == "AP_rare"].iloc[0]
+    want = mec["modes"]["dynamic_ga"]["bbox"]["AP_rare"] - base["modes"]["mean_logits"]["bbox"]["AP_rare"]
+    assert rare["delta"] == pytest.approx(100 * want, abs=1e-9) and rare["group"] == "rare"
 
 
 def test_compare_ci_needs_per_image_data(run_mec, pair, tmp_path):
