@@ -73,7 +73,7 @@ def run_key(settings: Dict[str, Any], opts: StudyOptions, backbone: str, analysi
 
 def _new_manifest(spec: StudySpec, study_dir: Path, opts: StudyOptions, extra_key) -> Dict[str, Any]:
     from mec_cli.recipes import resolve_recipe
-    from mec_cli.study.runner import eval_command, train_command
+    from mec_cli.study.runner import eval_command, paired, train_command
 
     doc = {"schema": mf.SCHEMA, "study": spec.summary(), "created": mf.now(), "updated": mf.now(),
            "options": {k: getattr(opts, k) for k in OPTION_FIELDS}, "runs": [], "report": {"status": "pending"},
@@ -81,13 +81,15 @@ def _new_manifest(spec: StudySpec, study_dir: Path, opts: StudyOptions, extra_ke
     for run in spec.expand():
         settings = run.settings()
         entry = {"name": run.name, "label": run.label, "seed": run.seed, "recipe": run.recipe, "settings": settings,
-                 "key": run_key(settings, opts, resolve_recipe(run.recipe).backbone, spec.analysis, extra_key),
                  "work_dir": f"runs/{run.name}", "config": f"runs/{run.name}/config.py"}
+        per_image = paired(doc, entry)
+        entry["key"] = {**run_key(settings, opts, resolve_recipe(run.recipe).backbone, spec.analysis, extra_key),
+                        "per_image": per_image}
         entry["train"] = mf.new_stage("")
         entry["eval"] = mf.new_stage("")
         entry["eval"]["metrics"] = None
         entry["train"]["command"] = train_command(study_dir, entry, opts)
-        entry["eval"]["command"] = eval_command(study_dir, entry, opts, spec.analysis)
+        entry["eval"]["command"] = eval_command(study_dir, entry, opts, spec.analysis, per_image)
         doc["runs"].append(entry)
     return doc
 

@@ -152,16 +152,66 @@ def _table_report(w: ReportWriter, name: str, kind: str, per_seed: Dict[int, Lis
 
 
 def _compare(w: ReportWriter, rep, runs, seeds: List[int], name: str) -> None:
+    """Table 1 style over the seeds, with the paired bootstrap interval over images of each gain, per seed
+    (:func:`mec_cli.reporting.significance.compare_intervals`, the library call of `mec report compare --ci`): under
+    each gain row with one seed; with several, each seed's verdicts in the notes, and every interval in
+    ``compare_intervals.csv`` and the ``gain_intervals`` figure."""
+    import pandas as pd
+
+    from mec_cli.reporting.figures import intervals_figure
+    from mec_cli.reporting.seeds import aggregate
+    from mec_cli.reporting.significance import compare_intervals, with_intervals
     from mec_cli.reporting.tables import compare_table
 
     per_seed = _pairs_per_seed(runs, rep.labels, seeds)
     if not per_seed:
         w.missing.append(f"{name}: no baseline and MEC pair is evaluated for any seed yet")
         return
-    _table_report(w, name, "compare", per_seed, lambda rs: compare_table(rs, reference=rep.reference),
-                  WHAT["compare"] + f" ({_seeds_phrase(sorted(per_seed))}; `seeds` says how many per row).")
-    # The paired bootstrap interval over images of each gain (`mec report compare --ci`) goes here, per seed, once
-    # mec_cli.reporting.significance.compare_intervals is merged (issue 19, item 4c): see _intervals.
+    table = aggregate({seed: compare_table(rs, reference=rep.reference) for seed, rs in per_seed.items()})
+    intervals = {}
+    for seed, rs in per_seed.items():
+        try:
+            intervals[seed] = compare_intervals(rs)
+        except MecError as e:  # runs evaluated without per-image records
+            w.missing.append(f"intervals of the gains, seed {seed}: {e.message}")
+    what = WHAT["compare"] + f" ({_seeds_phrase(sorted(per_seed))}; `seeds` says how many per row)"
+    if len(per_seed) == 1 and intervals:
+        seed = next(iter(intervals))
+        shown = with_intervals(table, intervals[seed])
+        shown.machine = table.machine  # the CSV keeps the numbers
+        table = shown
+    elif intervals:
+        pct = f"{100 * next(iter(intervals.values())).attrs['confidence']:g}%"
+        for seed, frame in intervals.items():
+            for _, r in frame[frame["group"] == "all"].iterrows():
+                what_ap = "box AP" if r["iou type"] == "bbox" else "mask AP"
+                table.notes.append(f"seed {seed}, {r['pair']}, {what_ap}: {r['verdict']}")
+        table.notes.append(f"{pct} paired bootstrap intervals over the images, per seed and group: "
+                           "compare_intervals.csv")
+    if intervals:
+        what += (", and the 95% paired bootstrap interval over the validation images of each gain, with whether it is "
+                 "within noise (`mec report compare --ci`)")
+    w.table(name, table, what + ".")
+    if not intervals:
+        return
+    frames = []
+    for seed, frame in intervals.items():
+        frame = frame.copy()
+        frame.insert(0, "seed", seed)
+        if len(intervals) > 1:
+            frame["pair"] = frame["pair"] + f" (seed {seed})"
+        frames.append(frame)
+    allf = pd.concat(frames, ignore_index=True)
+    allf.attrs.update(next(iter(intervals.values())).attrs)
+    if len(intervals) > 1:
+        write_text_atomic(w.folder / "compare_intervals.csv", allf.to_csv(index=False))
+        w.items[-1]["also"] += f", {w.rel(w.folder / 'compare_intervals.csv')}"
+    w.figure("gain_intervals", intervals_figure(allf, "MEC against its baseline: gain and 95% bootstrap interval per "
+                                                      "group"), allf,
+             "MEC's gain over the baseline in each AP column (box and mask, per frequency group) with its 95% paired "
+             "bootstrap interval over the validation images" + (", one panel per pair and seed" if len(intervals) > 1
+                                                                else "") + ": a gain whose interval holds 0 is within "
+             "noise.")
 
 
 def _figures(w: ReportWriter, rep, runs, seeds: List[int]) -> None:
@@ -211,8 +261,22 @@ def _studies(w: ReportWriter, rep, runs, seeds: List[int]) -> None:
     """The study figures (AP against the IoU threshold, errors, calibration, stage weights) of the first pair, for
     its first evaluated seed: they show one model's behaviour, which an average would blur."""
     from mec_cli.ops.modes import BASELINE_MODE, MEC_MODE
-    from mec_cli.reporting.figures import calibration_figure, errors_figure, iou_profile_figure, weights_figure
-    from mec_cli.reporting.studies import calibration_frames, errors_frame, iou_profile_frame, weights_frame
+    from mec_cli.reporting.figures import (
+        calibration_figure,
+        confusion_figure,
+        errors_figure,
+        iou_profile_figure,
+        lrp_figure,
+        weights_figure,
+    )
+    from mec_cli.reporting.studies import (
+        calibration_frames,
+        confusion_frames,
+        errors_frame,
+        iou_profile_frame,
+        lrp_frame,
+        weights_frame,
+    )
 
     base_label, mec_label = rep.labels[0], rep.labels[1]
     seed = next((s for s in seeds if (base_label, s) in runs and (mec_label, s) in runs), None)
@@ -242,6 +306,18 @@ def _studies(w: ReportWriter, rep, runs, seeds: List[int]) -> None:
              "with each one's expected calibration error: are rare and frequent scores on one scale after group "
              f"alignment{of_seed}?", extra={"calibration_ece.csv": ece.to_csv(index=False)})
     w.items[-1]["also"] = w.items[-1]["also"].replace("calibration.csv", "calibration.csv (bins)")
+    matrix, pairs = confusion_frames(mec, MEC_MODE, "segm")
+    w.figure("confusion", confusion_figure(matrix, pairs, f"{mec.label}, {matrix.attrs['mode']} (mask): which class "
+                                                          f"the detector gives each object{of_seed}"), matrix,
+             f"Is a rare object taken for a frequent class? Every object of {mec.label}'s validation set by the label "
+             f"its highest-scoring detection gives it ({matrix.attrs['mode']}, mask IoU >= 0.5, LVIS federated rules), "
+             f"per frequency group, and the most frequent category confusions{of_seed}.")
+    frame = lrp_frame([base, mec], [BASELINE_MODE, MEC_MODE], "segm")
+    w.figure("lrp", lrp_figure(frame, f"Optimal LRP per frequency group, baseline and MEC (mask; lower is better)"
+                                      f"{of_seed}"), frame,
+             f"Optimal LRP (Oksuz et al.) per frequency group for the baseline ({BASELINE_MODE}) and MEC ({MEC_MODE}), "
+             "with its localisation, false-positive and false-negative components at each category's best score "
+             f"threshold (lower is better){of_seed}.")
     frame = weights_frame(mec)
     w.figure("weights", weights_figure(frame, f"{mec.label}: which stage the dynamic ensemble trusts, per frequency "
                                               f"group{of_seed}"), frame,
@@ -292,13 +368,6 @@ def _lambda(w: ReportWriter, rep, runs, seeds: List[int]) -> None:
              what + " Error bars: one standard deviation over the seeds.")
 
 
-def _intervals(w: ReportWriter, rep, runs, seeds: List[int]) -> None:
-    """Where each MEC-vs-baseline pair's paired bootstrap intervals over images go (issue 19's `mec report compare
-    --ci`): for each seed, ``compare_intervals(runs_of_that_seed)`` of :mod:`mec_cli.reporting.significance`, on
-    metrics evaluated with per-image records (``EvalOptions.per_image``). Not merged into this branch yet."""
-    return None
-
-
 def build_report(study_dir, layout: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
     """Write the report of the study in ``study_dir`` from its evaluated runs; returns {"index", "outputs",
     "missing"}. ``layout`` changes where it goes (the demo: ``{"folder": "reports", "index": "README.md",
@@ -319,7 +388,6 @@ def build_report(study_dir, layout: Optional[Dict[str, Any]] = None) -> Dict[str
         rep = ReportSpec(**raw)
         if rep.kind == "compare":
             _compare(w, rep, runs, seeds, "compare")
-            _intervals(w, rep, runs, seeds)
         elif rep.kind in ("ablation", "stage-count", "models"):
             from mec_cli.reporting.tables import ablation_table, stage_count_table
 

@@ -67,10 +67,17 @@ def _has_checkpoints(work_dir: Path) -> bool:
     return (work_dir / "last_checkpoint").exists() or any(work_dir.glob("*.pth"))
 
 
+def paired(doc: Dict[str, Any], run: Dict[str, Any]) -> bool:
+    """Whether the run is one of a baseline-MEC pair of the study's comparisons: its evaluation then stores the
+    per-image records that the paired bootstrap intervals of the gain are computed from."""
+    return any(run["label"] in r["labels"] for r in doc["study"]["reports"] if r["kind"] in ("compare", "figures"))
+
+
 def eval_options(study_dir: Path, run: Dict[str, Any], opts: StudyOptions, analysis: bool, slurm: bool = False,
-                 checkpoint: Optional[str] = None):
+                 checkpoint: Optional[str] = None, per_image: bool = False):
     """The `mec eval --checkpoint --per-stage` of a run (:class:`mec_cli.evaluation.checkpoint.EvalOptions`): the
-    recipe with the training's overrides (so that the metrics record its lambda), every scoring mode."""
+    recipe with the training's overrides (so that the metrics record its lambda), every scoring mode, and with
+    ``per_image`` each image's matches (`--per-image`, for `mec report compare --ci`)."""
     from mec_cli.evaluation.checkpoint import EvalOptions
 
     spec = run_spec(run)
@@ -78,7 +85,8 @@ def eval_options(study_dir: Path, run: Dict[str, Any], opts: StudyOptions, analy
     return EvalOptions(
         checkpoint=str(_abs(study_dir, ckpt)), recipe=spec.recipe, dataset=spec.dataset, data_root=opts.data_root,
         groups=opts.groups, cfg_options={**opts.cfg_options, **spec.train_cfg_options()}, per_stage=True,
-        tau=spec.tau, analysis=analysis, gpus=opts.gpus, procs=1, slurm=slurm, partition=opts.partition,
+        tau=spec.tau, analysis=analysis, per_image=per_image, gpus=opts.gpus, procs=1, slurm=slurm,
+        partition=opts.partition,
         cpus_per_task=opts.cpus_per_task, job_name=f"mec-eval-{run['name']}")
 
 
@@ -105,12 +113,14 @@ def train_command(study_dir: Path, run: Dict[str, Any], opts: StudyOptions) -> s
     return shlex.join(args)
 
 
-def eval_command(study_dir: Path, run: Dict[str, Any], opts: StudyOptions, analysis: bool) -> str:
-    e = eval_options(study_dir, run, opts, analysis)
+def eval_command(study_dir: Path, run: Dict[str, Any], opts: StudyOptions, analysis: bool,
+                 per_image: bool = False) -> str:
+    e = eval_options(study_dir, run, opts, analysis, per_image=per_image)
     cfg = [f"{k}={v!r}" if isinstance(v, str) else f"{k}={v}" for k, v in e.cfg_options.items()]
     args = ["mec", "eval", *_flags({"--checkpoint": e.checkpoint, "--recipe": e.recipe, "--dataset": e.dataset,
                                      "--gpus": e.gpus, "--data-root": e.data_root, "--groups": e.groups,
-                                     "--per-stage": True, "--tau": e.tau, "--analysis": e.analysis}),
+                                     "--per-stage": True, "--tau": e.tau, "--analysis": e.analysis,
+                                     "--per-image": e.per_image}),
             *(["--cfg-options", *cfg] if cfg else []), "--out", str(_abs(study_dir, run["work_dir"]) /
                                                                     "metrics.json")]
     return shlex.join(args)
@@ -149,13 +159,14 @@ def _train(study_dir: Path, run: Dict[str, Any], opts: StudyOptions, slurm: bool
     return {"checkpoint": rel, "config": os.path.relpath(prepared.work_dir / "config.py", Path(study_dir).resolve())}
 
 
-def _evaluate(study_dir: Path, run: Dict[str, Any], opts: StudyOptions, analysis: bool, slurm: bool) -> Dict:
+def _evaluate(study_dir: Path, run: Dict[str, Any], opts: StudyOptions, analysis: bool, slurm: bool,
+              per_image: bool) -> Dict:
     from mec_cli.evaluation.checkpoint import evaluate_checkpoint
     from mec_cli.io import write_json_atomic
 
     if run["train"]["status"] != "done" or not run["train"].get("checkpoint"):
         raise MecError(f"run {run['name']} has not finished training; evaluate it after its training")
-    doc = evaluate_checkpoint(eval_options(study_dir, run, opts, analysis, slurm))
+    doc = evaluate_checkpoint(eval_options(study_dir, run, opts, analysis, slurm, per_image=per_image))
     out = Path(study_dir) / run["work_dir"] / "metrics.json"
     write_json_atomic(out, doc)
     return {"metrics": os.path.relpath(out, study_dir)}
@@ -183,7 +194,7 @@ def run_stage(study_dir, name: str, stage: str, slurm: bool = False) -> int:
             if stage == "train":
                 fields = _train(study_dir, run, opts, slurm)
             else:
-                fields = _evaluate(study_dir, run, opts, bool(doc["study"].get("analysis")), slurm)
+                fields = _evaluate(study_dir, run, opts, bool(doc["study"].get("analysis")), slurm, paired(doc, run))
             status, code = "done", 0
         except TrainingStopped as stop:
             status, code = "interrupted", stop.exit_code
