@@ -66,7 +66,7 @@ def aggregate(tables: Dict[int, ReportTable], title: Optional[str] = None) -> Se
         row_n = int(part["_seed"].nunique())
         labels = {c: part.iloc[0][c] for c in label_cols}
         shown, mean_row, num_row = dict(labels), dict(labels), dict(labels)
-        shown[SEEDS] = num_row[SEEDS] = row_n
+        shown[SEEDS], num_row[SEEDS] = str(row_n), row_n  # text, so that added rows keep it an integer
         for c in value_cols:
             values = part[c].dropna()
             n = int(len(values))

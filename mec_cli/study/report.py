@@ -179,6 +179,7 @@ def _compare(w: ReportWriter, rep, runs, seeds: List[int], name: str) -> None:
         seed = next(iter(intervals))
         shown = with_intervals(table, intervals[seed])
         shown.machine = table.machine  # the CSV keeps the numbers
+        shown.notes = [n.replace("per group: --csv", "per group: gain_intervals.csv") for n in shown.notes]
         table = shown
     elif intervals:
         pct = f"{100 * next(iter(intervals.values())).attrs['confidence']:g}%"

@@ -138,15 +138,15 @@ def test_aggregate_gives_mean_sd_and_the_seeds_behind_each_row():
                      2: table([["a", 14.0, 5.0]])})  # seed 2: only run a evaluated so far
     rows = agg.df.set_index("model")
     assert list(agg.df.columns) == ["model", "seeds", "AP", "paper AP"]
-    assert rows.loc["a", "seeds"] == 3 and rows.loc["a", "AP"] == "12.0 ± 2.0" and rows.loc["a", "paper AP"] == "5.0"
-    assert rows.loc["b", "seeds"] == 2 and rows.loc["b", "AP"] == "20.5 ± 0.7"
+    assert rows.loc["a", "seeds"] == "3" and rows.loc["a", "AP"] == "12.0 ± 2.0" and rows.loc["a", "paper AP"] == "5.0"
+    assert rows.loc["b", "seeds"] == "2" and rows.loc["b", "AP"] == "20.5 ± 0.7"
     assert rows.loc["Δ b", "AP"] == "9.5 ± 0.7"  # the spread of the paired gains
     m = agg.machine.set_index("model")
     assert m.loc["a", "AP sd"] == pytest.approx(2.0) and m.loc["a", "AP n"] == 3 and m.loc["b", "AP n"] == 2
     assert agg.best_rows()["AP"] == [1]  # the highest mean
     assert any("standard deviation" in n and "seeds 0, 1, 2" in n for n in agg.notes)
     one = aggregate({0: table([["a", 10.0, None]])})
-    assert one.df.loc[0, "AP"] == "10.0" and one.df.loc[0, "seeds"] == 1
+    assert one.df.loc[0, "AP"] == "10.0" and one.df.loc[0, "seeds"] == "1"
 
 
 # ---- Slurm ----------------------------------------------------------------------------------------------------
