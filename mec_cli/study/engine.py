@@ -102,6 +102,8 @@ def _differences(old: Dict[str, Any], new: Dict[str, Any]) -> str:
 def plan_study(spec: StudySpec, opts: StudyOptions, changed: str = "refuse", force: bool = False,
                extra_key: Optional[Dict[str, Any]] = None) -> Plan:
     """Decide every stage of every run against the study directory ``opts.out`` (nothing is written)."""
+    from mec_cli.study.runner import eval_command
+
     study_dir = Path(opts.out)
     doc = _new_manifest(spec, study_dir, opts, extra_key)
     old = mf.read_manifest(study_dir) if mf.manifest_path(study_dir).is_file() else None
@@ -129,8 +131,11 @@ def plan_study(spec: StudySpec, opts: StudyOptions, changed: str = "refuse", for
                 continue
             for stage in mf.STAGES:
                 kept = dict(prev[stage])
-                kept["command"] = entry[stage]["command"]
+                kept["command"] = entry[stage]["command"]  # this invocation's launch options
                 entry[stage] = kept
+            if entry["train"].get("checkpoint"):
+                per_image = entry["key"]["per_image"]
+                entry["eval"]["command"] = eval_command(study_dir, entry, opts, spec.analysis, per_image)
             if mf.effective_status(study_dir, prev, "train") == "interrupted" and prev["train"]["status"] == "running":
                 entry["train"]["status"] = "interrupted"
     steps: List[Step] = []

@@ -215,6 +215,10 @@ def run_stage(study_dir, name: str, stage: str, slurm: bool = False) -> int:
         finally:
             mf.set_stage(study_dir, name, stage, status=status, ended=mf.now(),
                          wall_s=round(entry["wall_s"] + time.time() - start, 1), **fields)
+        if stage == "train" and status == "done":  # the evaluation's command, with the checkpoint it will read
+            trained = {**run, "train": {**run["train"], **fields}}
+            mf.set_stage(study_dir, name, "eval", command=eval_command(
+                study_dir, trained, opts, bool(doc["study"].get("analysis")), paired(doc, run)))
     return code
 
 

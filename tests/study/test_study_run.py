@@ -50,12 +50,24 @@ def _cli_args(spec, out, data):
 
 
 @pytest.fixture(scope="module")
-def pair_study(synth_data, tmp_path_factory):
+def small_data(tmp_path_factory):
+    """The synthetic data at the smallest size whose three groups all hold categories: 60 training images (a
+    training's cost is its iterations) and 8 validation images (an evaluation's cost is its images)."""
+    from mec_cli.data.synth import SynthConfig, make_synthetic_dataset
+
+    root = tmp_path_factory.mktemp("small")
+    make_synthetic_dataset(SynthConfig(out=root, seed=0, train_images=60, val_images=8, image_size=128, max_count=300,
+                                       min_count=3))
+    return root
+
+
+@pytest.fixture(scope="module")
+def pair_study(small_data, tmp_path_factory):
     root = tmp_path_factory.mktemp("study")
     spec = root / "pair.toml"
     spec.write_text(PAIR)
     events = []
-    summary = run_study(str(spec), _options(root / "out", synth_data), on_step=lambda s, st: events.append((s, st)))
+    summary = run_study(str(spec), _options(root / "out", small_data), on_step=lambda s, st: events.append((s, st)))
     return root / "out", spec, events, summary
 
 
@@ -93,11 +105,11 @@ def test_a_two_run_study_trains_evaluates_and_reports(pair_study):
     assert "seeds" in csv and "AP sd" in csv and "AP n" in csv  # the CSV keeps the numbers and their counts
 
 
-def test_a_rerun_does_no_work_and_changed_settings_are_refused(pair_study, synth_data, run_mec):
+def test_a_rerun_does_no_work_and_changed_settings_are_refused(pair_study, small_data, run_mec):
     out, spec, _, _ = pair_study
     files = [*out.glob("runs/*/iter_*.pth"), *out.glob("runs/*/metrics.json"), out / "report" / "README.md"]
     before = {f: f.stat().st_mtime_ns for f in files}
-    r = run_mec(*_cli_args(spec, out, synth_data))
+    r = run_mec(*_cli_args(spec, out, small_data))
     assert r.code == 0, r.out + r.err
     assert "0 stage(s) run, 4 done before" in r.out and " ... (" not in r.out, r.out
     assert {f: f.stat().st_mtime_ns for f in files} == before
@@ -105,17 +117,17 @@ def test_a_rerun_does_no_work_and_changed_settings_are_refused(pair_study, synth
     assert [run["train"]["attempts"] for run in doc["runs"]] == [1, 1]
     status = run_mec("study", "status", out)
     assert status.code == 0 and status.out.count("done") >= 4, status.out
-    args = _cli_args(spec, out, synth_data)
+    args = _cli_args(spec, out, small_data)
     args[args.index("--max-iters") + 1] = str(ITERS + 1)
     line = run_mec(*args).one_error_line()
     assert "base-s0 was made with other settings" in line and "max_iters" in line
 
 
-def test_a_kill_mid_training_then_a_resume_ends_with_the_uninterrupted_weights(pair_study, synth_data, tmp_path):
+def test_a_kill_mid_training_then_a_resume_ends_with_the_uninterrupted_weights(pair_study, small_data, tmp_path):
     reference = pair_study[0] / "runs" / "base-s0" / f"iter_{ITERS}.pth"
     spec, out, log = tmp_path / "one.toml", tmp_path / "out", tmp_path / "study.log"
     spec.write_text(ONE)
-    cmd = [sys.executable, "-m", "mec_cli.cli", *_cli_args(spec, out, synth_data)]
+    cmd = [sys.executable, "-m", "mec_cli.cli", *_cli_args(spec, out, small_data)]
     with open(log, "w") as f:
         proc = subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT, env=ENV)
     deadline = time.time() + 600
@@ -134,7 +146,7 @@ def test_a_kill_mid_training_then_a_resume_ends_with_the_uninterrupted_weights(p
     assert 2 <= step < ITERS
     assert (out / "runs" / "base-s0" / f"iter_{step}.pth").is_file()
     events = []
-    summary = run_study(str(spec), _options(out, synth_data), on_step=lambda s, st: events.append((s, st)))
+    summary = run_study(str(spec), _options(out, small_data), on_step=lambda s, st: events.append((s, st)))
     assert ("train base-s0", "done") in events and summary["failed"] == []
     doc = json.loads((out / "study.json").read_text())["runs"][0]
     assert doc["train"]["attempts"] == 2 and doc["eval"]["status"] == "done"
