@@ -496,8 +496,8 @@ def _check_study(value, where: str, shape: str, path) -> None:
         if field not in value or not ok(value[field]):
             raise MecError(f"{where}.{field} is missing or malformed", path)
     groupings = value.get("groupings")
-    if not isinstance(groupings, dict) or not groupings:
-        raise MecError(f"{where}.groupings is missing or empty", path)
+    if not isinstance(groupings, dict):  # empty for COCO annotations evaluated without groups.json: no groups
+        raise MecError(f"{where}.groupings is missing", path)
     checks = _section_checks(shape, value)
     for grouping, sections in groupings.items():
         if not isinstance(sections, dict) or "all" not in sections:

@@ -198,41 +198,67 @@ def image_matches(gt, dets, res, sets: Dict[str, List[int]]) -> ImageMatches:
                               {"AP": list(range(gt.num_cats)), **sets})
 
 
-@njit(cache=True, nogil=True)
-def _category_sum(s, e, w, image, tp, ig, tie, n_gt, num_thr, rec_thrs, ev_rc, ev_pr):
-    """The sum of a category's interpolated precision over thresholds and recall thresholds, its detections
-    ``s..e`` weighted by their image's multiplicity ``w`` (module docstring: a tie block is repeated as a whole)."""
-    num_rec = rec_thrs.shape[0]
-    total = 0.0
+@njit(cache=True, nogil=True, inline="always")
+def _step(tb, gb, step, fp_all, n_gt, num_thr, tpc, fpc, events, ev_rc, ev_pr):
+    """One detection of weight ``step`` with true-positive bits ``tb`` and ignored bits ``gb``, at every threshold."""
     for t in range(num_thr):
         bit = np.uint16(1) << np.uint16(t)
-        tpc, fpc, m = 0.0, 0.0, 0
-        i = s
-        while i < e:
-            j = i + 1
-            while j < e and tie[j]:
-                j += 1
-            wi = w[image[i]]
-            copies, step = (1, wi) if j == i + 1 else (wi, 1)  # one detection: one step of w; a block: w passes
-            for _ in range(copies):
-                for q in range(i, j):
-                    if tp[q] & bit:
-                        tpc += step
-                        ev_rc[m] = tpc / n_gt
-                        ev_pr[m] = tpc / (fpc + tpc + EPS)
-                        m += 1
-                    elif not ig[q] & bit:
-                        fpc += step
+        if tb & bit:
+            tpc[t] += step
+            m = events[t]
+            ev_rc[t, m] = tpc[t] / n_gt
+            ev_pr[t, m] = tpc[t] / ((fpc[t] + fp_all) + tpc[t] + EPS)  # the reference's tp / (fp + tp + eps)
+            events[t] = m + 1
+        elif not gb & bit:
+            fpc[t] += step
+
+
+@njit(cache=True, nogil=True)
+def _category_sum(s, e, w, image, tp, ig, tie, n_gt, num_thr, rec_thrs, ev_rc, ev_pr, tpc, fpc, events):
+    """The sum of a category's interpolated precision over thresholds and recall thresholds, its detections
+    ``s..e`` weighted by their image's multiplicity ``w`` (module docstring: a tie block is repeated as a whole).
+    One pass over the detections for every threshold; a false positive at every threshold (the common case) is
+    one addition. ``ev_rc``/``ev_pr`` (T, >= n_gt + 1), ``tpc``/``fpc`` (T,) and ``events`` (T,) are scratch."""
+    num_rec = rec_thrs.shape[0]
+    for t in range(num_thr):
+        tpc[t] = 0.0
+        fpc[t] = 0.0
+        events[t] = 0
+    fp_all = 0.0  # false positives at every threshold
+    i = s
+    while i < e:
+        j = i + 1
+        while j < e and tie[j]:
+            j += 1
+        wi = w[image[i]]
+        if wi == 0:
             i = j
+            continue
+        if j == i + 1:  # one detection: one step of w
+            if tp[i] == 0 and ig[i] == 0:
+                fp_all += wi
+            else:
+                _step(tp[i], ig[i], wi, fp_all, n_gt, num_thr, tpc, fpc, events, ev_rc, ev_pr)
+        else:  # a tie block: w passes over it
+            for _ in range(wi):
+                for q in range(i, j):
+                    if tp[q] == 0 and ig[q] == 0:
+                        fp_all += 1
+                    else:
+                        _step(tp[q], ig[q], 1, fp_all, n_gt, num_thr, tpc, fpc, events, ev_rc, ev_pr)
+        i = j
+    total = 0.0
+    for t in range(num_thr):
+        m = events[t]
         for q in range(m - 1, 0, -1):
-            if ev_pr[q] > ev_pr[q - 1]:
-                ev_pr[q - 1] = ev_pr[q]
+            if ev_pr[t, q] > ev_pr[t, q - 1]:
+                ev_pr[t, q - 1] = ev_pr[t, q]
         q = 0
         for r in range(num_rec):
-            while q < m and ev_rc[q] < rec_thrs[r]:
+            while q < m and ev_rc[t, q] < rec_thrs[r]:
                 q += 1
             if q < m:
-                total += ev_pr[q]
+                total += ev_pr[t, q]
     return total
 
 
@@ -252,15 +278,17 @@ def resample_ap(weights, cat_ptr, image, tp, ig, tie, gt_image, gt_cat, gt_count
         most = 1.0  # true positives (events) never outnumber the ground truths they match
         for k in range(num_cats):
             most = max(most, n_gt[k])
-        ev_rc = np.empty(int(most) + 1)
-        ev_pr = np.empty(int(most) + 1)
+        ev_rc = np.empty((num_thr, int(most) + 1))
+        ev_pr = np.empty((num_thr, int(most) + 1))
+        tpc, fpc = np.empty(num_thr), np.empty(num_thr)
+        events = np.empty(num_thr, np.int64)
         sums = np.zeros(num_sets)
         counts = np.zeros(num_sets)
         for k in range(num_cats):
             if n_gt[k] == 0:
                 continue
             total = _category_sum(cat_ptr[k], cat_ptr[k + 1], w, image, tp, ig, tie, n_gt[k], num_thr, rec_thrs,
-                                  ev_rc, ev_pr)
+                                  ev_rc, ev_pr, tpc, fpc, events)
             for g in range(set_of.shape[1]):
                 q = set_of[k, g]
                 if q >= 0:

@@ -24,6 +24,9 @@ the tests compare every category against those lines ported into the test):
 * the mean over categories (overall, or over a group) is ``np.mean`` of the categories that have a value, in
   category order, as the reference's ``_summarize``; null where none has one.
 
+(vernier 0.5's ``optimal_lrp`` scans a grid of 101 score thresholds 0.00..1.00 instead of the detections' own
+scores, so its values can differ from the authors'; we follow the authors' code.)
+
 **Decision** for the LVIS federated protocol (the reference's lvis-api does the same): oLRP uses the detections
 that count for AP and the same true positives, false positives and ignored detections. A detection of a
 category neither annotated nor negative in its image never counts; an unmatched detection of a category that is

@@ -26,7 +26,7 @@ from mmengine.dist import broadcast_object_list, collect_results, get_dist_info,
 from mmengine.evaluator import BaseMetric
 
 from mec_cli.evaluation.api import dump_results, evaluate_mode_arrays, iou_types_of
-from mec_cli.evaluation.partial import merge_rank_parts, rank_part
+from mec_cli.evaluation.partial import load_ground_truth, merge_rank_parts, rank_part
 from mec_cli.io import read_json
 from mec_cli.ops.modes import BASELINE_MODE
 
@@ -108,14 +108,15 @@ class MECMetric(BaseMetric):
         # mmengine's gathering drops too
         positions = [i * world + rank for i in range(len(self.results))]
         kept = [i for i, pos in enumerate(positions) if pos < size]
+        gt = load_ground_truth(self.ann_file, self.protocol)
         payload = rank_part([self.results[i] for i in kept], [positions[i] for i in kept], self.ann_file,
-                            self.iou_types, self.protocol, self.groups_file, self.boundary_dilation, rank)
+                            self.iou_types, self.protocol, self.groups_file, self.boundary_dilation, rank, gt)
         payloads = collect_results([payload], world, self.collect_device,
                                    **({"tmpdir": self.collect_dir} if self.collect_device == "cpu" else {}))
         metrics = [None]
         if is_main_process():
             self.last_results = merge_rank_parts(payloads, self.ann_file, self.protocol, self.groups_file,
-                                                 self.per_image)
+                                                 self.per_image, gt)
             flat = self._flat()
             metrics = [{"/".join((self.prefix, k)): v for k, v in flat.items()} if self.prefix else flat]
         broadcast_object_list(metrics)

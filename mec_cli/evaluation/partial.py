@@ -131,6 +131,11 @@ def load_partial(path: Union[str, Path]) -> Partial:
     return part
 
 
+def load_ground_truth(ann_file: Union[str, Path], protocol: Optional[str] = None) -> GroundTruth:
+    """The annotations read, checked and indexed (the protocol from the file unless given), as every part needs."""
+    return _load_gt(ann_file, protocol)
+
+
 def gt_header(gt: GroundTruth, groups_info: Optional[Dict], iou_types: Sequence[str], dilation_ratio: float,
               sources: Sequence[str]) -> Dict:
     """The header of a part of an evaluation against ``gt``."""
@@ -330,12 +335,14 @@ def evaluate_partial_files(paths: Sequence[Union[str, Path]], per_image: bool = 
 # --- the ranks of `mec eval --checkpoint --gpus N` --------------------------------------------------------------
 
 def rank_part(per_image: Sequence[List[Dict]], positions: Sequence[int], ann_file: str, iou_types: Sequence[str],
-              protocol: Optional[str], groups_file: Optional[str], dilation_ratio: float, rank: int) -> Dict:
+              protocol: Optional[str], groups_file: Optional[str], dilation_ratio: float, rank: int,
+              gt: Optional[GroundTruth] = None) -> Dict:
     """This rank's part of a checkpoint evaluation, from :class:`mec_cli.evaluation.metric.MECMetric`'s records of
     its own images (``per_image``: each image's records, one per mode; ``positions``: each image's place in the
     dataset order, which orders the stage weights as mmengine's gathering would): per mode, the part of the
-    evaluation (no ground-truth arrays: rank 0 has them) and the images' stage weights."""
-    gt = _load_gt(ann_file, protocol)
+    evaluation (no ground-truth arrays: rank 0 has them) and the images' stage weights. ``gt``: the annotations
+    already read (else read here)."""
+    gt = gt or _load_gt(ann_file, protocol)
     _, _, info = _group_info(groups_file)
     by_mode: Dict[str, List] = {}
     for pos, records in zip(positions, per_image):
@@ -353,10 +360,11 @@ def rank_part(per_image: Sequence[List[Dict]], positions: Sequence[int], ann_fil
 
 
 def merge_rank_parts(payloads: Sequence[Dict], ann_file: str, protocol: Optional[str], groups_file: Optional[str],
-                     per_image: bool = False) -> Dict:
+                     per_image: bool = False, gt: Optional[GroundTruth] = None) -> Dict:
     """mode -> iou type -> metrics of every rank's :func:`rank_part` merged: exactly
-    :func:`mec_cli.evaluation.api.evaluate_mode_arrays` of all the ranks' records gathered in dataset order."""
-    gt = _load_gt(ann_file, protocol)
+    :func:`mec_cli.evaluation.api.evaluate_mode_arrays` of all the ranks' records gathered in dataset order.
+    ``gt``: the annotations already read (else read here)."""
+    gt = gt or _load_gt(ann_file, protocol)
     groups, names, _ = _group_info(groups_file)
     modes = list(dict.fromkeys(m for p in payloads for m in p["modes"]))
     out = {}

@@ -427,9 +427,9 @@ def intervals_figure(frame: pd.DataFrame, title: str = "Gain over the baseline, 
         y = np.arange(len(part))[::-1]
         for yi, r in zip(y, part.to_dict("records")):
             colour = "black" if r["group"] == "all" else group_colour(r["group"])
-            if r["low"] is not None and r["high"] is not None:
+            if pd.notna(r["low"]) and pd.notna(r["high"]):
                 ax.plot([r["low"], r["high"]], [yi, yi], color=colour, lw=2.2, solid_capstyle="butt")
-            if r["delta"] is not None:
+            if pd.notna(r["delta"]):
                 ax.plot([r["delta"]], [yi], "o", color=colour, ms=7, markeredgecolor="black", markeredgewidth=0.6)
         ax.axvline(0, color="#555555", ls="--", lw=1)
         ax.set_yticks(y, [f"{c} ({'box' if t == 'bbox' else 'mask'})" for c, t in zip(part["column"],

@@ -92,7 +92,7 @@ def with_intervals(table: ReportTable, intervals: pd.DataFrame) -> ReportTable:
             ci = {c: None for c in table.df.columns}
             ci.update(model=f"{pct} interval", MEC="", mode="")
             for c in table.value_cols:
-                if c in part.index and part.loc[c, "low"] is not None:
+                if c in part.index and pd.notna(part.loc[c, "low"]):
                     ci[c] = f"[{part.loc[c, 'low']:+.1f}, {part.loc[c, 'high']:+.1f}]"
             rows.append(ci)
     notes = list(table.notes)

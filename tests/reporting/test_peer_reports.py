@@ -202,3 +202,28 @@ def test_eval_shards_partials_and_merge_from_the_command_line(run_mec, pair, tmp
                          (["--merge", tmp_path / "missing.npz"], "no such partial file")):
         line = run_mec("eval", *args).one_error_line()
         assert needle in line, (args, line)
+
+
+def test_coco_annotations_without_groups_give_overall_olrp(run_mec, tmp_path):
+    """COCO annotations (no LVIS frequency) evaluated without groups.json have no groups to split the studies by:
+    the metrics file still loads, `mec report lrp` shows oLRP overall, the group studies say how to get groups."""
+    from tests.evaluation.test_boundary import make_dataset
+
+    data, records = make_dataset(1, False, num_images=12)
+    for c in data["categories"]:
+        c.pop("frequency")
+    (tmp_path / "gt.json").write_text(json.dumps(data))
+    (tmp_path / "dets.json").write_text(json.dumps(records))
+    out = tmp_path / "m.json"
+    assert run_mec("eval", "--results", tmp_path / "dets.json", "--ann", tmp_path / "gt.json", "--analysis",
+                   "--out", out).code == 0
+    lrp = load_metrics(out)["modes"]["results"]["segm"]["lrp"]
+    assert lrp["groupings"] == {} and 0 < lrp["overall"]["oLRP"] < 1
+    csv = tmp_path / "lrp.csv"
+    res = run_mec("report", "lrp", out, "--out", tmp_path / "lrp.png", "--csv", csv)
+    assert res.code == 0, res.err
+    frame = pd.read_csv(csv)
+    assert list(frame["group"]) == ["all"] and frame["oLRP"].iloc[0] == pytest.approx(round(100 * lrp["overall"]
+                                                                                            ["oLRP"], 1))
+    line = run_mec("report", "confusion", out, "--mode", "results", "--out", tmp_path / "c.png").one_error_line()
+    assert "evaluate it with --groups" in line
