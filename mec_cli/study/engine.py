@@ -107,7 +107,8 @@ def plan_study(spec: StudySpec, opts: StudyOptions, changed: str = "refuse", for
     study_dir = Path(opts.out)
     doc = _new_manifest(spec, study_dir, opts, extra_key)
     old = mf.read_manifest(study_dir) if mf.manifest_path(study_dir).is_file() else None
-    if old is None and study_dir.is_dir() and any(study_dir.iterdir()) and spec.name != "demo":
+    if old is None and study_dir.is_dir() and any(not p.name.startswith(".") for p in study_dir.iterdir()) and \
+            spec.name != "demo":
         raise MecError("exists and is not a study directory (no study.json): choose a new or empty folder for `out`",
                        study_dir)
     redo: List[str] = []
@@ -242,37 +243,36 @@ def run_local(plan: Plan, on_step: Optional[Event] = None,
     study_dir = plan.study_dir
     timings: Dict[str, float] = {}
     failed: List[str] = []
-    with mf.hold_busy(study_dir / mf.BUSY):
-        for step in plan.steps:
-            label = f"{step.stage} {step.run}"
-            if step.action == "wait" and step.stage == "eval":
-                continue  # its training failed or is left alone: reported with the training
-            if not step.works:
-                report(label, "skip" if step.action == "skip" else step.action)
-                continue
-            doc = mf.read_manifest(study_dir)
-            run = mf.find_run(doc, step.run)
-            if step.stage == "eval" and run["train"]["status"] != "done":
-                continue
-            report(label, "start")
-            start = time.time()
-            cmd = [sys.executable, "-m", "mec_cli.study.runner", "exec", str(study_dir), "--run", step.run, "--stage",
-                   step.stage, "--die-with-parent"]
-            code = run_child(cmd, env=dict(os.environ))
-            timings[label] = round(time.time() - start, 1)
-            run = mf.find_run(mf.read_manifest(study_dir), step.run)
-            status = run[step.stage]["status"]
-            if status == "running":  # its process died without a word (killed, out of memory)
-                why = f"its process ended with code {code}" + (f" (signal {-code})" if code < 0 else "")
-                mf.set_stage(study_dir, step.run, step.stage, status="failed", ended=mf.now(), error=why)
-                status = "failed"
-            report(label, status)
-            if status == "interrupted":  # its process alone was stopped (this one would have raised already)
-                raise Terminated() if code == EXIT_SIGTERM else KeyboardInterrupt()
-            if status == "failed":
-                failed.append(label)
-            elif step.stage == "eval" and on_metrics is not None:
-                on_metrics(run["label"], read_json(study_dir / run["eval"]["metrics"]))
+    for step in plan.steps:  # the caller (run_study) holds the directory's lock
+        label = f"{step.stage} {step.run}"
+        if step.action == "wait" and step.stage == "eval":
+            continue  # its training failed or is left alone: reported with the training
+        if not step.works:
+            report(label, "skip" if step.action == "skip" else step.action)
+            continue
+        doc = mf.read_manifest(study_dir)
+        run = mf.find_run(doc, step.run)
+        if step.stage == "eval" and run["train"]["status"] != "done":
+            continue
+        report(label, "start")
+        start = time.time()
+        cmd = [sys.executable, "-m", "mec_cli.study.runner", "exec", str(study_dir), "--run", step.run, "--stage",
+               step.stage, "--die-with-parent"]
+        code = run_child(cmd, env=dict(os.environ))
+        timings[label] = round(time.time() - start, 1)
+        run = mf.find_run(mf.read_manifest(study_dir), step.run)
+        status = run[step.stage]["status"]
+        if status == "running":  # its process died without a word (killed, out of memory)
+            why = f"its process ended with code {code}" + (f" (signal {-code})" if code < 0 else "")
+            mf.set_stage(study_dir, step.run, step.stage, status="failed", ended=mf.now(), error=why)
+            status = "failed"
+        report(label, status)
+        if status == "interrupted":  # its process alone was stopped (this one would have raised already)
+            raise Terminated() if code == EXIT_SIGTERM else KeyboardInterrupt()
+        if status == "failed":
+            failed.append(label)
+        elif step.stage == "eval" and on_metrics is not None:
+            on_metrics(run["label"], read_json(study_dir / run["eval"]["metrics"]))
     return {"timings_s": timings, "failed": failed}
 
 
@@ -283,11 +283,24 @@ def run_study(study, opts: StudyOptions, on_step: Optional[Event] = None,
     """Plan ``study`` (a built-in name, a TOML file or a :class:`StudySpec`) against ``opts.out`` and run it:
     here, or through Slurm with ``opts.slurm``; with ``opts.dry_run`` only the plan (and the sbatch scripts) is
     returned and nothing is written or started. Returns a summary: the plan's steps, what ran, what failed, the
-    report's index (None while runs are missing), and for Slurm the scripts and job ids."""
+    report's index (None while runs are missing), and for Slurm the scripts and job ids.
+
+    The study command holds the directory's lock (``DIR/.busy``) from the plan to the end, so a second study
+    command on the same directory is refused (one line naming the process) instead of planning over the first."""
     opts.validate()
     if not opts.out:
         raise MecError("is needed: the study directory", option="out")
+    study_dir = Path(opts.out)
+    if study_dir.exists() and not study_dir.is_dir():
+        raise MecError("is a file, not a study directory", study_dir)
     spec = study if isinstance(study, StudySpec) else build_spec(str(study), opts)
+    if opts.dry_run:
+        return _run_study(spec, opts, on_step, on_metrics, changed, force, extra_key, always_report, report_layout)
+    with mf.hold_busy(study_dir / mf.BUSY):
+        return _run_study(spec, opts, on_step, on_metrics, changed, force, extra_key, always_report, report_layout)
+
+
+def _run_study(spec, opts, on_step, on_metrics, changed, force, extra_key, always_report, report_layout):
     plan = plan_study(spec, opts, changed=changed, force=force, extra_key=extra_key)
     summary: Dict[str, Any] = {"study": spec.name, "out": str(plan.study_dir), "notes": list(spec.notes),
                                "steps": [asdict(s) for s in plan.steps], "runs": len(plan.doc["runs"]),

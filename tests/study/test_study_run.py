@@ -152,3 +152,33 @@ def test_a_kill_mid_training_then_a_resume_ends_with_the_uninterrupted_weights(p
     assert doc["train"]["attempts"] == 2 and doc["eval"]["status"] == "done"
     a, b = _weights(reference), _weights(out / "runs" / "base-s0" / f"iter_{ITERS}.pth")
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_a_report_over_two_seeds_gives_spreads_counts_and_the_intervals_of_each_seed(pair_study, tmp_path):
+    """The study's report over seeds, from the pair study's runs made a second seed (a copy: every spread is 0)."""
+    import copy
+    import shutil
+
+    from mec_cli.study.report import build_report
+
+    out = tmp_path / "two"
+    shutil.copytree(pair_study[0], out)
+    doc = json.loads((out / "study.json").read_text())
+    for run in list(doc["runs"]):
+        twin = copy.deepcopy(run)
+        twin.update(seed=1, name=run["name"].replace("-s0", "-s1"), work_dir=run["work_dir"].replace("-s0", "-s1"))
+        twin["eval"]["metrics"] = run["eval"]["metrics"].replace("-s0", "-s1")
+        shutil.copytree(out / run["work_dir"], out / twin["work_dir"])
+        doc["runs"].append(twin)
+    doc["study"]["seeds"] = [0, 1]
+    (out / "study.json").write_text(json.dumps(doc))
+    result = build_report(out)
+    assert result["missing"] == []
+    compare = (out / "report" / "compare.md").read_text()
+    rows = [line for line in compare.splitlines() if line.startswith("| mec ") or line.startswith("| Δ mec ")]
+    assert len(rows) == 2 and all("| 2 |" in r and "± 0.0" in r for r in rows), compare
+    assert "seed 0, base -> mec, box AP:" in compare and "seed 1, base -> mec, mask AP:" in compare
+    intervals = (out / "report" / "compare_intervals.csv").read_text().splitlines()
+    assert intervals[0].startswith("seed,pair,") and {line.split(",")[0] for line in intervals[1:]} == {"0", "1"}
+    assert (out / "report" / "gain_intervals.png").is_file()
+    assert "| 2 |" in (out / "report" / "models.md").read_text()

@@ -217,3 +217,16 @@ def test_slurm_submits_three_jobs_chained_records_them_and_refuses_to_submit_twi
     line = run_mec(*_slurm_args(out, synth_data)).one_error_line()
     assert "1001" in line and "still in the queue" in line
     assert len(stub_slurm.read_text().splitlines()) == 3
+
+
+def test_a_study_directory_is_run_by_one_command_at_a_time(tmp_path, run_mec):
+    from mec_cli.study import manifest as mf
+
+    out = tmp_path / "study"
+    with mf.hold_busy(out / mf.BUSY):  # another `mec study run` is working in it
+        line = run_mec("study", "run", "table2c", "--family", "tiny", "--gpus", "0", "--out", out).one_error_line()
+    assert "is being run by process" in line and str(os.getpid()) in line
+    assert not (out / "study.json").exists()
+    (tmp_path / "file").write_text("x")
+    line = run_mec("study", "run", "table2c", "--out", tmp_path / "file").one_error_line()
+    assert "is a file, not a study directory" in line
