@@ -259,11 +259,12 @@ def main(argv=None) -> None:
     install()
     try:
         if args.command == "report":
-            from mec_cli.study.report import build_report
+            from mec_cli.study.engine import make_report
 
-            result = build_report(args.study_dir)
-            print(f"mec study: report written: {result['index']}", file=sys.stderr)
-            sys.exit(0)
+            index = make_report(Path(args.study_dir), always=True)
+            print(f"mec study: report written: {index}" if index else "mec study: no run is evaluated: no report",
+                  file=sys.stderr)
+            sys.exit(0 if index else 1)
         if args.die_with_parent:
             die_with_parent()
         name = args.run
