@@ -198,7 +198,8 @@ def run_stage(study_dir, name: str, stage: str, slurm: bool = False) -> int:
             status, code = "done", 0
         except TrainingStopped as stop:
             status, code = "interrupted", stop.exit_code
-            fields = {"error": str(stop), "iteration": stop.iteration}
+            fields = {"error": f"stopped by {stop.signal_name} after iteration {stop.iteration} with a checkpoint; "
+                               "the study command resumes it", "iteration": stop.iteration}
         except KeyboardInterrupt as e:
             status, code = "interrupted", EXIT_SIGTERM if isinstance(e, Terminated) else EXIT_SIGINT
             fields = {"error": "stopped by " + ("SIGTERM" if code == EXIT_SIGTERM else "SIGINT")}
