@@ -52,8 +52,8 @@ def _runner(config: str, launcher: str, cfg_options: Optional[dict] = None):
             torch.distributed.init_process_group(
                 backend="gloo", **({"timeout": datetime.timedelta(seconds=timeout)} if timeout else {}))
     present = {h.get("type") for h in cfg.get("custom_hooks", [])}
-    cfg.custom_hooks = list(cfg.get("custom_hooks", [])) + [dict(type=t) for t in ("MECProgressHook", "MECStopHook")
-                                                             if t not in present]
+    ours = ("MECProgressHook", "MECStopHook", "MECRandomStateHook")
+    cfg.custom_hooks = list(cfg.get("custom_hooks", [])) + [dict(type=t) for t in ours if t not in present]
     checkpoint = (cfg.get("default_hooks") or {}).get("checkpoint")
     if checkpoint is not None and checkpoint.get("type") in ("CheckpointHook", "mmengine.CheckpointHook"):
         checkpoint.type = "MECCheckpointHook"  # atomic saves (mec_cli.hooks)

@@ -183,21 +183,71 @@ def ablation(runs: List[str] = RUNS, labels: Optional[List[str]] = LABEL, fmt: O
     _emit_table(table, fmt, out)
 
 
-@report_app.command("compare", epilog="Example: [bold]mec report compare runs/cascade_r50_baseline runs/cascade_r50 "
-                    "--reference paper[/]")
+@report_app.command("compare", epilog="Examples:\n\n"
+                    "  [bold]mec report compare runs/cascade_r50_baseline runs/cascade_r50 --reference paper[/]\n\n"
+                    "  [bold]mec report compare runs/tiny_baseline runs/tiny --ci --figure gain.png --csv gain.csv[/]"
+                    "   (runs evaluated with `mec eval --per-image`)")
 @cli_errors
 def compare(runs: List[str] = RUNS, labels: Optional[List[str]] = LABEL, fmt: Optional[str] = FORMAT,
             out: Optional[Path] = OUT,
             reference: Optional[str] = REFERENCE, baseline_mode: Optional[str] = BASELINE_MODE,
-            mec_mode: Optional[str] = MEC_MODE, grouping: str = GROUPING) -> None:
-    """Table 1: baseline and +MEC rows per model, with the deltas (runs in pairs BASELINE MEC ...)."""
+            mec_mode: Optional[str] = MEC_MODE, grouping: str = GROUPING,
+            ci: bool = typer.Option(False, "--ci", help="Add paired bootstrap intervals of each gain, resampling "
+                                    "images, and say whether it is within noise (runs from `mec eval --per-image`)."),
+            resamples: int = typer.Option(1000, help="Bootstrap resamples for --ci."),
+            confidence: float = typer.Option(0.95, help="Confidence level of the --ci intervals, in (0, 1)."),
+            seed: int = typer.Option(0, help="Random seed of the --ci resamples (same seed, same intervals)."),
+            figure: Optional[Path] = typer.Option(None, help="With --ci: also draw the gains and their intervals per "
+                                                  "group (.png writes a .svg beside it)."),
+            csv: Optional[Path] = typer.Option(None, help="With --ci: also write every interval (per group, box and "
+                                               "mask) as CSV.")) -> None:
+    """Table 1: baseline and +MEC rows per model, with the deltas (runs in pairs BASELINE MEC ...); with --ci, whether
+    each gain is within noise."""
+    from mec_cli.cli._common import refuse_given
+    from mec_cli.errors import MecError
     from mec_cli.reporting.runs import load_runs
     from mec_cli.reporting.tables import compare_table
 
     _check_mode_names(baseline_mode=baseline_mode, mec_mode=mec_mode)
+    if not ci:
+        refuse_given(("resamples", "confidence", "seed", "figure", "csv"),
+                     "without --ci (it shows the intervals: add --ci)")
+    else:
+        if resamples < 2:
+            raise MecError(f"must be an integer >= 2, got {resamples!r}", option="resamples")
+        if not 0 < confidence < 1:
+            raise MecError(f"must be in (0, 1), got {confidence!r}", option="confidence")
     fmt = _table_format(fmt, out, runs)
-    _emit_table(compare_table(load_runs(runs, labels), baseline_mode, mec_mode, _reference(reference), grouping), fmt,
-                out)
+    _check_outputs([out, csv], runs, [figure])
+    loaded = load_runs(runs, labels)
+    table = compare_table(loaded, baseline_mode, mec_mode, _reference(reference), grouping)
+    if not ci:
+        _emit_table(table, fmt, out)
+        return
+    from mec_cli.cli._common import step_progress
+    from mec_cli.io import text_writer
+    from mec_cli.reporting.figures import intervals_figure
+    from mec_cli.reporting.render import render
+    from mec_cli.reporting.significance import compare_intervals, with_intervals
+
+    with step_progress() as report:
+        intervals = compare_intervals(loaded, baseline_mode, mec_mode, grouping, resamples, confidence, seed,
+                                      progress=lambda done, total: report("bootstrap resamples", done, total))
+    table = with_intervals(table, intervals)
+    text = render(table, fmt) if fmt is not None else None
+    outputs = {out: text_writer(text)} if text is not None and out is not None else {}
+    if figure is not None:
+        outputs.update(_figure(intervals_figure(intervals), figure))
+    if csv is not None:
+        outputs[csv] = text_writer(intervals.to_csv(index=False))
+    written = _commit(outputs) if outputs else []  # written first: a failure to write is the one line said
+    print_table(_rich_table(table))
+    if text is not None and out is None:
+        typer.echo(text)
+    for r in intervals.to_dict("records"):
+        console.print(f"{r['pair']}, {r['column']} ({'box' if r['iou type'] == 'bbox' else 'mask'}): {r['verdict']}",
+                      markup=False, soft_wrap=True)
+    _wrote(written)
 
 
 @report_app.command("stage-count",
@@ -439,4 +489,81 @@ def weights(run: str = typer.Argument(..., help="A metrics JSON or run directory
                                                     "frequency group"), out, csv, frame))
     _print_frame(f"{r.label}: mean stage weight per group (dynamic ensemble, eq. 5)", frame,
                  ["over the detections the model kept; stage 1 = lowest IoU threshold"], digits=3)
+    _wrote(written)
+
+
+
+@report_app.command("confusion", epilog="Examples:\n\n"
+                    "  [bold]mec report confusion runs/tiny --mode dynamic_ga --out confusion.png[/]\n\n"
+                    "  [bold]mec report confusion metrics.json --mode results --iou-type bbox --top 25 "
+                    "--csv confusion.csv[/]")
+@cli_errors
+def confusion(run: str = typer.Argument(..., help="A metrics JSON or run directory from `mec eval --analysis`."),
+              mode: Optional[str] = typer.Option(None, show_default=False, help=f"Scoring mode (default: "
+                                                 f"{modes.MEC_MODE}, or a results-file run's one mode, results)."),
+              iou_type: str = STUDY_IOU, grouping: str = GROUPING,
+              top: int = typer.Option(15, help="Category confusions to show (at most the 30 stored)."),
+              out: Path = typer.Option(Path("confusion.png"), "--out", "-o", help="Figure path (.png writes a .svg "
+                                       "beside it)."),
+              csv: Optional[Path] = typer.Option(None, help="Also write the matrix as CSV (and the category "
+                                                 "confusions beside it, *_pairs.csv).")) -> None:
+    """Is a rare object taken for a frequent class? Each object's label (the highest-scoring detection on it) by
+    frequency group, under the LVIS federated rules, and the most frequent category confusions."""
+    from mec_cli.errors import check_number
+    from mec_cli.io import text_writer
+    from mec_cli.reporting.figures import confusion_figure
+    from mec_cli.reporting.runs import load_runs
+    from mec_cli.reporting.studies import confusion_frames
+
+    check_number("top", top, 1, integer=True)
+    _check_mode_names(mode=mode)
+    pairs_csv = csv.with_name(csv.stem + "_pairs" + csv.suffix) if csv is not None else None
+    _check_outputs([csv, pairs_csv], [run], [out])
+    r = load_runs([run])[0]
+    matrix, pairs = confusion_frames(r, mode, iou_type, grouping, top)
+    shown = ["group", "objects", "correct %", *(f"as {g} %" for g in matrix.attrs["groups"]), "none %",
+             "to more frequent %"]
+    fig = confusion_figure(matrix, pairs, f"{r.label}, {matrix.attrs['mode']} ({_metric_name(iou_type)}): which "
+                                          "class the detector gives each object")
+    outputs = _figure(fig, out, csv, matrix)
+    if pairs_csv is not None:
+        outputs[pairs_csv] = text_writer(pairs.to_csv(index=False))
+    written = _commit(outputs)
+    _print_frame(f"{r.label}, {matrix.attrs['mode']}: the label each object gets, % of its group's objects "
+                 f"({_metric_name(iou_type)} IoU >= {matrix.attrs['iou']:g})", matrix[shown],
+                 ["label = the highest-scoring counted detection on the object (a true positive of another object "
+                  "and ignored detections excepted); to more frequent = of the objects labelled with another "
+                  "category, those with one of a more frequent group; definitions: mec_cli/evaluation/confusion.py"])
+    if len(pairs):
+        _print_frame("most frequent confusions (object -> label)", pairs)
+    _wrote(written)
+
+
+@report_app.command("lrp", epilog="Examples:\n\n"
+                    "  [bold]mec report lrp runs/tiny --out lrp.png[/]\n\n"
+                    "  [bold]mec report lrp runs/tiny_baseline runs/tiny --modes mean_logits,dynamic_ga "
+                    "--iou-type bbox --csv lrp.csv[/]")
+@cli_errors
+def lrp(runs: List[str] = RUNS, labels: Optional[List[str]] = LABEL,
+        modes_: Optional[str] = typer.Option(None, "--modes", help="Modes to show, comma-separated (default: every "
+                                             "mode analysed)."),
+        iou_type: str = STUDY_IOU, grouping: str = GROUPING,
+        out: Path = typer.Option(Path("lrp.png"), "--out", "-o", help="Figure path (.png writes a .svg beside it)."),
+        csv: Optional[Path] = STUDY_CSV) -> None:
+    """Optimal LRP (Oksuz et al.) per frequency group: one error for localisation, false positives and misses at
+    each category's best score threshold (lower is better), with its three components."""
+    from mec_cli.reporting.figures import lrp_figure
+    from mec_cli.reporting.runs import load_runs
+    from mec_cli.reporting.studies import lrp_frame, lrp_table
+
+    _check_mode_names(modes=modes_)
+    _check_outputs([csv], runs, [out])
+    loaded = load_runs(runs, labels)
+    chosen = [m.strip() for m in modes_.split(",")] if modes_ is not None else None
+    frame = lrp_frame(loaded, chosen, iou_type, grouping)
+    written = _commit(_figure(lrp_figure(frame), out, csv, frame))
+    _print_frame(f"oLRP x100 per group ({_metric_name(iou_type)}, IoU 0.5; lower is better)", lrp_table(frame),
+                 ["oLRP = min over score thresholds of (sum of (1 - IoU)/(1 - 0.5) over true positives + false "
+                  "positives + misses) / (true positives + false positives + misses), per category, then averaged; "
+                  "definitions: mec_cli/evaluation/lrp.py"])
     _wrote(written)

@@ -41,7 +41,8 @@ class EvalOptions(launch.LaunchOptions):
     max_images: Optional[int] = None
     dump_dir: Optional[str] = None
     dets_per_class: Optional[int] = None  # Fixed AP's per-category cap; None: standard metrics only
-    analysis: bool = False  # errors and calibration per group (mec_cli.evaluation.errors, .calibration)
+    analysis: bool = False  # errors, calibration, confusion and oLRP per group (mec_cli.evaluation.analysis)
+    per_image: bool = False  # each image's matched detections, for mec report compare --ci (evaluation.bootstrap)
     boundary_dilation: float = 0.02  # Boundary AP's dilation ratio, for iou type 'boundary'
 
     def validate(self) -> None:
@@ -167,6 +168,7 @@ def prepare_eval(opts: EvalOptions, workdir: Path) -> PreparedEval:
     cfg.test_evaluator = dict(type="MECMetric", ann_file=str(val_ann), metric=list(opts.iou_types), protocol=protocol,
                               groups_file=groups_file, cat_ids=list(cat_ids), dets_per_class=opts.dets_per_class,
                               analysis=bool(opts.analysis), boundary_dilation=float(opts.boundary_dilation),
+                              per_image=bool(opts.per_image),
                               results_dir=str(Path(opts.dump_dir).resolve()) if opts.dump_dir else None)
     if opts.max_images:
         cfg.test_dataloader.dataset.indices = int(opts.max_images)

@@ -103,6 +103,10 @@ def test_an_evaluation_after_the_warm_up_compiles_nothing(warmed, synth_data, tm
     # boxes only, large enough (over 2 x 4 MB) to be read in pieces on the cores
     (tmp_path / "large.json").write_text(json.dumps(_results(val, rng, 40, 60, masks=False), indent=1))
     assert (tmp_path / "large.json").stat().st_size > 8 << 20
+    # a second run (rescored) and shards of the first (each image in one), for --per-image, --partial/--merge, --ci
+    (tmp_path / "rescored.json").write_text(json.dumps([dict(r, score=float(np.round(rng.random(), 3))) for r in full]))
+    for k in range(2):
+        (tmp_path / f"shard{k}.json").write_text(json.dumps([r for r in full if r["image_id"] % 2 == k]))
     train = synth_data / "annotations" / "lvis_v1_train.json"
     groups = tmp_path / "groups.json"
     code = f"""
@@ -132,6 +136,16 @@ def test_an_evaluation_after_the_warm_up_compiles_nothing(warmed, synth_data, tm
             mec("eval", "--results", tmp / f"{{name}}.json", "--ann", ann, "--iou-type", types, "--protocol",
                 protocol, *extra, "--out", out)
             runs.append(json.loads(out.read_text())["modes"]["results"][types.split(",")[0]]["AP"])
+    for name in ("full", "rescored"):
+        mec("eval", "--results", tmp / f"{{name}}.json", "--ann", ann, "--iou-type", "bbox,segm,boundary",
+            "--per-image", "--out", tmp / f"pi_{{name}}.json")
+    mec("eval", "--results", tmp / "shard0.json", "--results", tmp / "shard1.json", "--ann", ann, "--per-image",
+        "--out", tmp / "shards.json")
+    for k in range(2):
+        mec("eval", "--results", tmp / f"shard{{k}}.json", "--ann", ann, "--iou-type", "bbox,segm,boundary",
+            "--partial", tmp / f"part{{k}}.npz")
+    mec("eval", "--merge", tmp / "part0.npz", "--merge", tmp / "part1.npz", "--per-image", "--out", tmp / "merged.json")
+    mec("report", "compare", tmp / "pi_full.json", tmp / "pi_rescored.json", "--ci", "--resamples", "20")
     # checkpoint evaluation: MECMetric with two modes (one with stage weights), boxes and masks
     val = json.loads(Path(ann).read_text())
     dets = json.loads((tmp / "full.json").read_text())
@@ -208,6 +222,23 @@ def test_the_cache_key_follows_the_kernels_contents_only(tmp_path):
     assert kernel_cache.cache_root({"NUMBA_CACHE_DIR": "/n"}) == Path("/n/mec")
     assert kernel_cache.cache_root({"XDG_CACHE_HOME": "/x"}) == Path("/x/mec/numba")
     assert kernel_cache.cache_root({}) == Path.home() / ".cache" / "mec" / "numba"
+
+
+def test_plain_python_rules_compiled_by_the_evaluation_are_part_of_the_kernels(tmp_path):
+    """data/masks.py's RLE reader is compiled by evaluation/masks.py: its changes change the key, and its kernel is
+    cached in our folder like the others (it once compiled again in every fresh install)."""
+    assert kernel_cache.HERE.parent / "data" / "masks.py" in kernel_cache.kernel_files()
+    evaluation, data = tmp_path / "evaluation", tmp_path / "data"
+    evaluation.mkdir(), data.mkdir()
+    (evaluation / "numba_setup.py").write_text("# set-up\n")
+    (data / "masks.py").write_text("def rule(x):\n    return x\n")
+    key = kernel_cache.cache_key.__wrapped__(evaluation)
+    (data / "masks.py").write_text("def rule(x):\n    return x + 1\n")
+    assert kernel_cache.cache_key.__wrapped__(evaluation) != key
+    from mec_cli.evaluation import masks, numba_setup
+
+    shared = kernel_cache.HERE.parent / "data" / "masks.py"
+    assert numba_setup.KernelCacheLocator.from_function(masks.rules.rle_string_check, str(shared)) is not None
 
 
 def test_kernels_fall_back_to_numbas_own_cache_where_ours_cannot_be_written(tmp_path, monkeypatch):
