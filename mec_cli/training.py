@@ -284,6 +284,22 @@ class _WorkDirState:
         return self.work_dir.is_dir() and any(p.suffix == ".pth" and p.name not in self.names
                                               for p in self.work_dir.iterdir())
 
+    def training_began(self) -> bool:
+        """Whether a new log of this run says its training loop began (mmengine's checkpoint hook logs where it will
+        save, before the first iteration): such a run did start, and its logs say why it failed."""
+        if not self.work_dir.is_dir():
+            return False
+        for p in self.work_dir.iterdir():
+            if p.name in self.names or not p.is_dir() or p.is_symlink():
+                continue
+            for log in p.glob("*.log"):
+                try:
+                    if b"Checkpoints will be saved to" in log.read_bytes():
+                        return True
+                except OSError:
+                    continue
+        return False
+
     def restore(self) -> None:
         """Remove what the run added and put back the files it rewrote (or the whole work dir it made)."""
         import shutil
@@ -309,9 +325,9 @@ def train(run: PreparedRun, env: Optional[Dict[str, str]] = None) -> Dict:
     """Write the prepared run's files and run its worker (in this process, or through the launcher); return the
     summary.
 
-    A run that fails before it saved any checkpoint (a model the config cannot build, a worker that exits at once)
-    leaves the work dir as it found it, and its error is one MecError; a failure after a checkpoint keeps
-    everything, for ``resume`` and for reading the logs.
+    A run that fails before its training loop began (a model the config cannot build, a worker that exits at once)
+    leaves the work dir as it found it, and its error is one MecError; a failure once it began (a checkpoint saved,
+    or its log says the loop started) keeps everything, for ``resume`` and for reading the logs.
     """
     from mec_cli.hooks import TrainingStopped
 
@@ -323,7 +339,7 @@ def train(run: PreparedRun, env: Optional[Dict[str, str]] = None) -> Dict:
     except TrainingStopped:
         raise
     except BaseException as e:
-        if state.checkpoints_added():
+        if state.checkpoints_added() or state.training_began():
             raise
         state.restore()
         if isinstance(e, MecError) or not isinstance(e, Exception):

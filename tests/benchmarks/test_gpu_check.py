@@ -49,7 +49,10 @@ def test_no_step_runs_past_the_budget_and_the_summary_still_comes(tmp_path):
     doc = json.loads((tmp_path / "gpu_check.json").read_text())
     status = {s["step"]: s["status"] for s in doc["steps"]}
     assert status["synth"] in ("ok", "timed out after 8 s"), status  # in the background, cut at the budget
-    for name in ("abi", "doctor", "bench", "memory", "train"):
-        assert status[name] == "skipped (no time left)", status
+    # a step that starts with time left is cut when the budget ends; the steps after it are not started (how far
+    # the script gets within 8 s depends on the machine's load)
+    cut = [status[name] for name in ("abi", "doctor", "bench", "memory", "train")]
+    assert all(s == "skipped (no time left)" or s.startswith("timed out after") for s in cut), status
+    assert sum(s.startswith("timed out after") for s in cut) <= 1 and cut[-1] == "skipped (no time left)", status
     assert status["eval"] == "skipped (no checkpoint: train did not finish)"
     assert doc["total_s"] <= 8 + 5 and "gpu_check (cpu-dry): " in res.stdout  # the budget, and timeout's kill grace

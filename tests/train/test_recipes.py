@@ -163,9 +163,12 @@ def test_each_dataset_part_sets_its_protocol_and_metadata():
     text = res.output.replace(" ", "")
     assert "max_per_img=100" in text and "score_thr=0.05" in text and "name='lvis_v1'" not in text
     # every recipe, as written, keeps the detections its own dataset part's protocol asks for
+    from mmengine.config import Config
+
     from mec_cli.recipes import dataset_parts
 
-    parts = {name: load_config(path).mec_dataset for name, path in dataset_parts().items()}
+    # a dataset part alone is not a runnable config (load_config refuses it): read it as mmengine does
+    parts = {name: Config.fromfile(str(path)).mec_dataset for name, path in dataset_parts().items()}
     for info in RECIPES:
         cfg = load_config(info.file)
         part = parts[cfg.mec_dataset.name]
