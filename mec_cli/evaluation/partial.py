@@ -52,7 +52,7 @@ from mec_cli.evaluation.boundary import check_dilation
 from mec_cli.evaluation.engine import AREA_LABELS, IOU_THRS, REC_THRS, EvalResult, GroundTruth, evaluate
 from mec_cli.evaluation.jsonscan import read_results_file
 from mec_cli.evaluation.summary import category_sets, groupings_of, stage_weight_summary, summarize
-from mec_cli.io import atomic_path
+from mec_cli.io import atomic_path, check_input
 
 FORMAT = "mec.partial/1"
 COLUMNS = {"image": np.int32, "category": np.int32, "score": np.float64, "tie": np.int64, "tp": np.uint64,
@@ -100,8 +100,13 @@ class Partial:
 
 
 def load_partial(path: Union[str, Path]) -> Partial:
-    """Read a partial file (one MecError naming it when it is not one)."""
+    """Read a partial file (one MecError naming it when it is not one; a FIFO or a device is never opened)."""
+    check_input(path, "partial evaluation", missing="no such partial file")
     try:
+        with open(path, "rb") as f:
+            if f.read(4) not in (b"PK\x03\x04", b"PK\x05\x06"):  # numpy would try it as a pickle
+                raise MecError("not a partial evaluation: not an .npz file (write one with `mec eval --results ... "
+                               "--partial`)", path)
         with np.load(path, allow_pickle=False) as z:
             meta = json.loads(str(z["meta"]))
             if not isinstance(meta, dict) or meta.get("format") != FORMAT:
@@ -112,21 +117,23 @@ def load_partial(path: Union[str, Path]) -> Partial:
             for iou_type in meta["iou_types"]:
                 part.sections[iou_type] = {name: z[f"{iou_type}.{name}"].astype(dtype)
                                            for name, dtype in COLUMNS.items()}
+        k, n_img = len(meta.get("cat_ids", [])), int(meta.get("num_images", -1))
+        lengths_ok = all(len({len(c) for c in cols.values()}) == 1 for cols in part.sections.values())
+        if (not lengths_ok or part.gt_npig.shape != (k, len(AREA_LABELS)) or len(part.image_ids) != n_img
+                or part.gt_pairs.ndim != 2 or part.gt_pairs.shape[1] != 3):
+            raise MecError("partial evaluation is inconsistent (columns of different lengths or wrong shapes)", path)
+        for cols in part.sections.values():
+            if len(cols["image"]) and (cols["image"].min() < 0 or cols["image"].max() >= n_img
+                                       or cols["category"].min() < 0 or cols["category"].max() >= k):
+                raise MecError("partial evaluation has image or category indices out of range", path)
     except FileNotFoundError:
         raise MecError("no such partial file", path) from None
     except MecError:
         raise
-    except (OSError, ValueError, KeyError, TypeError, EOFError, zipfile.BadZipFile) as e:
-        raise MecError(f"not a readable partial evaluation ({type(e).__name__}: {e})", path) from None
-    k, n_img = len(meta.get("cat_ids", [])), int(meta.get("num_images", -1))
-    lengths_ok = all(len({len(c) for c in cols.values()}) == 1 for cols in part.sections.values())
-    if (not lengths_ok or part.gt_npig.shape != (k, len(AREA_LABELS)) or len(part.image_ids) != n_img
-            or part.gt_pairs.ndim != 2 or part.gt_pairs.shape[1] != 3):
-        raise MecError("partial evaluation is inconsistent (columns of different lengths or wrong shapes)", path)
-    for cols in part.sections.values():
-        if len(cols["image"]) and (cols["image"].min() < 0 or cols["image"].max() >= n_img
-                                   or cols["category"].min() < 0 or cols["category"].max() >= k):
-            raise MecError("partial evaluation has image or category indices out of range", path)
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, OverflowError, EOFError,
+            zipfile.BadZipFile) as e:
+        why = (str(e).splitlines() or [""])[0][:160]
+        raise MecError(f"not a readable partial evaluation ({type(e).__name__}: {why})", path) from None
     part.origin = str(path)
     return part
 
@@ -328,6 +335,8 @@ def write_partial(results: Union[str, Path], ann: Union[str, Path], out: Union[s
 
 def evaluate_partial_files(paths: Sequence[Union[str, Path]], per_image: bool = False) -> Dict:
     """Merge partial files (written by :func:`write_partial`) into the metrics document of all their shards."""
+    for p in paths:  # every part checked before any is read
+        check_input(p, "partial evaluation", missing="no such partial file")
     parts = [load_partial(p) for p in paths]
     return merged_document(merge(parts), per_image, results_file=[s for p in parts for s in p.meta["sources"]])
 

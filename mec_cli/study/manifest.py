@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, Callable, Dict, Iterator, List, Optional
 
 from mec_cli.errors import MecError
-from mec_cli.io import read_json, write_json_atomic
+from mec_cli.io import check_input, read_json, write_json_atomic
 
 SCHEMA = "mec.study/1"
 MANIFEST = "study.json"
@@ -59,7 +59,10 @@ def read_manifest(study_dir) -> Dict[str, Any]:
     path = manifest_path(study_dir)
     if not path.is_file():
         if not Path(study_dir).is_dir():
-            raise MecError("no such study directory", study_dir)
+            raise MecError("is not a study directory" if os.path.lexists(study_dir) else "no such study directory",
+                           study_dir)
+        if os.path.lexists(path):  # a FIFO, a device, a folder: never opened
+            check_input(path, "study manifest")
         raise MecError(f"no {MANIFEST} here: not a study directory (make one with `mec study run SPEC --out DIR`)",
                        study_dir)
     doc = read_json(path)
