@@ -747,3 +747,60 @@ def test_fuzzed_masks_end_in_one_line_or_in_the_references_numbers(run_mec, tmp_
         from mec_cli.data.masks import rle_problem
 
         assert rle_problem(size, counts if isinstance(counts, list) else counts.encode(), (48, 64)) is None
+
+
+# ---- the newer commands' own files, fuzzed: partial evaluations (eval --merge) and study manifests (study status)
+def _partial(tmp):
+    from mec_cli.evaluation.partial import write_partial
+
+    ann, dets = _inputs(tmp)
+    write_partial(dets, ann, tmp / "p.npz", ["bbox"], None, None, 0.02)
+    return tmp / "p.npz"
+
+
+MANIFEST_PATHS = [("study", "name"), ("study", "seeds"), ("study", "reports"), ("runs",), ("runs", 0, "name"),
+                  ("runs", 0, "train"), ("runs", 0, "train", "status"), ("runs", 1, "eval"), ("runs", 0, "settings"),
+                  ("runs", 0, "work_dir"), ("options",), ("schema",), ("report",)]
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(target=st.sampled_from(["partial-meta", "partial-column", "manifest"]), value=BAD_VALUES,
+       where=st.integers(0, 1000))
+def test_fuzzed_partial_files_and_study_manifests_end_in_one_line(run_mec, tmp_path_factory, target, value, where):
+    import numpy as np
+
+    tmp = tmp_path_factory.mktemp("fuzz2")
+    if target == "manifest":
+        from mec_cli.study.engine import plan_study, write_plan
+        from mec_cli.study.spec import StudyOptions, build_spec
+
+        opts = StudyOptions(out=str(tmp / "study"), family="tiny", gpus=0, max_iters=2)
+        write_plan(plan_study(build_spec("table2c", opts), opts))
+        doc = json.loads((tmp / "study" / "study.json").read_text())
+        path = MANIFEST_PATHS[where % len(MANIFEST_PATHS)]
+        node = doc
+        for key in path[:-1]:
+            node = node[key]
+        node[path[-1]] = value
+        _write(tmp / "study" / "study.json", json.dumps(doc, allow_nan=True))
+        res = run_mec("study", "status", tmp / "study")
+        named = "study.json"
+    else:
+        part = _partial(tmp)
+        with np.load(part, allow_pickle=False) as z:
+            arrays = {k: z[k] for k in z.files}
+        meta = json.loads(str(arrays["meta"]))
+        if target == "partial-meta":
+            meta[sorted(meta)[where % len(meta)]] = value
+        else:
+            name = sorted(k for k in arrays if k != "meta")[where % (len(arrays) - 1)]
+            arrays[name] = np.asarray(value if isinstance(value, (list, int, float)) and value == value else [7] * 3)
+        with open(part, "wb") as f:
+            np.savez(f, **{**arrays, "meta": np.array(json.dumps(meta, allow_nan=True))})
+        res = run_mec("eval", "--merge", part, "--out", tmp / "m.json")
+        named = "p.npz"
+    if res.code == 0:
+        return
+    line = res.one_error_line()
+    assert named in line or "--" in line, line
+    _no_outputs(tmp, "m.json")
