@@ -36,6 +36,9 @@ PER_NODE_MAX = 1024
 NODES_MAX = 65536
 
 
+OVERSUBSCRIBE = 4  # CPU processes per usable CPU that --procs may ask for
+
+
 def usable_cpus() -> int:
     """The CPUs this process may run on (its affinity mask; the machine's count where there is none)."""
     import os
@@ -48,14 +51,15 @@ def usable_cpus() -> int:
 
 def check_launch_counts(gpus: int, procs: int, nodes: int, cpus_per_task: int, slurm: bool) -> None:
     """Refuse launch counts outside their range before any work, one MecError naming the option: ``gpus`` (per
-    node) in [0, PER_NODE_MAX], ``procs`` in [1, the usable CPUs] when its processes start here (not through Slurm:
-    each is a whole worker, and more than the CPUs only oversubscribes them), ``nodes`` in [1, NODES_MAX],
+    node) in [0, PER_NODE_MAX], ``procs`` in [1, OVERSUBSCRIBE x the usable CPUs] when its processes start here (not
+    through Slurm: each is a whole worker; a few per CPU is how DDP is tried on a laptop or a 1-core runner, many
+    only thrash), ``nodes`` in [1, NODES_MAX],
     ``cpus_per_task`` in [1, PER_NODE_MAX]."""
     check_number("gpus", gpus, 0, PER_NODE_MAX, integer=True)
     check_number("procs", procs, 1, PER_NODE_MAX, integer=True)
-    if not slurm and gpus == 0 and procs > usable_cpus():
+    if not slurm and gpus == 0 and procs > OVERSUBSCRIBE * usable_cpus():
         raise MecError(f"asks for {procs} CPU processes, but this machine lets mec use {usable_cpus()} CPUs (each "
-                       "process is a whole worker: more only oversubscribe them)", option="procs")
+                       f"process is a whole worker: at most {OVERSUBSCRIBE} per CPU)", option="procs")
     check_number("nodes", nodes, 1, NODES_MAX, integer=True)
     check_number("cpus_per_task", cpus_per_task, 1, PER_NODE_MAX, integer=True)
 
