@@ -11,9 +11,11 @@ them (issue 20). Every case runs `mec` in its own process, as a shell does, and 
 
 Classes: ``outputs`` (every command x every kind of output path), ``inputs`` (every reader x every kind of input
 path and broken file), ``content`` (annotation, results, metrics and groups files mutated field by field, RLE
-counts mutated character by character), ``checkpoints``, ``options`` (every option of every command with hostile
-values), ``signals`` (SIGINT/SIGTERM at a random moment of every long command) and ``resume`` (SIGKILL during
-checkpoint saves, then ``--resume``). Devices are private nodes made with mknod (as root) in the case's folder,
+counts mutated character by character; partial evaluations, study manifests, per-image, confusion and oLRP
+sections), ``checkpoints``, ``options`` (every option of every command with hostile values, counts and ports past
+their range), ``signals`` (SIGINT/SIGTERM at a random moment of every long command), ``resume`` (SIGKILL during
+checkpoint saves, then ``--resume``) and ``orphans`` (SIGKILL of `mec` alone while torchrun or a study stage runs:
+no child may outlive it). Devices are private nodes made with mknod (as root) in the case's folder,
 never the machine's own /dev/null, so a regression cannot damage the machine.
 
     PYTHONPATH=. .venv/bin/python benchmarks/fuzz_cli.py --cases 700 --seed 0 --workers 2 \\
@@ -118,6 +120,20 @@ def build_common(root: Path) -> Dict[str, Path]:
                  "--max-iters", "6", "--seed", "0", "--cfg-options", "default_hooks.checkpoint.interval=3",
                  "log_level=WARNING"], root, timeout=1800)
     c["run"], c["ckpt"], c["ckpt3"] = run, run / "iter_6.pth", run / "iter_3.pth"
+    # the newer commands' inputs: per-image metrics (report compare --ci), a partial evaluation (eval --merge), a
+    # study directory planned but not run (study status / report)
+    c["metrics_pi"] = root / "metrics_pi.json"
+    _run_ok(["eval", "--results", str(c["dets_segm"]), "--ann", str(c["ann"]), "--groups", str(c["groups"]),
+             "--iou-type", "bbox,segm", "--analysis", "--per-image", "--out", str(c["metrics_pi"])], root)
+    c["partial"] = root / "part.npz"
+    _run_ok(["eval", "--results", str(c["dets_box"]), "--ann", str(c["ann"]), "--partial", str(c["partial"])], root)
+    c["study"] = root / "study"
+    if not (c["study"] / "study.json").exists():
+        from mec_cli.study.engine import plan_study, write_plan
+        from mec_cli.study.spec import StudyOptions, build_spec
+
+        opts = StudyOptions(out=str(c["study"]), family="tiny", gpus=0, data_root=str(data), max_iters=2)
+        write_plan(plan_study(build_spec("table2c", opts), opts))
     c["metrics_ckpt"] = root / "metrics_ckpt.json"
     if not c["metrics_ckpt"].exists():
         _run_ok(["eval", "--checkpoint", str(c["ckpt"]), "--recipe", "tiny", "--data-root", str(data), "--per-stage",
@@ -182,6 +198,15 @@ def output_cases(c, rnd) -> List[Case]:
         "synth": (["synth", "--train-images", "2", "--val-images", "2", "--image-size", "64", "--out", "OUT"], "dir"),
         "train-work-dir": (["train", "--recipe", "tiny", "--gpus", "0", "--data-root", str(c["data"]), "--work-dir",
                             "OUT", "--dry-run"], "dir"),
+        "report-confusion": (["report", "confusion", str(c["metrics"]), "--out", "OUT"], "figure"),
+        "report-lrp": (["report", "lrp", str(c["metrics"]), "--out", "OUT"], "figure"),
+        "report-compare-ci": (["report", "compare", str(c["metrics_pi"]), str(c["metrics_pi"]), "--ci", "--resamples",
+                               "20", "--figure", "fig.png", "--csv", "OUT"], "text"),
+        "eval-merge": (["eval", "--merge", str(c["partial"]), "--out", "OUT"], "json"),
+        "eval-partial": (["eval", "--results", str(c["dets_box"]), "--ann", str(c["ann"]), "--partial", "OUT"],
+                         "npz"),
+        "study-run": (["study", "run", "table2c", "--family", "tiny", "--gpus", "0", "--data-root", str(c["data"]),
+                       "--out", "OUT", "--dry-run"], "dir"),
     }
     kinds = ["new", "existing", "symlink", "dangling_symlink", "dir", "fifo_no_reader", "fifo_reader", "null", "full",
              "zero", "socket", "under_file", "stdout", "stderr", "closed_fd", "equals_input", "hardlink_input",
@@ -194,12 +219,13 @@ def output_cases(c, rnd) -> List[Case]:
 
 
 def _output_case(c, cmd, argv, what, kind) -> Case:
-    suffix = {"json": ".json", "text": ".md" if cmd == "report-table" else ".csv", "figure": ".png", "dir": ""}[what]
+    suffix = {"json": ".json", "text": ".md" if cmd == "report-table" else ".csv", "figure": ".png", "dir": "",
+              "npz": ".npz"}[what]
     out = f"out{suffix}"
     setup, expect, outputs, reader = None, OK, [out], None
     if what == "figure" and kind in ("new", "existing", "symlink", "nested_new_dirs"):
         outputs.append(out.replace(".png", ".svg"))
-    if cmd == "report-csv":
+    if cmd in ("report-csv", "report-compare-ci"):
         outputs += ["fig.png", "fig.svg"]
     if cmd == "build-coco-lt":
         outputs.append(out.replace(".json", ".manifest.json"))
@@ -305,6 +331,13 @@ READERS = {
                                   "--work-dir", "w", "--resume", p, "--dry-run"],
     "train-groups": lambda c, p: ["train", "--recipe", "tiny", "--gpus", "0", "--data-root", str(c["data"]),
                                   "--groups", p, "--dry-run"],
+    "eval-merge": lambda c, p: ["eval", "--merge", p, "--out", "m.json"],
+    "study-spec": lambda c, p: ["study", "run", p, "--family", "tiny", "--gpus", "0", "--data-root", str(c["data"]),
+                                "--out", "st", "--dry-run"],
+    "study-status": lambda c, p: ["study", "status", "."],  # reads ./study.json
+    "report-compare-ci": lambda c, p: ["report", "compare", str(c["metrics_pi"]), p, "--ci", "--resamples", "20"],
+    "report-confusion": lambda c, p: ["report", "confusion", p, "--out", "d.png"],
+    "report-lrp": lambda c, p: ["report", "lrp", p, "--out", "d.png"],
 }
 
 
@@ -316,6 +349,8 @@ def input_cases(c, rnd) -> List[Case]:
             name = "in.json" if not reader.endswith("config") else "in.py"
             if reader in ("eval-checkpoint", "train-pretrained", "train-resume"):
                 name = "in.pth"
+            if reader == "study-status":
+                name = "study.json"
             path = "-" if kind == "dash" else name
 
             def setup(d, kind=kind, name=name, seed=rnd.random()):
@@ -331,7 +366,8 @@ def input_cases(c, rnd) -> List[Case]:
             if reader.endswith("config") and kind == "python":
                 expect = ERROR  # a config without a model
             cases.append(Case("inputs", f"{reader}:{kind}", argv_of(c, path), expect,
-                              outputs=["g.json", "lt.json", "lt.manifest.json", "m.json", "d.png", "d.svg", "w"],
+                              outputs=["g.json", "lt.json", "lt.manifest.json", "m.json", "d.png", "d.svg", "w",
+                                       "st"],
                               setup=setup))
     return cases
 
@@ -486,6 +522,67 @@ def content_cases(c, rnd) -> List[Case]:
                      ["train", "--recipe", "tiny", "--gpus", "0", "--data-root", str(c["data"]), "--groups", "g.json",
                       "--dry-run"]):
             cases.append(Case("content", f"groups:{argv[0]}:{k}", argv, EITHER, [], write("g.json", doc)))
+    cases += _new_command_content_cases(c, rnd, write)
+    return cases
+
+
+def _new_command_content_cases(c, rnd, write) -> List[Case]:
+    """Partial evaluations (eval --merge), study manifests (study status / report) and the per-image, confusion and
+    oLRP sections of metrics (report compare --ci, confusion, lrp), mutated field by field."""
+    import numpy as np
+
+    cases = []
+    # 6. partial files: a header field or a column changed
+    with np.load(c["partial"], allow_pickle=False) as z:
+        arrays = {k: z[k] for k in z.files}
+    meta = json.loads(str(arrays["meta"]))
+    for k in range(30):
+        doc, cols = copy.deepcopy(meta), dict(arrays)
+        if k % 2 == 0:
+            doc[rnd.choice(sorted(doc))] = rnd.choice(BAD_VALUES)
+        else:
+            name = rnd.choice([n for n in sorted(cols) if n != "meta"])
+            cols[name] = rnd.choice([cols[name][:1], cols[name][::-1].astype(np.float64) * -1, np.zeros((2, 2)),
+                                     np.array(["x"]), cols[name] + 10**6, np.array([], dtype=np.int64)])
+
+        def setup(d, doc=doc, cols=cols):
+            with open(d / "p.npz", "wb") as f:
+                np.savez(f, **{**cols, "meta": np.array(json.dumps(doc, allow_nan=True))})
+        cases.append(Case("content", f"partial:{k}", ["eval", "--merge", "p.npz", "--out", "m.json"], EITHER,
+                          ["m.json"], setup))
+    # 7. study manifests
+    manifest = json.loads((c["study"] / "study.json").read_text())
+    paths = [("study", "name"), ("study", "seeds"), ("study", "reports"), ("runs",), ("runs", 0, "name"),
+             ("runs", 0, "train"), ("runs", 0, "train", "status"), ("runs", 1, "eval", "metrics"),
+             ("runs", 0, "work_dir"), ("options",), ("schema",), ("report",)]
+    for k in range(24):
+        doc = copy.deepcopy(manifest)
+        where = rnd.choice(paths)
+        node = doc
+        for key in where[:-1]:
+            node = node[key]
+        node[where[-1]] = rnd.choice(BAD_VALUES)
+        argv = rnd.choice([["study", "status", "."], ["study", "status", ".", "--json"], ["study", "report", "."]])
+        cases.append(Case("content", f"study-manifest:{'.'.join(map(str, where))}:{argv[-1]}", argv, EITHER,
+                          ["report", "study.json", ".study.lock", ".busy"], write("study.json", doc)))
+    # 8. per-image, confusion and oLRP sections of a metrics file
+    metrics = json.loads(c["metrics_pi"].read_text())
+    mode = next(iter(metrics["modes"]))
+    sections = [(t, key) for t, m in metrics["modes"][mode].items() if isinstance(m, dict)
+                for key in ("per_image", "confusion", "lrp") if key in m] or [("bbox", "per_image")]
+    for k in range(24):
+        doc = copy.deepcopy(metrics)
+        iou_type, key = rnd.choice(sections)
+        section = doc["modes"][mode].get(iou_type, {})
+        if isinstance(section.get(key), dict) and section[key] and k % 2:
+            section[key][rnd.choice(sorted(section[key]))] = rnd.choice(BAD_VALUES)
+        else:
+            section[key] = rnd.choice(BAD_VALUES)
+        argv = {"per_image": ["report", "compare", "m.json", str(c["metrics_pi"]), "--ci", "--resamples", "10"],
+                "confusion": ["report", "confusion", "m.json", "--iou-type", iou_type, "--out", "c.png"],
+                "lrp": ["report", "lrp", "m.json", "--iou-type", iou_type, "--out", "l.png"]}[key]
+        cases.append(Case("content", f"metrics-{key}:{iou_type}:{k}", argv, EITHER,
+                          ["c.png", "c.svg", "l.png", "l.svg"], write("m.json", doc)))
     return cases
 
 
@@ -554,7 +651,7 @@ OPTIONS = {  # command -> (base argv, {option: kind})
     "train": (["train", "--recipe", "tiny", "--gpus", "0", "--data-root", "DATA", "--dry-run"],
               {"--recipe": "str", "--dataset": "str", "--schedule": "str", "--gpus": "int", "--procs": "int",
                "--nodes": "int", "--node-rank": "int", "--master-port": "int", "--max-iters": "int", "--seed": "int",
-               "--cfg-options": "str", "--cpus-per-task": "int", "--data-root": "str"}),
+               "--cfg-options": "str", "--cpus-per-task": "int", "--data-root": "str", "--master-addr": "str"}),
     "report-ablation": (["report", "ablation", "MCK"], {"--format": "str", "--grouping": "str", "--reference": "str",
                                                         "--baseline-mode": "str", "--modes": "str", "--label": "str"}),
     "report-stages": (["report", "stages", "MCK", "--out", "s.png"], {"--iou-type": "str", "--grouping": "str",
@@ -565,6 +662,19 @@ OPTIONS = {  # command -> (base argv, {option: kind})
     "report-distribution": (["report", "distribution", "lvis_v1", "--out", "d.png"], {"--bins": "str"}),
     "demo": (["demo", "--out", "DEMOFILE"], {"--iters": "int", "--train-images": "int", "--val-images": "int"}),
     "recipes-show": (["recipes", "show", "tiny"], {"--dataset": "str", "--schedule": "str"}),
+    "study-run": (["study", "run", "table2c", "--family", "tiny", "--gpus", "0", "--data-root", "DATA", "--out", "st",
+                   "--dry-run"], {"--seeds": "int", "--procs": "int", "--max-iters": "int", "--family": "str",
+                                  "--gpus": "int", "--nodes": "int", "--cfg-options": "str", "--pretrained": "str",
+                                  "--max-parallel": "int", "--cpus-per-task": "int", "--partition": "str"}),
+    "report-compare-ci": (["report", "compare", "MPI", "MPI", "--ci"], {"--resamples": "int", "--confidence": "float",
+                                                                        "--seed": "int", "--grouping": "str",
+                                                                        "--baseline-mode": "str"}),
+    "report-confusion": (["report", "confusion", "M", "--out", "c.png"], {"--top": "int", "--mode": "str",
+                                                                           "--iou-type": "str", "--grouping": "str"}),
+    "report-lrp": (["report", "lrp", "M", "--out", "l.png"], {"--modes": "str", "--iou-type": "str",
+                                                               "--grouping": "str"}),
+    "eval-merge": (["eval", "--merge", "PART", "--out", "m.json"], {"--ann": "str", "--groups": "str",
+                                                                     "--iou-type": "str", "--protocol": "str"}),
 }
 CFG_OPTIONS = ["model.nosuch.deep.key=1", "nosuch=1", "=1", "a", "model=1", "model.roi_head.num_stages='x'",
                "train_cfg.max_iters=2.5", "param_scheduler.9.end=1", "log_level.x=1", "log_level=WARNING",
@@ -574,7 +684,7 @@ CFG_OPTIONS = ["model.nosuch.deep.key=1", "nosuch=1", "=1", "a", "model=1", "mod
 def option_cases(c, rnd, n: int) -> List[Case]:
     subst = {"TRAIN": str(c["train_ann"]), "COCO": str(c["coco"]), "DETS": str(c["dets_box"]), "ANN": str(c["ann"]),
              "CKPT": str(c["ckpt"]), "DATA": str(c["data"]), "M": str(c["metrics"]), "MCK": str(c["metrics_ckpt"]),
-             "DEMOFILE": "demo_is_a_file"}
+             "DEMOFILE": "demo_is_a_file", "MPI": str(c["metrics_pi"]), "PART": str(c["partial"])}
     cases = []
     combos = [(cmd, opt, v) for cmd, (_, opts) in OPTIONS.items() for opt, kind in opts.items()
               for v in OPTION_VALUES[kind]]
@@ -585,7 +695,7 @@ def option_cases(c, rnd, n: int) -> List[Case]:
         slow = cmd in ("eval-checkpoint", "train") and "--dry-run" not in argv
         cases.append(Case("options", f"{cmd}:{opt}={value[:20]!r}", argv, EITHER,
                           ["s", "g.json", "lt.json", "lt.manifest.json", "m.json", "s.png", "s.svg", "e.png", "e.svg",
-                           "c.png", "c.svg", "d.png", "d.svg", "demo_is_a_file"], setup,
+                           "c.png", "c.svg", "d.png", "d.svg", "l.png", "l.svg", "st", "demo_is_a_file"], setup,
                           timeout=900 if slow else 300))
     for value in CFG_OPTIONS:
         argv = ["train", "--recipe", "tiny", "--gpus", "0", "--data-root", str(c["data"]), "--work-dir", "w",
@@ -603,9 +713,85 @@ def option_cases(c, rnd, n: int) -> List[Case]:
                       (["groups", "--profile", "lvis_v1", "--bins", "10,,100", "--out", "g.json"], "empty bin"),
                       (["report", "errors", str(c["metrics"]), "--mode", "nosuch", "--out", "e.png"], "mode"),
                       (["report", "errors", str(c["metrics"]), "--csv", "x.png", "--out", "x.png"], "same file"),
-                      (["synth", "--image-size", "1099511627776", "--out", "s"], "size")):
-        cases.append(Case("options", f"refused:{why}", argv, ERROR, []))
+                      (["synth", "--image-size", "1099511627776", "--out", "s"], "size"),
+                      # counts and ports past their range never reach torchrun (no --dry-run: a miss would start it)
+                      (["train", "--recipe", "tiny", "--gpus", "0", "--procs", HUGE, "--data-root", str(c["data"]),
+                        "--work-dir", "w"], "huge --procs"),
+                      (["train", "--recipe", "tiny", "--gpus", "0", "--procs", "4096", "--data-root", str(c["data"]),
+                        "--work-dir", "w"], "--procs beyond the CPUs"),
+                      (["train", "--recipe", "tiny", "--gpus", HUGE, "--nodes", "2", "--data-root", str(c["data"]),
+                        "--work-dir", "w"], "huge --gpus"),
+                      (["train", "--recipe", "tiny", "--gpus", "0", "--procs", "2", "--master-port", HUGE,
+                        "--data-root", str(c["data"]), "--work-dir", "w"], "huge --master-port"),
+                      (["train", "--recipe", "tiny", "--gpus", "0", "--nodes", "2", "--node-rank", "2",
+                        "--data-root", str(c["data"]), "--work-dir", "w"], "--node-rank >= --nodes"),
+                      (["eval", "--checkpoint", str(c["ckpt"]), "--recipe", "tiny", "--data-root", str(c["data"]),
+                        "--procs", HUGE], "eval huge --procs"),
+                      (["study", "run", "table2c", "--family", "tiny", "--gpus", "0", "--procs", HUGE, "--data-root",
+                        str(c["data"]), "--out", "st"], "study huge --procs"),
+                      (["eval", "--merge", str(c["partial"]), "--ann", str(c["ann"]), "--out", "m.json"],
+                       "--merge with --ann"),
+                      (["eval", "--results", str(c["dets_box"]), "--ann", str(c["ann"]), "--partial", "p.npz", "--out",
+                        "m.json"], "--partial with --out"),
+                      (["report", "compare", str(c["metrics_pi"]), str(c["metrics_pi"]), "--ci", "--resamples", HUGE],
+                       "huge --resamples")):
+        cases.append(Case("options", f"refused:{why}", argv, ERROR, [], timeout=120))
     return cases
+
+
+HUGE = "99999999999999999999"
+
+
+def _free_port() -> str:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return str(sock.getsockname()[1])
+
+
+def orphan_cases(c, rnd, n: int) -> List[Case]:
+    """SIGKILL of `mec` alone (no handler runs) at a random moment of a command that starts processes: torchrun and
+    its ranks, or a study's stage process, must not outlive it (issue 20, second round)."""
+    commands = {
+        "train-procs2": (lambda: ["train", "--recipe", "tiny", "--gpus", "0", "--procs", "2", "--master-port",
+                                  _free_port(), "--data-root", str(c["data"]), "--work-dir", "w", "--max-iters",
+                                  "300"], (15, 60)),
+        "eval-procs2": (lambda: ["eval", "--checkpoint", str(c["ckpt"]), "--recipe", "tiny", "--data-root",
+                                 str(c["data"]), "--procs", "2", "--master-port", _free_port(), "--out", "m.json"],
+                        (15, 45)),
+        "study-run": (lambda: ["study", "run", "table2c", "--family", "tiny", "--gpus", "0", "--data-root",
+                               str(c["data"]), "--max-iters", "300", "--out", "st"], (10, 60)),
+    }
+    cases = []
+    names = list(commands)
+    for k in range(n):
+        name = names[k % len(names)]
+        argv_of, (lo, hi) = commands[name]
+        delay = round(rnd.uniform(lo, hi), 1)
+        cases.append(Case("orphans", f"{name}:SIGKILL@{delay}s", argv_of(), EITHER, ["w", "m.json", "st"],
+                          signal=("kill-parent", delay), timeout=900, then=_outputs_complete))
+    return cases
+
+
+def _descendants(pid: int) -> List[int]:
+    parents: Dict[int, int] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            with contextlib.suppress(OSError, IndexError, ValueError):
+                parents[int(entry)] = int(Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    found, todo = [], [pid]
+    while todo:
+        kids = [p for p, pp in parents.items() if pp == todo[-1]]
+        todo.pop()
+        found += kids
+        todo += kids
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
 
 
 def signal_cases(c, rnd, n: int) -> List[Case]:
@@ -726,6 +912,31 @@ def run_case(case: Case, folder: Path, common: Path) -> dict:
         res["checkpoints_before_resume"] = sorted(p.name for p in (folder / "w").glob("iter_*.pth")) \
             if (folder / "w").exists() else []
         before = snapshot(folder)
+    if case.signal and case.signal[0] == "kill-parent":
+        log = folder.parent / f"{folder.name}.log"  # not a pipe: a surviving child would hold it open
+        with open(log, "wb") as f:
+            proc = subprocess.Popen(MEC + case.argv, cwd=folder, env=ENV, stdout=f, stderr=f, start_new_session=True)
+        deadline = time.time() + case.signal[1]
+        while time.time() < deadline and proc.poll() is None:
+            time.sleep(0.2)
+        family = _descendants(proc.pid) if proc.poll() is None else []
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(proc.pid, signal.SIGKILL)  # mec alone, as the out-of-memory killer would
+        proc.wait()
+        gone_by = time.time() + 90
+        while time.time() < gone_by and any(_alive(p) for p in family):
+            time.sleep(0.2)
+        res["children"] = len(family)
+        res["survivors"] = [p for p in family if _alive(p)]
+        res["children_gone_s"] = round(time.time() - deadline, 1)
+        for p in res["survivors"]:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(p, signal.SIGKILL)
+        res["rc"] = proc.returncode
+        res["wall_s"] = round(time.time() - t0, 2)
+        res["out"] = log.read_bytes().decode(errors="replace")[-4000:]
+        res["failures"] = judge(case, folder, before, specials, res, got)
+        return res
     proc = subprocess.Popen(MEC + case.argv, cwd=folder, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             start_new_session=True)
     timer = None
@@ -754,7 +965,14 @@ def judge(case: Case, folder: Path, before, specials, res, got) -> List[str]:
     lines = [ln for ln in text.splitlines() if ln.strip()]
     if rc == "timeout":
         return [f"hung (no end within {case.timeout:.0f} s)"]
-    if "Traceback" in text or rc not in (0, 2, 130, 143):
+    killed = bool(case.signal) and case.signal[0] == "kill-parent"
+    if killed:
+        if res.get("survivors"):
+            fails.append(f"{len(res['survivors'])} of its {res['children']} child processes outlived mec by 90 s")
+        if rc not in (0, 2, -signal.SIGKILL):
+            fails.append(f"exit {rc} before the SIGKILL: {text[-600:]!r}")
+        rc = 0 if rc == -signal.SIGKILL else rc
+    if "Traceback" in text and not killed or rc not in (0, 2, 130, 143):
         fails.append(f"exit {rc} with a traceback or an unexpected code: {text[-600:]!r}")
     if rc == 2 and not case.allow_log and (len(lines) != 1 or not lines[0].startswith("error:")):
         fails.append(f"exit 2 without exactly one error line: {lines[-5:]!r}")
@@ -799,9 +1017,31 @@ def judge(case: Case, folder: Path, before, specials, res, got) -> List[str]:
     return fails
 
 
+SCALED = ("options", "signals", "resume", "orphans")  # classes whose size follows --cases already
+
+
+def _sample(cases: List[Case], target: int, rnd) -> List[Case]:
+    """At most about ``target`` cases: the classes of fixed size (every command x every kind of path or file) are
+    sampled down evenly, each keeping its share and at least one case of each command, when there are more."""
+    fixed = [cs for cs in cases if cs.cls not in SCALED]
+    room = max(0, target - (len(cases) - len(fixed)))
+    if len(fixed) <= room:
+        return cases
+    keep = set()
+    by_command: Dict[str, List[int]] = {}
+    for k, cs in enumerate(cases):
+        if cs.cls not in SCALED:
+            by_command.setdefault(f"{cs.cls}:{cs.name.split(':')[0]}", []).append(k)
+    share = room / len(fixed)
+    for ks in by_command.values():
+        keep.update(rnd.sample(ks, max(1, round(share * len(ks)))))
+    return [cs for k, cs in enumerate(cases) if cs.cls in SCALED or k in keep]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--cases", type=int, default=700, help="about how many cases (the classes are scaled to it)")
+    ap.add_argument("--cases", type=int, default=700, help="about how many cases (the classes are scaled or sampled "
+                    "to it)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--work", type=Path, default=None, help="workspace (default: a temporary folder)")
@@ -819,9 +1059,11 @@ def main() -> None:
     scale = args.cases / 700
     cases = (output_cases(common, rnd) + input_cases(common, rnd) + content_cases(common, rnd)
              + checkpoint_cases(common, rnd) + option_cases(common, rnd, int(150 * scale))
-             + signal_cases(common, rnd, int(42 * scale)) + resume_cases(common, rnd, max(2, int(6 * scale))))
+             + signal_cases(common, rnd, int(42 * scale)) + resume_cases(common, rnd, max(2, int(6 * scale)))
+             + orphan_cases(common, rnd, max(3, int(9 * scale))))
     if args.only:
         cases = [cs for cs in cases if cs.cls in args.only.split(",")]
+    cases = _sample(cases, args.cases, rnd)
     print(f"{len(cases)} cases", flush=True)
     shutil.rmtree(work / "cases", ignore_errors=True)
     common_before = snapshot(work / "common")

@@ -15,7 +15,7 @@ from typing import Callable, Dict, List, Optional
 
 from mec_cli.data.groups import DEFAULT_BINS, bin_ranges
 from mec_cli.data.synth import MAX_IMAGES, SynthConfig
-from mec_cli.errors import SEED_MAX, check_number
+from mec_cli.errors import COUNT_MAX, SEED_MAX, check_number
 
 STEP_NAMES = ["synth", "groups", "train tiny_baseline", "eval tiny_baseline", "train tiny", "eval tiny", "reports"]
 
@@ -30,7 +30,7 @@ class DemoOptions:
     force: bool = False
 
     def validate(self) -> None:
-        check_number("iters", self.iters, 1, integer=True)
+        check_number("iters", self.iters, 1, COUNT_MAX, integer=True)
         check_number("train_images", self.train_images, 1, MAX_IMAGES, integer=True)
         check_number("val_images", self.val_images, 1, MAX_IMAGES, integer=True)
         check_number("seed", self.seed, 0, SEED_MAX, integer=True)

@@ -47,3 +47,6 @@ def check_number(option: str, value, minimum=None, maximum=None, integer: bool =
 
 
 SEED_MAX = 2**32 - 1  # numpy and torch take seeds in [0, 2**32)
+# The most any count option (iterations, images, resamples, array tasks) may ask for: int32's maximum, what torch,
+# numpy and Slurm hold without overflow; a value past it (99999999999999999999) is a typo, refused before any work.
+COUNT_MAX = 2**31 - 1

@@ -29,6 +29,39 @@ if TYPE_CHECKING:
     from mec_cli.data.groups import GroupSpec
 
 WORKER_MODULE = "mec_cli.worker"
+# Upper bounds of the launch counts, checked before any work: a typo (99999999999999999999) must never reach torchrun
+# or srun, which would start processes until the machine runs out of memory. No node has more GPUs or cores than
+# PER_NODE_MAX, and no cluster more nodes than NODES_MAX.
+PER_NODE_MAX = 1024
+NODES_MAX = 65536
+
+
+OVERSUBSCRIBE = 4  # CPU processes per usable CPU that --procs may ask for
+
+
+def usable_cpus() -> int:
+    """The CPUs this process may run on (its affinity mask; the machine's count where there is none)."""
+    import os
+
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def check_launch_counts(gpus: int, procs: int, nodes: int, cpus_per_task: int, slurm: bool) -> None:
+    """Refuse launch counts outside their range before any work, one MecError naming the option: ``gpus`` (per
+    node) in [0, PER_NODE_MAX], ``procs`` in [1, OVERSUBSCRIBE x the usable CPUs] when its processes start here (not
+    through Slurm: each is a whole worker; a few per CPU is how DDP is tried on a laptop or a 1-core runner, many
+    only thrash), ``nodes`` in [1, NODES_MAX],
+    ``cpus_per_task`` in [1, PER_NODE_MAX]."""
+    check_number("gpus", gpus, 0, PER_NODE_MAX, integer=True)
+    check_number("procs", procs, 1, PER_NODE_MAX, integer=True)
+    if not slurm and gpus == 0 and procs > OVERSUBSCRIBE * usable_cpus():
+        raise MecError(f"asks for {procs} CPU processes, but this machine lets mec use {usable_cpus()} CPUs (each "
+                       f"process is a whole worker: at most {OVERSUBSCRIBE} per CPU)", option="procs")
+    check_number("nodes", nodes, 1, NODES_MAX, integer=True)
+    check_number("cpus_per_task", cpus_per_task, 1, PER_NODE_MAX, integer=True)
 
 
 @dataclass
@@ -62,12 +95,9 @@ class LaunchOptions:
 
     def validate(self) -> None:
         """Refuse impossible launch options before any work starts (one MecError naming the option)."""
-        check_number("gpus", self.gpus, 0, integer=True)
-        check_number("procs", self.procs, 1, integer=True)
-        check_number("nodes", self.nodes, 1, integer=True)
+        check_launch_counts(self.gpus, self.procs, self.nodes, self.cpus_per_task, self.slurm)
         check_number("node_rank", self.node_rank, 0, self.nodes - 1, integer=True)
         check_number("master_port", self.master_port, 1, 65535, integer=True)
-        check_number("cpus_per_task", self.cpus_per_task, 1, integer=True)
 
     @property
     def world_size(self) -> int:

@@ -11,16 +11,21 @@ flag; the training loop finishes its iteration, saves a checkpoint and stops (``
 signal, a few seconds after the first, stops at once.
 
 Child processes (torchrun, srun, a worker) get the signal forwarded by :func:`run_child`, which then waits for
-them to stop in their own time instead of killing them.
+them to stop in their own time instead of killing them. They also die with `mec`, however it dies: a SIGKILL (or
+the out-of-memory killer) leaves no handler to forward anything, so each child asks Linux, before it starts, for a
+SIGTERM when its parent dies (:func:`die_with_parent`, ``PR_SET_PDEATHSIG``); torchrun passes that SIGTERM on to
+its workers, which also ask for it themselves (:mod:`mec_cli.worker`), and a training stops after its iteration
+with a checkpoint, as for any SIGTERM.
 """
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 import signal
 import subprocess
 import time
-from typing import Dict, Iterator, List, Optional
+from typing import Callable, Dict, Iterator, List, Optional
 
 EXIT_SIGTERM = 128 + signal.SIGTERM  # 143, what a shell reports for a process ended by SIGTERM
 EXIT_SIGINT = 128 + signal.SIGINT  # 130
@@ -87,13 +92,53 @@ def graceful() -> Iterator[StopRequest]:
             signal.signal(s, h)
 
 
+PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+
+
+def _prctl():
+    """libc's ``prctl``, or None where there is none (not Linux)."""
+    try:
+        return ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+
+
+def die_with_parent(sig: int = signal.SIGTERM, parent: Optional[int] = None) -> bool:
+    """Ask Linux to send this process ``sig`` when its parent dies, however it dies (SIGKILL included); False where
+    that cannot be asked (not Linux). ``parent``: the pid the parent had when it started this process; if it is
+    already gone (this process was adopted by then), ``sig`` is sent at once.
+
+    The kernel watches the thread that started the process: start such children from the main thread."""
+    prctl = _prctl()
+    if prctl is None or prctl(PR_SET_PDEATHSIG, int(sig), 0, 0, 0) != 0:
+        return False
+    if parent is not None and os.getppid() != parent:
+        os.kill(os.getpid(), sig)  # the parent died before the request took effect
+    return True
+
+
+def _child_dies_with(parent: int, prctl) -> Callable[[], None]:
+    """A ``preexec_fn``: in the child, between fork and exec, ask for SIGTERM when ``parent`` dies (async-signal
+    work only: one prctl call, prepared before the fork, and getppid)."""
+
+    def setup() -> None:
+        prctl(PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0)
+        if os.getppid() != parent:  # gone already: nobody waits for this child
+            os._exit(128 + signal.SIGTERM)
+
+    return setup
+
+
 def run_child(cmd: List[str], env: Optional[Dict[str, str]] = None) -> int:
     """Run ``cmd`` and return its exit code; SIGINT or SIGTERM received meanwhile is passed on to the child.
 
     The child (and its own children: it leads a new process group) gets the same signal and may take its time
     to stop cleanly (a training saves its checkpoint); we wait for it, then re-raise. A second signal kills it.
+    If this process dies without a word (SIGKILL), the child gets SIGTERM from the kernel (:func:`die_with_parent`).
     """
-    proc = subprocess.Popen(cmd, env=env, start_new_session=True)
+    prctl = _prctl()
+    setup = _child_dies_with(os.getpid(), prctl) if prctl is not None else None
+    proc = subprocess.Popen(cmd, env=env, start_new_session=True, preexec_fn=setup)
     try:
         return proc.wait()
     except KeyboardInterrupt as first:

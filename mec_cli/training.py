@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Dict, List, Optional
 
 from mec_cli import launch
-from mec_cli.errors import SEED_MAX, MecError, check_number
+from mec_cli.errors import COUNT_MAX, SEED_MAX, MecError, check_number
 
 OFFLINE_WEIGHTS = ("torchvision://", "open-mmlab://", "http://", "https://", "mmcls://")
 
@@ -36,7 +36,7 @@ class TrainOptions(launch.LaunchOptions):
     def validate(self) -> None:
         """Refuse impossible options before any work starts (one MecError naming the option)."""
         super().validate()
-        check_number("max_iters", self.max_iters, 1, integer=True)
+        check_number("max_iters", self.max_iters, 1, COUNT_MAX, integer=True)
         check_number("seed", self.seed, 0, SEED_MAX, integer=True)
         if self.no_pretrained and self.pretrained:
             raise MecError("and `pretrained` exclude each other", option="no_pretrained")

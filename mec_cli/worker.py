@@ -155,6 +155,10 @@ def main(argv=None) -> None:
     parser.add_argument("--checkpoint")
     parser.add_argument("--out", help="test: where rank 0 writes the per-mode metrics (JSON)")
     args = parser.parse_args(argv)
+    if args.launcher == "pytorch":
+        from mec_cli.signals import die_with_parent
+
+        die_with_parent()  # torchrun killed without a word (SIGKILL, out of memory): its ranks stop too
     try:
         _main(args)
     except Exception as e:

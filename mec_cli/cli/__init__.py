@@ -5,9 +5,13 @@ import os
 import sys
 from typing import Optional
 
-import typer
+try:  # most of `mec`'s start-up: a Ctrl-C during it ends in one line, as it does later, not in a traceback
+    import typer
 
-from mec_cli import __version__
+    from mec_cli import __version__
+except KeyboardInterrupt:
+    sys.stderr.write("interrupted\n")
+    sys.exit(130)
 
 app = typer.Typer(
     name="mec",
@@ -38,7 +42,11 @@ def _register() -> None:
     from mec_cli.cli import data, demo, doctor, eval, report, study, train  # noqa: F401  (each adds its commands)
 
 
-_register()
+try:
+    _register()
+except KeyboardInterrupt:  # as above: still starting
+    sys.stderr.write("interrupted\n")
+    sys.exit(130)
 
 
 OPTIONAL_VALUE_FLAGS = {"--resume": "auto"}  # `--resume` alone means: from the work dir's last checkpoint

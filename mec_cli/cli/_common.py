@@ -162,7 +162,8 @@ def print_json(obj: Any) -> None:
 
 
 def progress_bar(transient: bool = False):
-    """A Rich progress bar with a spinner, counts, elapsed time and ETA."""
+    """A Rich progress bar with a spinner, counts, elapsed time and ETA, on a terminal only: into a log or a pipe
+    it prints nothing (Rich would end it with an empty line, before any error line)."""
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
@@ -176,7 +177,7 @@ def progress_bar(transient: bool = False):
     return Progress(SpinnerColumn(), TextColumn("[progress.description]{task.description}"), BarColumn(),
                     MofNCompleteColumn(),
                     TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(), console=err_console,
-                    transient=transient)
+                    transient=transient, disable=not err_console.is_terminal)
 
 
 @contextlib.contextmanager
@@ -186,7 +187,7 @@ def step_progress() -> Iterator[Callable[..., None]]:
     from rich.progress import BarColumn, Progress, SpinnerColumn, TaskProgressColumn, TextColumn, TimeElapsedColumn
 
     with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(),
-                  TimeElapsedColumn(), console=err_console, transient=True) as bar:
+                  TimeElapsedColumn(), console=err_console, transient=True, disable=not err_console.is_terminal) as bar:
         tasks: Dict[str, Any] = {}
 
         def report(step: str, done: int = 0, total: int = 0) -> None:

@@ -117,6 +117,10 @@ def build_coco_lt(
         from mec_cli.errors import MecError
 
         raise MecError(f"--profile must be lvis_v1 or lvis_v0.5, got {profile!r}")
+    if lvis_ann is not None:
+        from mec_cli.cli._common import refuse_given
+
+        refuse_given(("profile",), "with --lvis-ann (the long tail followed is that file's)")
     with progress_bar(transient=True) as bar:
         task = bar.add_task("filling categories, rarest target first", total=None)
         result, out_path, manifest_path = build_coco_lt_files(

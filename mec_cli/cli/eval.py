@@ -123,7 +123,7 @@ def eval_cmd(
 ) -> None:
     """Per-stage and per-group AP of every scoring mode from one inference pass, or of a results file."""
     from mec_cli.cli._common import comma_list, refuse_given
-    from mec_cli.errors import MecError, check_number
+    from mec_cli.errors import COUNT_MAX, MecError, check_number
     from mec_cli.io import check_output_dir, check_outputs, write_json_atomic
 
     results, merge = list(results or []), list(merge or [])
@@ -156,6 +156,10 @@ def eval_cmd(
                        f"got {iou_type!r}")
     check_dilation(boundary_dilation)
     if merge:
+        # a partial file carries its annotations' counts, groups, iou types and protocol: nothing to choose again
+        refuse_given(("ann", "groups", "iou_type", "protocol", "boundary_dilation"),
+                     "to --merge (each partial file holds the annotations, groups, iou types and protocol it was "
+                     "evaluated with)")
         if results or checkpoint is not None or partial is not None:
             raise MecError("--merge takes partial evaluations alone: no --results, --checkpoint or --partial")
         if analysis or fixed_ap:
@@ -171,6 +175,8 @@ def eval_cmd(
         if analysis or fixed_ap or per_image:
             raise MecError("--partial writes matches only: give --per-image to --merge; Fixed AP and --analysis need "
                            "the whole results in one process")
+        refuse_given(("out",), "with --partial (that writes the partial evaluation; the metrics come from "
+                     "`mec eval --merge`)")
         from mec_cli.evaluation.partial import write_partial
 
         with step_progress() as report:
@@ -185,7 +191,7 @@ def eval_cmd(
             raise MecError("--results needs --ann and no --checkpoint")
         from mec_cli.evaluation.api import evaluate_results_file
 
-        check_number("dets_per_class", dets_per_class, 1, integer=True)
+        check_number("dets_per_class", dets_per_class, 1, COUNT_MAX, integer=True)
         with step_progress() as report:
             doc = evaluate_results_file(results if len(results) > 1 else results[0], ann, iou_types, protocol,
                                         str(groups) if groups else None, dets_per_class if fixed_ap else None,

@@ -204,7 +204,6 @@ def compare(runs: List[str] = RUNS, labels: Optional[List[str]] = LABEL, fmt: Op
     """Table 1: baseline and +MEC rows per model, with the deltas (runs in pairs BASELINE MEC ...); with --ci, whether
     each gain is within noise."""
     from mec_cli.cli._common import refuse_given
-    from mec_cli.errors import MecError
     from mec_cli.reporting.runs import load_runs
     from mec_cli.reporting.tables import compare_table
 
@@ -213,10 +212,9 @@ def compare(runs: List[str] = RUNS, labels: Optional[List[str]] = LABEL, fmt: Op
         refuse_given(("resamples", "confidence", "seed", "figure", "csv"),
                      "without --ci (it shows the intervals: add --ci)")
     else:
-        if resamples < 2:
-            raise MecError(f"must be an integer >= 2, got {resamples!r}", option="resamples")
-        if not 0 < confidence < 1:
-            raise MecError(f"must be in (0, 1), got {confidence!r}", option="confidence")
+        from mec_cli.evaluation.bootstrap import check_bootstrap_options
+
+        check_bootstrap_options(resamples, confidence, seed)
     fmt = _table_format(fmt, out, runs)
     _check_outputs([out, csv], runs, [figure])
     loaded = load_runs(runs, labels)
@@ -509,13 +507,13 @@ def confusion(run: str = typer.Argument(..., help="A metrics JSON or run directo
                                                  "confusions beside it, *_pairs.csv).")) -> None:
     """Is a rare object taken for a frequent class? Each object's label (the highest-scoring detection on it) by
     frequency group, under the LVIS federated rules, and the most frequent category confusions."""
-    from mec_cli.errors import check_number
+    from mec_cli.errors import COUNT_MAX, check_number
     from mec_cli.io import text_writer
     from mec_cli.reporting.figures import confusion_figure
     from mec_cli.reporting.runs import load_runs
     from mec_cli.reporting.studies import confusion_frames
 
-    check_number("top", top, 1, integer=True)
+    check_number("top", top, 1, COUNT_MAX, integer=True)
     _check_mode_names(mode=mode)
     pairs_csv = csv.with_name(csv.stem + "_pairs" + csv.suffix) if csv is not None else None
     _check_outputs([csv, pairs_csv], [run], [out])

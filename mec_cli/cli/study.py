@@ -78,9 +78,15 @@ def run(
     """Run a study: every training and evaluation it needs, then its report in OUT/report/."""
     import time
 
+    from mec_cli.cli._common import refuse_given
     from mec_cli.launch import parse_cfg_options
     from mec_cli.study.engine import run_study
 
+    # every option must apply to the study asked for: one that would change nothing is refused, not ignored
+    if not slurm:
+        refuse_given(("partition", "time_limit", "qos", "cpus_per_task", "max_parallel"), "without --slurm")
+    if gpus > 0:
+        refuse_given(("procs",), "with --gpus > 0 (it counts CPU processes, for --gpus 0)")
     opts = StudyOptions(out=str(out), data_root=data_root, gpus=gpus, procs=procs, nodes=nodes, max_iters=max_iters,
                         pretrained=list(pretrained or []), no_pretrained=no_pretrained,
                         groups=str(groups) if groups else None, cfg_options=parse_cfg_options(cfg_options or []),

@@ -392,7 +392,12 @@ def build_coco_lt_files(coco_ann: Union[str, Path], out: Union[str, Path], lvis_
                         manifest_path: Optional[Union[str, Path]] = None,
                         progress: Optional[Callable[[int], None]] = None, fill_top: bool = True) -> Tuple[CocoLtResult,
                                                                                                           Path, Path]:
-    """Read, build and atomically write COCO-LT and its manifest. Returns (result, out path, manifest path)."""
+    """Read, build and atomically write COCO-LT and its manifest. Returns (result, out path, manifest path).
+    The options are checked before any file is read (``keep_top`` again against the categories once they are)."""
+    check_number("seed", seed, 0, SEED_MAX, integer=True)
+    check_number("keep_top", keep_top, 0, integer=True)
+    if align not in ALIGNMENTS:
+        raise MecError(f"must be one of {', '.join(ALIGNMENTS)}, got {align!r}", option="align")
     out = Path(out)
     manifest_path = Path(manifest_path) if manifest_path else out.with_name(out.stem + ".manifest.json")
     check_outputs({"the dataset": out, "the manifest": manifest_path},

@@ -44,12 +44,13 @@ from typing import Dict, List, Optional, Sequence
 import numpy as np
 from numba import njit, prange
 
-from mec_cli.errors import MecError
+from mec_cli.errors import SEED_MAX, MecError, check_number
 from mec_cli.evaluation import numba_setup  # noqa: F401  (before any kernel runs: see its docstring)
 from mec_cli.evaluation.engine import AREA_RNG, IOU_THRS, REC_THRS
 
 EPS = np.spacing(1)
 RESAMPLES = 1000
+RESAMPLES_MAX = 1_000_000  # the deltas are held in memory (resamples x metrics floats); far past any need
 CONFIDENCE = 0.95
 FORMAT = "mec.per_image/1"
 CHUNK = 64  # resamples drawn and scored together
@@ -352,6 +353,16 @@ def verdict(delta: Optional[float], low: Optional[float], high: Optional[float],
     return f"{span}: {side[0]}, the whole interval is {side[1]} 0"
 
 
+def check_bootstrap_options(resamples: int, confidence: float, seed: int) -> None:
+    """Refuse a resample count outside [2, RESAMPLES_MAX], a confidence outside (0, 1) or a seed numpy cannot take,
+    one MecError naming the option."""
+    check_number("resamples", resamples, 2, RESAMPLES_MAX, integer=True)
+    check_number("confidence", confidence)
+    if not 0 < confidence < 1:
+        raise MecError(f"must be in (0, 1), got {confidence!r}", option="confidence")
+    check_number("seed", seed, 0, SEED_MAX, integer=True)
+
+
 def paired_bootstrap(a: ImageMatches, b: ImageMatches, names: Optional[Sequence[str]] = None,
                      resamples: int = RESAMPLES, confidence: float = CONFIDENCE, seed: int = 0,
                      labels=("a", "b"), progress=None) -> Dict:
@@ -365,10 +376,7 @@ def paired_bootstrap(a: ImageMatches, b: ImageMatches, names: Optional[Sequence[
     ``progress(done, total)`` hears of each chunk of resamples.
     """
     check_pair(a, b, labels)
-    if not (isinstance(resamples, int) and resamples >= 2):
-        raise MecError(f"must be an integer >= 2, got {resamples!r}", option="resamples")
-    if not 0 < confidence < 1:
-        raise MecError(f"must be in (0, 1), got {confidence!r}", option="confidence")
+    check_bootstrap_options(resamples, confidence, seed)
     names = [n for n in (names or a.sets) if n in a.sets and n in b.sets and a.sets[n] == b.sets[n]]
     n = a.num_images
     ones = np.ones((1, n), np.int32)

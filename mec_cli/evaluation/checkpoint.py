@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence
 
 from mec_cli import launch
-from mec_cli.errors import MecError, check_number
+from mec_cli.errors import COUNT_MAX, MecError, check_number
 from mec_cli.ops import modes as scoring_modes
 from mec_cli.ops.modes import BASELINE_MODE, DEFAULT_GROUP_ALIGN, EVAL_ENSEMBLES, parse_mode
 
@@ -52,8 +52,8 @@ class EvalOptions(launch.LaunchOptions):
         check_number("tau", self.tau, 0, above=True)
         check_number("tau", self.tau, TAU_RANGE[0], TAU_RANGE[1])  # beyond, logits / tau leave float32's range
         super().validate()
-        check_number("max_images", self.max_images, 1, integer=True)
-        check_number("dets_per_class", self.dets_per_class, 1, integer=True)
+        check_number("max_images", self.max_images, 1, COUNT_MAX, integer=True)
+        check_number("dets_per_class", self.dets_per_class, 1, COUNT_MAX, integer=True)
         from mec_cli.evaluation.api import IOU_TYPES
         from mec_cli.evaluation.boundary import check_dilation
 

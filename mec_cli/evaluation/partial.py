@@ -40,6 +40,7 @@ import numpy as np
 from mec_cli.errors import MecError
 from mec_cli.evaluation import kernels
 from mec_cli.evaluation.api import (
+    IOU_TYPES,
     _group_info,
     _load_gt,
     detections_of,
@@ -52,7 +53,7 @@ from mec_cli.evaluation.boundary import check_dilation
 from mec_cli.evaluation.engine import AREA_LABELS, IOU_THRS, REC_THRS, EvalResult, GroundTruth, evaluate
 from mec_cli.evaluation.jsonscan import read_results_file
 from mec_cli.evaluation.summary import category_sets, groupings_of, stage_weight_summary, summarize
-from mec_cli.io import atomic_path
+from mec_cli.io import atomic_path, check_input
 
 FORMAT = "mec.partial/1"
 COLUMNS = {"image": np.int32, "category": np.int32, "score": np.float64, "tie": np.int64, "tp": np.uint64,
@@ -99,34 +100,97 @@ class Partial:
         return Path(path)
 
 
+def _column(z, name: str, dtype, ndim: int = 1) -> np.ndarray:
+    """Array ``name`` of an open partial file as ``dtype``: numbers of ``ndim`` dimensions, else a ValueError."""
+    a = z[name]
+    if a.dtype.kind not in "biuf" or a.ndim != ndim:
+        raise ValueError(f"{name} is not a {ndim}-dimensional array of numbers")
+    if a.dtype.kind == "f" and dtype is not np.float64 and not np.array_equal(a, np.round(a)):
+        raise ValueError(f"{name} holds numbers that are not integers")
+    return a.astype(dtype)
+
+
+def _check_meta(meta: Dict, path) -> None:
+    """The header's fields have the types a merge reads: one MecError naming the first that does not."""
+    def bad(key: str, want: str):
+        raise MecError(f"not a valid partial evaluation: its header's {key} must be {want}", path)
+
+    if meta.get("protocol") not in ("lvis", "coco"):
+        bad("protocol", "lvis or coco")
+    for key in ("fingerprint", "ann_file"):
+        if not isinstance(meta.get(key), str):
+            bad(key, "a string")
+    if type(meta.get("num_images")) is not int or meta["num_images"] < 0:
+        bad("num_images", "a count")
+    cat_ids = meta.get("cat_ids")
+    if not isinstance(cat_ids, list) or not all(type(c) is int for c in cat_ids) or len(set(cat_ids)) != len(cat_ids):
+        bad("cat_ids", "a list of distinct integers")
+    freq = meta.get("frequency")
+    if not isinstance(freq, dict) or not all(k.lstrip("-").isdigit() and v in (None, "r", "c", "f")
+                                             for k, v in freq.items()):
+        bad("frequency", "an object of category id -> r, c, f or null")
+    groups = meta.get("groups")
+    if groups is not None and not (
+            isinstance(groups, dict) and isinstance(groups.get("category_group"), dict)
+            and isinstance(groups.get("names"), list) and all(isinstance(n, str) for n in groups["names"])
+            and all(k.lstrip("-").isdigit() and type(v) is int and 0 <= v < len(groups["names"])
+                    for k, v in groups["category_group"].items())):
+        bad("groups", "null or an object with category_group and names")
+    iou_types = meta.get("iou_types")
+    if (not isinstance(iou_types, list) or not iou_types or not all(t in IOU_TYPES for t in iou_types)
+            or len(set(iou_types)) != len(iou_types)):
+        bad("iou_types", f"a list of distinct iou types among {', '.join(IOU_TYPES)}")
+    dilation = meta.get("boundary_dilation", 0.02)
+    if type(dilation) not in (int, float) or not 0 < dilation < 1:
+        bad("boundary_dilation", "a number in (0, 1)")
+    sources = meta.get("sources", [])
+    if not isinstance(sources, list) or not all(isinstance(x, str) for x in sources):
+        bad("sources", "a list of file names")
+
+
 def load_partial(path: Union[str, Path]) -> Partial:
-    """Read a partial file (one MecError naming it when it is not one)."""
+    """Read a partial file (one MecError naming it when it is not one; a FIFO or a device is never opened)."""
+    check_input(path, "partial evaluation", missing="no such partial file")
     try:
+        with open(path, "rb") as f:
+            if f.read(4) not in (b"PK\x03\x04", b"PK\x05\x06"):  # numpy would try it as a pickle
+                raise MecError("not a partial evaluation: not an .npz file (write one with `mec eval --results ... "
+                               "--partial`)", path)
         with np.load(path, allow_pickle=False) as z:
             meta = json.loads(str(z["meta"]))
             if not isinstance(meta, dict) or meta.get("format") != FORMAT:
                 raise MecError(f"not a partial evaluation of format {FORMAT} (write one with `mec eval --results "
                                "... --partial`)", path)
-            part = Partial(meta, z["images"].astype(np.int64), z["image_ids"].astype(np.int64),
-                           z["gt_npig"].astype(np.int64), z["gt_pairs"].astype(np.int64))
+            _check_meta(meta, path)
+            part = Partial(meta, _column(z, "images", np.int64), _column(z, "image_ids", np.int64),
+                           _column(z, "gt_npig", np.int64, 2), _column(z, "gt_pairs", np.int64, 2))
             for iou_type in meta["iou_types"]:
-                part.sections[iou_type] = {name: z[f"{iou_type}.{name}"].astype(dtype)
+                part.sections[iou_type] = {name: _column(z, f"{iou_type}.{name}", dtype)
                                            for name, dtype in COLUMNS.items()}
+        k, n_img = len(meta["cat_ids"]), meta["num_images"]
+        lengths_ok = all(len({len(c) for c in cols.values()}) == 1 for cols in part.sections.values())
+        if (not lengths_ok or part.gt_npig.shape != (k, len(AREA_LABELS)) or len(part.image_ids) != n_img
+                or part.gt_pairs.shape[1:] != (3,)):
+            raise MecError("partial evaluation is inconsistent (columns of different lengths or wrong shapes)", path)
+        if (len(part.images) and (part.images.min() < 0 or part.images.max() >= n_img)
+                or len(np.unique(part.images)) != len(part.images)
+                or len(part.gt_pairs) and (part.gt_pairs[:, :2].min() < 0 or part.gt_pairs[:, 0].max() >= n_img
+                                           or part.gt_pairs[:, 1].max() >= k)):
+            raise MecError("partial evaluation has image or category indices out of range (or images twice)", path)
+        for cols in part.sections.values():
+            if len(cols["image"]) and (cols["image"].min() < 0 or cols["image"].max() >= n_img
+                                       or cols["category"].min() < 0 or cols["category"].max() >= k
+                                       or not np.isfinite(cols["score"]).all()):
+                raise MecError("partial evaluation has image or category indices out of range (or scores that are "
+                               "not finite)", path)
     except FileNotFoundError:
         raise MecError("no such partial file", path) from None
     except MecError:
         raise
-    except (OSError, ValueError, KeyError, TypeError, EOFError, zipfile.BadZipFile) as e:
-        raise MecError(f"not a readable partial evaluation ({type(e).__name__}: {e})", path) from None
-    k, n_img = len(meta.get("cat_ids", [])), int(meta.get("num_images", -1))
-    lengths_ok = all(len({len(c) for c in cols.values()}) == 1 for cols in part.sections.values())
-    if (not lengths_ok or part.gt_npig.shape != (k, len(AREA_LABELS)) or len(part.image_ids) != n_img
-            or part.gt_pairs.ndim != 2 or part.gt_pairs.shape[1] != 3):
-        raise MecError("partial evaluation is inconsistent (columns of different lengths or wrong shapes)", path)
-    for cols in part.sections.values():
-        if len(cols["image"]) and (cols["image"].min() < 0 or cols["image"].max() >= n_img
-                                   or cols["category"].min() < 0 or cols["category"].max() >= k):
-            raise MecError("partial evaluation has image or category indices out of range", path)
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, OverflowError, EOFError,
+            zipfile.BadZipFile) as e:
+        why = (str(e).splitlines() or [""])[0][:160]
+        raise MecError(f"not a readable partial evaluation ({why})", path) from None
     part.origin = str(path)
     return part
 
@@ -328,6 +392,8 @@ def write_partial(results: Union[str, Path], ann: Union[str, Path], out: Union[s
 
 def evaluate_partial_files(paths: Sequence[Union[str, Path]], per_image: bool = False) -> Dict:
     """Merge partial files (written by :func:`write_partial`) into the metrics document of all their shards."""
+    for p in paths:  # every part checked before any is read
+        check_input(p, "partial evaluation", missing="no such partial file")
     parts = [load_partial(p) for p in paths]
     return merged_document(merge(parts), per_image, results_file=[s for p in parts for s in p.meta["sources"]])
 

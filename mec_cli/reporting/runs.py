@@ -86,7 +86,7 @@ def resolve_grouping(runs: Sequence[Run], grouping: str = "auto") -> str:
     that; a grouping some run lacks is an error naming the run.
     """
     if grouping not in GROUPINGS:
-        raise MecError(f"grouping must be one of {', '.join(GROUPINGS)}, got {grouping!r}")
+        raise MecError(f"must be one of {', '.join(GROUPINGS)}, got {grouping!r}", option="grouping")
     if grouping == "auto":
         for choice in ("lvis", "groups"):
             if all(r.has_grouping(choice) for r in runs):

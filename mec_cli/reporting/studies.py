@@ -93,7 +93,7 @@ def iou_profile_table(frame: pd.DataFrame) -> pd.DataFrame:
 def study_grouping(available: Sequence[str], grouping: str, what: str, run: Run) -> str:
     """The grouping a study section is shown by: 'lvis' or 'groups' when asked for, else LVIS when present."""
     if grouping not in GROUPINGS:
-        raise MecError(f"grouping must be one of {', '.join(GROUPINGS)}, got {grouping!r}")
+        raise MecError(f"must be one of {', '.join(GROUPINGS)}, got {grouping!r}", option="grouping")
     if grouping == "auto":
         grouping = "lvis" if "lvis" in available else "groups"
     if grouping not in available:

@@ -293,6 +293,9 @@ def run_study(study, opts: StudyOptions, on_step: Optional[Event] = None,
     study_dir = Path(opts.out)
     if study_dir.exists() and not study_dir.is_dir():
         raise MecError("is a file, not a study directory", study_dir)
+    from mec_cli.io import check_output_dir
+
+    check_output_dir(study_dir)  # under a file, a file descriptor, not writable: one line before any planning
     spec = study if isinstance(study, StudySpec) else build_spec(str(study), opts)
     if opts.dry_run:
         return _run_study(spec, opts, on_step, on_metrics, changed, force, extra_key, always_report, report_layout)

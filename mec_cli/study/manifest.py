@@ -18,12 +18,13 @@ from __future__ import annotations
 import contextlib
 import datetime
 import fcntl
+import math
 import os
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterator, List, Optional
 
 from mec_cli.errors import MecError
-from mec_cli.io import read_json, write_json_atomic
+from mec_cli.io import check_input, read_json, write_json_atomic
 
 SCHEMA = "mec.study/1"
 MANIFEST = "study.json"
@@ -59,13 +60,91 @@ def read_manifest(study_dir) -> Dict[str, Any]:
     path = manifest_path(study_dir)
     if not path.is_file():
         if not Path(study_dir).is_dir():
-            raise MecError("no such study directory", study_dir)
+            raise MecError("is not a study directory" if os.path.lexists(study_dir) else "no such study directory",
+                           study_dir)
+        if os.path.lexists(path):  # a FIFO, a device, a folder: never opened
+            check_input(path, "study manifest")
         raise MecError(f"no {MANIFEST} here: not a study directory (make one with `mec study run SPEC --out DIR`)",
                        study_dir)
     doc = read_json(path)
     if not isinstance(doc, dict) or doc.get("schema") != SCHEMA or not isinstance(doc.get("runs"), list):
         raise MecError(f"not a study manifest (schema {SCHEMA})", path)
+    check_manifest(doc, path)
     return doc
+
+
+def _inside(rel: str) -> bool:
+    """Whether the relative path ``rel`` stays inside the study directory."""
+    p = Path(rel)
+    return bool(rel) and not p.is_absolute() and ".." not in p.parts
+
+
+def check_manifest(doc: Dict[str, Any], path) -> None:
+    """The manifest's fields have the types every reader expects (the study, its options, each run and stage), and
+    every path in it stays inside the study directory: one MecError naming the first field that does not, so that a
+    damaged or hand-edited manifest is one line, never a traceback (or a write outside the directory)."""
+    def bad(where: str, want: str):
+        raise MecError(f"not a valid study manifest: {where} must be {want}", path)
+
+    def is_text(v) -> bool:
+        return isinstance(v, str) and bool(v)
+
+    study = doc.get("study")
+    if not isinstance(study, dict):
+        bad("study", "an object")
+    for key in ("name", "description"):
+        if not isinstance(study.get(key), str):
+            bad(f"study.{key}", "a string")
+    if not isinstance(study.get("seeds"), list) or not all(type(s) is int for s in study["seeds"]):
+        bad("study.seeds", "a list of integers")
+    reports = study.get("reports", [])
+    if not isinstance(reports, list) or not all(
+            isinstance(r, dict) and is_text(r.get("kind")) and isinstance(r.get("labels"), list)
+            and all(isinstance(label, str) for label in r["labels"]) for r in reports):
+        bad("study.reports", "a list of objects with a kind and a list of labels")
+    if not isinstance(doc.get("options"), dict):
+        bad("options", "an object")
+    for key in ("report", "slurm"):
+        if doc.get(key) is not None and not isinstance(doc[key], dict):
+            bad(key, "an object or null")
+    report = doc.get("report") or {}
+    if report.get("index") is not None and not (isinstance(report["index"], str) and _inside(report["index"])):
+        bad("report.index", "a path inside the study directory")
+    names = set()
+    for i, run in enumerate(doc["runs"]):
+        where = f"runs[{i}]"
+        if not isinstance(run, dict):
+            bad(where, "an object")
+        for key in ("name", "label", "recipe", "work_dir"):
+            if not is_text(run.get(key)):
+                bad(f"{where}.{key}", "a non-empty string")
+        if run["name"] in names:
+            bad(f"{where}.name", f"unique ({run['name']!r} is named twice)")
+        names.add(run["name"])
+        if not _inside(run["work_dir"]):
+            bad(f"{where}.work_dir", "a folder inside the study directory")
+        if type(run.get("seed")) is not int:
+            bad(f"{where}.seed", "an integer")
+        for key in ("settings", "key"):
+            if not isinstance(run.get(key, {}), dict):
+                bad(f"{where}.{key}", "an object")
+        for stage in STAGES:
+            entry = run.get(stage)
+            if not isinstance(entry, dict):
+                bad(f"{where}.{stage}", "an object")
+            if entry.get("status") not in STATUSES:
+                bad(f"{where}.{stage}.status", f"one of {', '.join(STATUSES)}")
+            if type(entry.get("attempts", 0)) is not int:
+                bad(f"{where}.{stage}.attempts", "an integer")
+            wall = entry.get("wall_s")
+            if wall is not None and (type(wall) not in (int, float) or not math.isfinite(wall) or wall < 0):
+                bad(f"{where}.{stage}.wall_s", "a number of seconds")
+            for key in ("command", "started", "ended", "error", "checkpoint", "metrics"):
+                if entry.get(key) is not None and not isinstance(entry[key], str):
+                    bad(f"{where}.{stage}.{key}", "a string or null")
+            for key in ("checkpoint", "metrics"):
+                if entry.get(key) is not None and not _inside(entry[key]):
+                    bad(f"{where}.{stage}.{key}", "a path inside the study directory")
 
 
 def write_manifest(study_dir, doc: Dict[str, Any]) -> None:

@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import os
 import shlex
-import signal
 import sys
 import time
 import traceback
@@ -230,21 +229,8 @@ def _slurm_job() -> Optional[str]:
     return os.environ.get("SLURM_JOB_ID")
 
 
-def die_with_parent() -> None:
-    """Ask Linux to send this process SIGTERM when its parent (the study command) dies, however it dies."""
-    try:
-        import ctypes
-
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):  # not Linux: a kill of the study command then leaves this process running
-        return
-    if os.getppid() == 1:  # the parent died before the request took effect
-        os.kill(os.getpid(), signal.SIGTERM)
-
-
 def main(argv=None) -> None:
-    from mec_cli.signals import install
+    from mec_cli.signals import die_with_parent, install
 
     parser = argparse.ArgumentParser(prog="python -m mec_cli.study.runner")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -267,7 +253,7 @@ def main(argv=None) -> None:
                   file=sys.stderr)
             sys.exit(0 if index else 1)
         if args.die_with_parent:
-            die_with_parent()
+            die_with_parent()  # also asked by run_child before this process started; this covers other callers
         name = args.run
         if name.isdigit():
             runs = mf.read_manifest(args.study_dir)["runs"]

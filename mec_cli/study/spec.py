@@ -8,12 +8,13 @@ Importing this module is cheap (no torch, no mm*, no pandas): the CLI reads :cla
 """
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-from mec_cli.errors import SEED_MAX, MecError, check_number
+from mec_cli.errors import COUNT_MAX, SEED_MAX, MecError, check_number
 
 LABEL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")  # a run's label is also a folder name
 FAMILIES = ("paper", "tiny")
@@ -131,13 +132,12 @@ class StudyOptions:
     max_parallel: Optional[int] = None  # Slurm: at most this many array tasks at once
 
     def validate(self) -> None:
-        check_number("gpus", self.gpus, 0, integer=True)
-        check_number("procs", self.procs, 1, integer=True)
-        check_number("nodes", self.nodes, 1, integer=True)
-        check_number("max_iters", self.max_iters, 1, integer=True)
+        from mec_cli.launch import check_launch_counts
+
+        check_launch_counts(self.gpus, self.procs, self.nodes, self.cpus_per_task, self.slurm)
+        check_number("max_iters", self.max_iters, 1, COUNT_MAX, integer=True)
         check_number("seeds", self.seeds, 1, 1000, integer=True)
-        check_number("cpus_per_task", self.cpus_per_task, 1, integer=True)
-        check_number("max_parallel", self.max_parallel, 1, integer=True)
+        check_number("max_parallel", self.max_parallel, 1, COUNT_MAX, integer=True)
         if self.family not in FAMILIES:
             raise MecError(f"must be one of {', '.join(FAMILIES)}, got {self.family!r}", option="family")
         if self.no_pretrained and self.pretrained:
@@ -267,6 +267,10 @@ def _read_toml(path: Path) -> Dict[str, Any]:
             raise MecError("reading a TOML study needs Python 3.11 or later, or the `tomli` package "
                            "(pip install tomli)", path) from None
     if not path.is_file():
+        if os.path.lexists(path):  # a FIFO, a device, a folder: one line, never opened
+            from mec_cli.io import check_input
+
+            check_input(path, "study file")
         raise MecError("study file not found (a built-in study is one of "
                        f"{', '.join(n for n in BUILT_INS if n != 'demo')})", path)
     try:

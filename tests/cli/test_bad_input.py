@@ -321,23 +321,36 @@ def _inputs(tmp_path):
 
 
 @pytest.mark.parametrize("kind", ["fifo", "socket", "dir", "chardev"])
-@pytest.mark.parametrize("role", ["results", "ann", "groups", "checkpoint", "config", "metrics", "coco-ann"])
+@pytest.mark.parametrize("role", ["results", "ann", "groups", "checkpoint", "config", "metrics", "coco-ann", "merge",
+                                  "study-spec", "study-manifest", "compare-ci", "confusion", "lrp"])
 def test_inputs_that_are_not_regular_files_are_one_line_and_never_block(run_mec, tmp_path, kind, role):
     ann, dets = _inputs(tmp_path)
-    bad = _special(tmp_path, kind)
+    study = tmp_path / "study"
+    study.mkdir()
+    bad = _special(study if role == "study-manifest" else tmp_path, kind)
+    if role == "study-manifest":
+        bad = bad.rename(study / "study.json")
     if kind == "fifo":
         _unblock_after(bad, "r")
+    metrics = _write(tmp_path / "m.json", _metrics_doc())
     args = {"results": ["eval", "--results", bad, "--ann", ann],
             "ann": ["eval", "--results", dets, "--ann", bad],
             "groups": ["eval", "--results", dets, "--ann", ann, "--groups", bad],
             "checkpoint": ["eval", "--checkpoint", bad, "--recipe", "tiny"],
             "config": ["train", "--config", bad, "--gpus", "0", "--dry-run"],
             "metrics": ["report", "ablation", bad],
-            "coco-ann": ["build-coco-lt", "--coco-ann", bad, "--out", tmp_path / "lt.json"]}[role]
+            "coco-ann": ["build-coco-lt", "--coco-ann", bad, "--out", tmp_path / "lt.json"],
+            "merge": ["eval", "--merge", bad, "--out", tmp_path / "lt.json"],
+            "study-spec": ["study", "run", bad, "--family", "tiny", "--gpus", "0", "--out", tmp_path / "lt.json"],
+            "study-manifest": ["study", "status", study],
+            "compare-ci": ["report", "compare", metrics, bad, "--ci", "--csv", tmp_path / "lt.json"],
+            "confusion": ["report", "confusion", bad, "--out", tmp_path / "lt.png"],
+            "lrp": ["report", "lrp", metrics, bad, "--out", tmp_path / "lt.png"]}[role]
     line = run_mec(*args).one_error_line()
-    assert str(bad) in line or (role == "metrics" and kind == "dir")
+    reports = ("metrics", "compare-ci", "confusion", "lrp")
+    assert str(bad) in line or (role in reports and kind == "dir")
     assert ("directory" in line or "metrics" in line) if kind == "dir" else "not a regular file" in line
-    assert not (tmp_path / "lt.json").exists()
+    assert not (tmp_path / "lt.json").exists() and not (tmp_path / "lt.png").exists()
 
 
 @pytest.mark.parametrize("command", ["groups", "build-coco-lt", "eval-ann", "eval-results", "eval-groups", "report"])
@@ -502,6 +515,24 @@ def test_a_failed_start_leaves_the_work_dir_as_it_found_it(run_mec, tmp_path, sy
     (["eval", "--results", "DETS", "--ann", "ANN", "--iou-type", "bbox,,segm"], "--iou-type has an empty item"),
     (["eval", "--results", "DETS", "--ann", "ANN", "--iou-type", "bbox,bbox"], "--iou-type names 'bbox' twice"),
     (["eval", "--checkpoint", "CKPT", "--recipe", "tiny", "--modes", "dynamic,"], "--modes has an empty item"),
+    # the new commands' options that would change nothing
+    (["eval", "--merge", "PART", "--ann", "ANN"], "--ann does not apply to --merge"),
+    (["eval", "--merge", "PART", "--groups", "ANN"], "--groups does not apply to --merge"),
+    (["eval", "--merge", "PART", "--iou-type", "segm"], "--iou-type does not apply to --merge"),
+    (["eval", "--merge", "PART", "--protocol", "coco"], "--protocol does not apply to --merge"),
+    (["eval", "--results", "DETS", "--ann", "ANN", "--partial", "OUT", "--out", "M2"], "--out does not apply with "
+                                                                                       "--partial"),
+    (["eval", "--merge", "FILE"], "not an .npz file"),
+    (["study", "run", "table2c", "--family", "tiny", "--gpus", "0", "--out", "OUT", "--partition", "gpu",
+      "--dry-run"], "--partition does not apply without --slurm"),
+    (["study", "run", "table2c", "--family", "tiny", "--gpus", "0", "--out", "OUT", "--max-parallel", "2",
+      "--dry-run"], "--max-parallel does not apply without --slurm"),
+    (["study", "run", "table2c", "--family", "tiny", "--gpus", "2", "--procs", "2", "--out", "OUT", "--dry-run"],
+     "--procs does not apply with --gpus > 0"),
+    (["report", "compare", "M", "M", "--ci", "--seed", "-1"], "--seed must be >= 0"),
+    (["report", "compare", "M", "M", "--ci", "--confidence", "nan"], "--confidence must be a finite number"),
+    (["build-coco-lt", "--coco-ann", "ANN", "--lvis-ann", "ANN", "--profile", "lvis_v1", "--out", "OUT"],
+     "--profile does not apply with --lvis-ann"),
 ])
 def test_options_that_do_not_apply_or_mean_nothing_are_refused_first(run_mec, tmp_path, args, needle):
     import torch
@@ -512,11 +543,83 @@ def test_options_that_do_not_apply_or_mean_nothing_are_refused_first(run_mec, tm
     exit7 = tmp_path / "exit7.py"
     exit7.write_text("raise SystemExit(7)\n")
     subst = {"CKPT": ckpt, "OUT": tmp_path / "out", "FILE": _write(tmp_path / "file", "x"), "EXIT7": exit7,
+             "PART": _write(tmp_path / "part.npz", "x"), "M2": tmp_path / "m2.json",
              "ANN": ann, "DETS": dets, "M": _write(tmp_path / "m.json", _metrics_doc())}
     before = sorted(p.name for p in tmp_path.iterdir())
     line = run_mec(*[subst.get(a, a) for a in args]).one_error_line()
     assert needle in line, line
     assert sorted(p.name for p in tmp_path.iterdir()) == before  # nothing written
+
+
+HUGE = "99999999999999999999"  # an earlier fuzz pass left `torchrun --nproc_per_node=<this>` holding 16 GB
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["train", "--recipe", "tiny", "--gpus", "0", "--procs", HUGE, "--dry-run"], "--procs must be <= 1024"),
+    (["train", "--recipe", "tiny", "--gpus", "0", "--procs", "1024", "--dry-run"], "CPU processes, but this machine"),
+    (["train", "--recipe", "tiny", "--gpus", HUGE, "--nodes", "2", "--dry-run"], "--gpus must be <= 1024"),
+    (["train", "--recipe", "tiny", "--gpus", "8", "--nodes", HUGE, "--slurm", "--partition", "p", "--dry-run"],
+     "--nodes must be <= 65536"),
+    (["train", "--recipe", "tiny", "--gpus", "8", "--nodes", "2", "--node-rank", HUGE, "--dry-run"],
+     "--node-rank must be <= 1"),
+    (["train", "--recipe", "tiny", "--gpus", "8", "--nodes", "2", "--master-port", HUGE, "--dry-run"],
+     "--master-port must be <= 65535"),
+    (["train", "--recipe", "tiny", "--gpus", "8", "--nodes", "2", "--master-port", "0", "--dry-run"],
+     "--master-port must be >= 1"),
+    (["train", "--recipe", "tiny", "--gpus", "8", "--slurm", "--partition", "p", "--cpus-per-task", HUGE,
+      "--dry-run"], "--cpus-per-task must be <= 1024"),
+    (["train", "--recipe", "tiny", "--gpus", "0", "--max-iters", HUGE, "--dry-run"], "--max-iters must be <= "),
+    (["eval", "--checkpoint", "CKPT", "--recipe", "tiny", "--procs", HUGE], "--procs must be <= 1024"),
+    (["eval", "--checkpoint", "CKPT", "--recipe", "tiny", "--gpus", HUGE], "--gpus must be <= 1024"),
+    (["eval", "--checkpoint", "CKPT", "--recipe", "tiny", "--procs", "2", "--master-port", HUGE], "--master-port"),
+    (["eval", "--checkpoint", "CKPT", "--recipe", "tiny", "--max-images", HUGE], "--max-images must be <= "),
+    (["eval", "--results", "DETS", "--ann", "ANN", "--fixed-ap", "--dets-per-class", HUGE], "--dets-per-class must"),
+    (["study", "run", "table2c", "--family", "tiny", "--gpus", "0", "--procs", HUGE, "--out", "OUT", "--dry-run"],
+     "--procs must be <= 1024"),
+    (["study", "run", "table2c", "--family", "tiny", "--gpus", HUGE, "--out", "OUT", "--dry-run"], "--gpus must be"),
+    (["study", "run", "table2c", "--gpus", "8", "--nodes", HUGE, "--slurm", "--partition", "p", "--out", "OUT",
+      "--dry-run"], "--nodes must be <= 65536"),
+    (["study", "run", "table2c", "--family", "tiny", "--gpus", "0", "--max-iters", HUGE, "--out", "OUT",
+      "--dry-run"], "--max-iters must be <= "),
+    (["study", "run", "table2c", "--family", "tiny", "--gpus", "0", "--seeds", HUGE, "--out", "OUT", "--dry-run"],
+     "--seeds must be <= 1000"),
+    (["study", "run", "table2c", "--gpus", "8", "--slurm", "--partition", "p", "--max-parallel", HUGE, "--out",
+      "OUT", "--dry-run"], "--max-parallel must be <= "),
+    (["study", "run", "table2c", "--gpus", "8", "--slurm", "--partition", "p", "--cpus-per-task", HUGE, "--out",
+      "OUT", "--dry-run"], "--cpus-per-task must be <= 1024"),
+    (["synth", "--train-images", HUGE, "--out", "OUT"], "--train-images must be <= "),
+    (["demo", "--iters", HUGE, "--out", "OUT"], "--iters must be <= "),
+    (["report", "compare", "M", "M", "--ci", "--resamples", HUGE], "--resamples must be <= 1000000"),
+    (["report", "compare", "M", "M", "--ci", "--seed", HUGE], "--seed must be <= "),
+    (["report", "confusion", "M", "--top", HUGE, "--out", "OUT"], "--top must be <= "),
+    (["build-coco-lt", "--coco-ann", "ANN", "--keep-top", HUGE, "--out", "OUT"], "--keep-top must be between 0"),
+])
+def test_counts_and_ports_out_of_range_are_refused_before_anything_starts(run_mec, tmp_path, monkeypatch, args,
+                                                                           needle):
+    """Every count and port of train, eval, study, synth and the reports is checked against its range first: a
+    typo never reaches torchrun or srun (they would start processes until the machine runs out of memory)."""
+    import subprocess
+
+    import torch
+
+    started, popen = [], subprocess.Popen
+
+    def watch(cmd, *a, **kw):  # a launcher started is recorded (and not started); anything else runs
+        if any(w in " ".join(map(str, cmd)) for w in ("torchrun", "torch.distributed.run", "srun", "mec_cli.")):
+            started.append(cmd)
+            raise OSError("a launcher was started")
+        return popen(cmd, *a, **kw)
+
+    monkeypatch.setattr(subprocess, "Popen", watch)
+    ckpt = tmp_path / "ckpt.pth"
+    torch.save({"state_dict": {"w": torch.zeros(1)}, "meta": {}}, ckpt)
+    ann, dets = _inputs(tmp_path)
+    subst = {"CKPT": ckpt, "OUT": tmp_path / "out", "ANN": ann, "DETS": dets, "M": _write(tmp_path / "m.json",
+                                                                                           _metrics_doc())}
+    before = sorted(p.name for p in tmp_path.iterdir())
+    line = run_mec(*[subst.get(a, a) for a in args]).one_error_line()
+    assert needle in line, line
+    assert not started and sorted(p.name for p in tmp_path.iterdir()) == before  # nothing started, nothing written
 
 
 def test_a_report_never_draws_another_iou_profile_than_the_file_holds(run_mec, tmp_path):
@@ -644,3 +747,60 @@ def test_fuzzed_masks_end_in_one_line_or_in_the_references_numbers(run_mec, tmp_
         from mec_cli.data.masks import rle_problem
 
         assert rle_problem(size, counts if isinstance(counts, list) else counts.encode(), (48, 64)) is None
+
+
+# ---- the newer commands' own files, fuzzed: partial evaluations (eval --merge) and study manifests (study status)
+def _partial(tmp):
+    from mec_cli.evaluation.partial import write_partial
+
+    ann, dets = _inputs(tmp)
+    write_partial(dets, ann, tmp / "p.npz", ["bbox"], None, None, 0.02)
+    return tmp / "p.npz"
+
+
+MANIFEST_PATHS = [("study", "name"), ("study", "seeds"), ("study", "reports"), ("runs",), ("runs", 0, "name"),
+                  ("runs", 0, "train"), ("runs", 0, "train", "status"), ("runs", 1, "eval"), ("runs", 0, "settings"),
+                  ("runs", 0, "work_dir"), ("options",), ("schema",), ("report",)]
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(target=st.sampled_from(["partial-meta", "partial-column", "manifest"]), value=BAD_VALUES,
+       where=st.integers(0, 1000))
+def test_fuzzed_partial_files_and_study_manifests_end_in_one_line(run_mec, tmp_path_factory, target, value, where):
+    import numpy as np
+
+    tmp = tmp_path_factory.mktemp("fuzz2")
+    if target == "manifest":
+        from mec_cli.study.engine import plan_study, write_plan
+        from mec_cli.study.spec import StudyOptions, build_spec
+
+        opts = StudyOptions(out=str(tmp / "study"), family="tiny", gpus=0, max_iters=2)
+        write_plan(plan_study(build_spec("table2c", opts), opts))
+        doc = json.loads((tmp / "study" / "study.json").read_text())
+        path = MANIFEST_PATHS[where % len(MANIFEST_PATHS)]
+        node = doc
+        for key in path[:-1]:
+            node = node[key]
+        node[path[-1]] = value
+        _write(tmp / "study" / "study.json", json.dumps(doc, allow_nan=True))
+        res = run_mec("study", "status", tmp / "study")
+        named = "study.json"
+    else:
+        part = _partial(tmp)
+        with np.load(part, allow_pickle=False) as z:
+            arrays = {k: z[k] for k in z.files}
+        meta = json.loads(str(arrays["meta"]))
+        if target == "partial-meta":
+            meta[sorted(meta)[where % len(meta)]] = value
+        else:
+            name = sorted(k for k in arrays if k != "meta")[where % (len(arrays) - 1)]
+            arrays[name] = np.asarray(value if isinstance(value, (list, int, float)) and value == value else [7] * 3)
+        with open(part, "wb") as f:
+            np.savez(f, **{**arrays, "meta": np.array(json.dumps(meta, allow_nan=True))})
+        res = run_mec("eval", "--merge", part, "--out", tmp / "m.json")
+        named = "p.npz"
+    if res.code == 0:
+        return
+    line = res.one_error_line()
+    assert named in line or "--" in line, line
+    _no_outputs(tmp, "m.json")

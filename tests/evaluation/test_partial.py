@@ -74,7 +74,7 @@ def test_parts_of_other_annotations_are_refused(tmp_path):
     with pytest.raises(MecError, match="differ in their annotations"):
         evaluate_partial_files([tmp_path / "p0.npz", tmp_path / "q1.npz"])
     (tmp_path / "bad.npz").write_bytes(b"not an npz")
-    with pytest.raises(MecError, match="not a readable partial evaluation"):
+    with pytest.raises(MecError, match="not a partial evaluation: not an .npz file"):
         load_partial(tmp_path / "bad.npz")
 
 
