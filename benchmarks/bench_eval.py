@@ -12,13 +12,16 @@ scores, so ties occur), written as Python's json writes it. Every evaluator read
   ``accumulate([300]).summarize_lvis``, on every core), when installed
   (``pip install -c constraints.txt -e '.[bench]'``).
 
-mec runs as a fresh install does (``bench_first_run.py``): a copy of this tree imported through PYTHONPATH, with
-its own kernel cache, filled once by the set-up's warm-up (timed apart, it is set-up). ``mec (first run)`` is the
-first ``mec eval`` of a new copy of the tree (no bytecode yet) after that set-up, as a user's first run after
-``make setup``; ``mec`` is the runs after it (warm). Each run is a fresh process; its wall time and peak RSS
-(``ru_maxrss`` of that child alone, from ``wait4``) are recorded. Evaluators under 20 s run ``--repeat`` times in
-interleaved rounds: the median, the smallest and the largest of each are reported. AP, AP50, AP75, APs, APm, APl,
-APr, APc, APf are compared with lvis-api's (or, where lvis-api is skipped, with mec's).
+mec runs as a fresh install does (``bench_first_run.py``): a copy of this tree imported through PYTHONPATH, with its
+own kernel cache, filled once by the set-up's warm-up (timed apart, it is set-up: numba's JIT cache and the
+ahead-of-time build of the kernels). ``mec (first run)`` is the first ``mec eval`` of a new copy of the tree (no
+bytecode yet) after that set-up, as a user's first run after ``make setup``; ``mec`` is the runs after it (warm).
+``--jit`` adds ``mec (numba JIT)``: warm runs with ``MEC_KERNELS=jit``, the kernels by numba's JIT from its cache
+instead of the ahead-of-time build (mec before the build existed, and any install where it could not be made). Each
+run is a fresh process; its wall time and peak RSS (``ru_maxrss`` of that child alone, from ``wait4``) are recorded.
+Evaluators under 20 s run ``--repeat`` times in interleaved rounds: the median, the smallest and the largest of each
+are reported. AP, AP50, AP75, APs, APm, APl, APr, APc, APf are compared with lvis-api's (or, where lvis-api is
+skipped, with mec's).
 
 ``--modes`` also times the 11 scoring modes of a 3-stage model evaluated from one ground-truth index in one
 process (the same detections with perturbed scores), against one hotcoco run of one mode.
@@ -209,7 +212,7 @@ def install_env(tree: Path, cache: Path) -> dict:
     """The environment of a fresh install of ``tree``: imported first, with its own kernel cache ``cache`` (the
     user's cache: XDG_CACHE_HOME; NUMBA_CACHE_DIR unset), bytecode written as on a user's machine."""
     env = {k: v for k, v in os.environ.items()
-           if k not in ("NUMBA_CACHE_DIR", "PYTHONDONTWRITEBYTECODE", "PYTHONPATH")}
+           if k not in ("NUMBA_CACHE_DIR", "PYTHONDONTWRITEBYTECODE", "PYTHONPATH", "MEC_KERNELS")}
     env.update(PYTHONPATH=str(tree), XDG_CACHE_HOME=str(cache))
     return env
 
@@ -271,6 +274,8 @@ def main() -> None:
     ap.add_argument("--skip", action="append", default=[], help="an evaluator not to run (repeatable)")
     ap.add_argument("--modes", action="store_true", help="also time 11 modes from one ground-truth index")
     ap.add_argument("--fixed-ap", action="store_true", help="also time mec's --fixed-ap on the same file")
+    ap.add_argument("--jit", action="store_true",
+                    help="also time mec with its kernels by numba's JIT (MEC_KERNELS=jit)")
     ap.add_argument("--root", type=Path, help="keep the workload here (default: a temporary folder)")
     ap.add_argument("--repeat", type=int, default=5,
                     help="runs of each evaluator under 20 s, in interleaved rounds (median, smallest, largest)")
@@ -307,6 +312,10 @@ def main() -> None:
 
         run_mec(root, tree=install, env=env)  # the install's own first run: the runs of "mec" below are warm
         runs = {"mec (first run)": first_run, "mec": lambda: run_mec(root, tree=install, env=env)}
+        if args.jit:
+            jit_env = dict(env, MEC_KERNELS="jit")
+            run_mec(root, tree=install, env=jit_env)
+            runs["mec (numba JIT)"] = lambda: run_mec(root, tree=install, env=jit_env)
         for name in SNIPPETS:
             if name in args.skip or importlib.util.find_spec(MODULES[name]) is None:
                 continue
