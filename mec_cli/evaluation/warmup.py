@@ -13,7 +13,8 @@ signatures ahead of time into an extension module that ``mec eval`` then uses wi
 (:mod:`mec_cli.evaluation.compiled`); where it cannot be built (no C compiler), the kernels run by numba's JIT.
 
 When the kernels of this version are already compiled for this CPU (:func:`kernel_cache.ready`), it says so and
-returns at once, without importing numba: ``make setup`` stays a no-op when nothing changed.
+compiles nothing, without importing numba: ``make setup`` stays a no-op when nothing changed. Either way it then
+byte-compiles the package where it lies (:func:`compile_bytecode`), as pip does for an installed package.
 
     python -m mec_cli.evaluation.warmup            # compile what is missing (nothing, when ready)
     python -m mec_cli.evaluation.warmup --check    # exit 0 when ready, 1 when not; compiles nothing
@@ -380,9 +381,21 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return 0 if ready else 1
     if ready and not args.force:
         say(f"evaluation kernels already compiled for this machine ({kernel_cache.cache_dir()})")
-        return 0
-    warm_up(parallel=not args.serial)
+    else:
+        warm_up(parallel=not args.serial)
+    compile_bytecode()
     return 0
+
+
+def compile_bytecode(package: Path = Path(__file__).resolve().parents[1]) -> bool:
+    """Byte-compile the package's modules where they lie, as pip does for an installed package, so that the first
+    ``mec eval`` of a fresh clone does not (33 modules, 0.1 to 0.2 s of CPU); up-to-date files are skipped. Not where
+    bytecode is not wanted (``PYTHONDONTWRITEBYTECODE``) or cannot be written (a read-only tree: quietly)."""
+    if sys.dont_write_bytecode:
+        return False
+    import compileall  # noqa: PLC0415  (set-up only)
+
+    return bool(compileall.compile_dir(str(package), quiet=2))
 
 
 if __name__ == "__main__":

@@ -201,7 +201,14 @@ def test_a_copied_install_finds_the_compiled_kernels_and_writes_nothing_into_its
     print("RESULT " + json.dumps({{"file": mec_cli.__file__, "compiled": compiled, "dir": str(kernel_cache.cache_dir()),
                                   "aot": str(kernel_cache.aot_dir()), "AP": doc["modes"]["results"]["segm"]["AP"]}}))
     """
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "MEC_KERNELS")}
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "MEC_KERNELS", "PYTHONDONTWRITEBYTECODE")}
+    # the set-up's step in the copy (as `make setup` in a fresh clone): nothing to compile but the package's bytecode
+    setup = subprocess.run([sys.executable, "-m", "mec_cli.evaluation.warmup"], cwd=copy, env=env,
+                           capture_output=True, text=True, timeout=600)
+    assert setup.returncode == 0 and "already compiled" in setup.stdout, setup.stdout + setup.stderr
+    for module in ("evaluation/engine", "evaluation/jsonscan", "cli/eval"):
+        folder, name = (copy / "mec_cli" / module).parent, (copy / "mec_cli" / module).name
+        assert (folder / "__pycache__" / f"{name}.{sys.implementation.cache_tag}.pyc").is_file(), module
     for mode, prelude in (("jit", PRELUDE), ("aot", AOT_PRELUDE)):
         out = _run(code, cwd=copy, env=dict(env, MEC_KERNELS=mode), prelude=prelude)
         assert Path(out["file"]).is_relative_to(copy)
