@@ -20,7 +20,8 @@ this machine already, so the step compiles only the package's bytecode, as pip d
 runs after it (warm).
 ``--jit`` adds ``mec (numba JIT)``: warm runs with ``MEC_KERNELS=jit``, the kernels by numba's JIT from its cache
 instead of the ahead-of-time build (mec before the build existed, and any install where it could not be made). Each
-run is a fresh process; its wall time and peak RSS (``ru_maxrss`` of that child alone, from ``wait4``) are recorded.
+run is a fresh process; its wall time, CPU time (user + system) and peak RSS (``ru_maxrss`` of that child alone, from
+``wait4``) are recorded.
 Evaluators under 20 s run ``--repeat`` times in interleaved rounds: the median, the smallest and the largest of each
 are reported. AP, AP50, AP75, APs, APm, APl, APr, APc, APf are compared with lvis-api's (or, where lvis-api is
 skipped, with mec's).
@@ -170,7 +171,8 @@ def _peak(cmd, cwd=None, env=None) -> dict:
     out, err = proc.stdout.read().decode(), proc.stderr.read().decode()
     if os.waitstatus_to_exitcode(status) != 0:
         raise RuntimeError(f"{' '.join(map(str, cmd[:6]))} failed:\n{err[-3000:]}")
-    return {"wall_s": round(wall, 3), "peak_rss_mib": round(usage.ru_maxrss / 1024, 1), "stdout": out}
+    return {"wall_s": round(wall, 3), "cpu_s": round(usage.ru_utime + usage.ru_stime, 3),
+            "peak_rss_mib": round(usage.ru_maxrss / 1024, 1), "stdout": out}
 
 
 def _median(values):
@@ -181,10 +183,11 @@ def _median(values):
 
 def _summary(rows) -> dict:
     """Several runs of one evaluator: the median, smallest and largest wall time and peak RSS, and every run's."""
-    walls, peaks = [r["wall_s"] for r in rows], [r["peak_rss_mib"] for r in rows]
+    walls, peaks, cpus = [r["wall_s"] for r in rows], [r["peak_rss_mib"] for r in rows], [r["cpu_s"] for r in rows]
     out = dict(rows[-1])
     out.update(runs=len(rows), wall_s=_median(walls), wall_min_s=min(walls), wall_max_s=max(walls), walls_s=walls,
                peak_rss_mib=_median(peaks), peak_min_mib=min(peaks), peak_max_mib=max(peaks), peaks_mib=peaks)
+    out.update(cpu_s=_median(cpus), cpu_min_s=min(cpus), cpu_max_s=max(cpus), cpus_s=cpus)
     return out
 
 
@@ -279,6 +282,8 @@ def main() -> None:
     ap.add_argument("--jit", action="store_true",
                     help="also time mec with its kernels by numba's JIT (MEC_KERNELS=jit)")
     ap.add_argument("--root", type=Path, help="keep the workload here (default: a temporary folder)")
+    ap.add_argument("--cache", type=Path, help="the installs' kernel cache (default: a new one in a temporary folder; "
+                    "one kept from an earlier run makes the set-up's warm-up a no-op)")
     ap.add_argument("--repeat", type=int, default=5,
                     help="runs of each evaluator under 20 s, in interleaved rounds (median, smallest, largest)")
     ap.add_argument("--out", type=Path)
@@ -298,7 +303,7 @@ def main() -> None:
         result = {"images": args.images, "dets_per_image": args.dets, "cpu_count": os.cpu_count(),
                   "results_mib": round((root / "dets.json").stat().st_size / 2**20, 1), "evaluators": {}}
         # mec as a fresh install: a copy of the tree, set up (the kernel warm-up) into its own cache
-        cache = tmp / "cache"
+        cache = args.cache or tmp / "cache"
         install = copy_tree(tmp / "install")
         env = install_env(install, cache)
         result["setup_warmup_s"] = warm_up(install, env)
@@ -330,11 +335,13 @@ def main() -> None:
         rows = _rounds(runs, args.repeat)
         ref_name = "lvis-api" if "lvis-api" in rows else "mec"
         ref = rows[ref_name]["metrics"]
-        print(f"{'evaluator':24s} {'wall: median (min-max)':>28s} {'peak RSS MiB: median (min-max)':>32s}  runs")
+        print(f"{'evaluator':24s} {'wall: median (min-max)':>28s} {'CPU s':>7s} "
+              f"{'peak RSS MiB: median (min-max)':>32s}  runs")
         for name, row in rows.items():
             row["max_abs_diff_vs_" + ref_name] = max(abs(row["metrics"][k] - ref[k])
                                                      for k in KEYS if k in row["metrics"])
             print(f"{name:24s} {row['wall_s']:9.2f} s ({row['wall_min_s']:.2f}-{row['wall_max_s']:.2f}) "
+                  f"{row['cpu_s']:7.2f} "
                   f"{row['peak_rss_mib']:12.0f} ({row['peak_min_mib']:.0f}-{row['peak_max_mib']:.0f}) "
                   f"{row['runs']:5d}   max |metric - {ref_name}| = {row['max_abs_diff_vs_' + ref_name]:.1e}",
                   flush=True)
