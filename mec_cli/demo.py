@@ -1,9 +1,9 @@
 """`mec demo`: the whole story on the built-in synthetic data, into one folder with an index.
 
-synth -> groups -> train the tiny baseline and the tiny MEC recipe -> evaluate every mode, each stage
-included -> every report that applies -> README.md index. A step whose outputs are complete is skipped on
-a rerun; ``force`` redoes everything. Training and evaluation go through the launch layer
-(:mod:`mec_cli.launch`), as `mec train` and `mec eval` do, each worker in a process of its own.
+synth -> groups -> the built-in study ``demo`` (:mod:`mec_cli.study`): train the tiny baseline and the tiny MEC
+recipe and evaluate every mode, each stage included -> every report that applies -> README.md index. A step whose
+outputs are complete is skipped on a rerun; ``force`` redoes everything. Training and evaluation go through the
+launch layer (:mod:`mec_cli.launch`), as `mec train` and `mec eval` do, each in a process of its own.
 """
 from __future__ import annotations
 
@@ -14,10 +14,10 @@ from pathlib import Path
 from typing import Callable, Dict, List, Optional
 
 from mec_cli.data.groups import DEFAULT_BINS, bin_ranges
-from mec_cli.data.synth import SynthConfig
+from mec_cli.data.synth import MAX_IMAGES, SynthConfig
 from mec_cli.errors import SEED_MAX, check_number
 
-STEP_NAMES = ["synth", "groups", "train tiny_baseline", "train tiny", "eval tiny_baseline", "eval tiny", "reports"]
+STEP_NAMES = ["synth", "groups", "train tiny_baseline", "eval tiny_baseline", "train tiny", "eval tiny", "reports"]
 
 
 @dataclass
@@ -31,8 +31,8 @@ class DemoOptions:
 
     def validate(self) -> None:
         check_number("iters", self.iters, 1, integer=True)
-        check_number("train_images", self.train_images, 1, integer=True)
-        check_number("val_images", self.val_images, 1, integer=True)
+        check_number("train_images", self.train_images, 1, MAX_IMAGES, integer=True)
+        check_number("val_images", self.val_images, 1, MAX_IMAGES, integer=True)
         check_number("seed", self.seed, 0, SEED_MAX, integer=True)
 
 
@@ -61,26 +61,45 @@ def environment() -> Dict:
             "cpu": cpu, "python": platform.python_version()}
 
 
+def demo_study(opts: DemoOptions):
+    """The demo as a study (:func:`mec_cli.study.spec.demo`): the tiny baseline and MEC runs with the demo's seed,
+    on its data, with its groups, and the options every run gets."""
+    from dataclasses import replace
+
+    from mec_cli.study.spec import StudyOptions, demo
+
+    out = Path(opts.out)
+    study_opts = StudyOptions(out=str(out), data_root=str(out / "data"), gpus=0, max_iters=opts.iters,
+                              groups=str(out / "groups.json"), cfg_options={"log_level": "WARNING"})
+    return replace(demo(), seeds=[opts.seed]), study_opts
+
+
 def run_demo(opts: DemoOptions, on_step: Optional[Callable[[str, str], None]] = None,
              on_metrics: Optional[Callable[[str, Dict], None]] = None) -> Dict:
     """Run every step; ``on_step(name, status)`` reports 'start', 'skip' or 'done', and ``on_metrics(recipe,
     document)`` each evaluation's metrics. Returns the output summary.
 
-    A step is skipped when its outputs exist and its stamp (``.stamps/<step>.json``: the options it ran with, the
-    fingerprint of mec's code and recipes, and the stamps of the steps before it) matches this run; anything else
-    is redone, so a rerun never mixes results of other code or other options. The worker of each training and
-    evaluation runs in its own process (``own_process``), so no state of one run reaches the next.
+    The data (synth, groups) are made here, each step skipped when its outputs exist and its stamp
+    (``.stamps/<step>.json``: the options it ran with, the fingerprint of mec's code and recipes, and the stamps of the
+    steps before it) matches this run. The trainings, evaluations and reports are the built-in study ``demo``
+    (:mod:`mec_cli.study`), run into the same folder: a run is skipped when the manifest records it done with the same
+    settings, code and data, and redone otherwise, so a rerun never mixes results of other code or other options.
+    Each training and evaluation runs in a process of its own.
     """
     opts.validate()
+    from mec_cli.io import check_output_dir
+
+    check_output_dir(opts.out)
     from mec_cli.data.groups import compute_groups
     from mec_cli.data.synth import make_synthetic_dataset
-    from mec_cli.evaluation.checkpoint import EvalOptions, evaluate_checkpoint
+    from mec_cli.errors import MecError
     from mec_cli.io import write_json_atomic, write_text_atomic
-    from mec_cli.training import TrainOptions, prepare_training, train
+    from mec_cli.study import manifest
+    from mec_cli.study.engine import run_study
 
     report = on_step or (lambda name, status: None)
     out = Path(opts.out)
-    data, runs, stamps = out / "data", out / "runs", out / ".stamps"
+    data, stamps = out / "data", out / ".stamps"
     timings: Dict[str, float] = {}
     env = environment()
     chain: List[str] = []
@@ -104,178 +123,57 @@ def run_demo(opts: DemoOptions, on_step: Optional[Callable[[str, str], None]] = 
                                            val_images=opts.val_images))
         (data / ".complete").write_text("ok\n")
 
-    def train_tiny(recipe: str, work: Path) -> None:
-        train(prepare_training(TrainOptions(recipe=recipe, gpus=0, data_root=str(data), work_dir=str(work),
-                                            groups=str(out / "groups.json"), max_iters=opts.iters, seed=opts.seed,
-                                            cfg_options={"log_level": "WARNING"}, own_process=True)))
-
-    def evaluate(recipe: str, work: Path) -> None:
-        # every mode of the model, each stage alone included; the inference runs in a process of its own, whose
-        # memory is returned before the next one starts
-        doc = evaluate_checkpoint(EvalOptions(checkpoint=str(work / f"iter_{opts.iters}.pth"), recipe=recipe,
-                                              data_root=str(data), per_stage=True, groups=str(out / "groups.json"),
-                                              analysis=True, own_process=True))
-        if on_metrics is not None:
-            on_metrics(recipe, doc)
-        write_json_atomic(work / "metrics.json", doc)
-
     step("synth", data / ".complete", synth, seed=opts.seed, train_images=opts.train_images, val_images=opts.val_images)
     step("groups", out / "groups.json",
          lambda: write_json_atomic(out / "groups.json", compute_groups(data / "annotations" / "lvis_v1_train.json")))
-    for recipe in ("tiny_baseline", "tiny"):
-        work = runs / recipe
-        step(f"train {recipe}", work / f"iter_{opts.iters}.pth", lambda recipe=recipe,
-             work=work: train_tiny(recipe, work), iters=opts.iters, seed=opts.seed)
-    for recipe in ("tiny_baseline", "tiny"):
-        work = runs / recipe
-        step(f"eval {recipe}", work / "metrics.json", lambda recipe=recipe, work=work: evaluate(recipe, work),
-             analysis=True)
 
-    report("reports", "start")
-    t = time.time()
-    from mec_cli.reporting.runs import load_runs
+    started: Dict[str, float] = {}
 
-    loaded = load_runs([str(runs / "tiny_baseline" / "metrics.json"), str(runs / "tiny" / "metrics.json")])
-    outputs = write_reports(out, loaded)
-    timings["reports"] = round(time.time() - t, 1)
-    report("reports", "done")
-    index = write_index(out, outputs, opts, loaded)
+    def study_step(name: str, status: str) -> None:
+        name = "reports" if name == "report" else name
+        if status == "start":
+            started[name] = time.time()
+        elif name in started:
+            timings[name] = round(time.time() - started.pop(name), 1)
+        report(name, status if status in ("start", "skip") else "done")
+
+    spec, study_opts = demo_study(opts)
+    result = run_study(spec, study_opts, on_step=study_step, on_metrics=on_metrics, changed="redo", force=opts.force,
+                       extra_key={"code": env["mec_code"], "data": chain}, always_report=True,
+                       report_layout=demo_layout(opts))
+    if result["failed"]:
+        doc = manifest.read_manifest(out)
+        errors = [f"{r['name']} ({stage}): {r[stage]['error']}" for r in doc["runs"] for stage in manifest.STAGES
+                  if r[stage]["status"] == "failed"]
+        raise MecError(f"demo steps failed: {'; '.join(errors)}", out)
     previous = out / "demo_summary.json"
     if previous.is_file():  # a rerun keeps the timings of the steps it skipped
         timings = {**json.loads(previous.read_text()).get("timings_s", {}), **timings}
-    summary = {"out": str(out), "index": str(index), "outputs": outputs, "timings_s": timings, "environment": env}
+    built = json.loads((out / "reports" / "report.json").read_text())
+    outputs = [it for it in built["outputs"] if not it["path"].endswith("runs.csv")]
+    summary = {"out": str(out), "index": result["report"], "outputs": outputs, "timings_s": timings,
+               "environment": env}
     write_text_atomic(out / "demo_summary.json", json.dumps(summary, indent=2) + "\n")
     return summary
 
 
-def write_reports(out: Path, runs: List) -> List[Dict[str, str]]:
-    """Every report that applies to the two demo runs (baseline, MEC); returns (path, what it shows) entries."""
-    from mec_cli.io import write_text_atomic
-    from mec_cli.reporting.distribution import distribution_curves
-    from mec_cli.reporting.figures import compare_groups_figure, distribution_figure, save_figure, stages_figure
-    from mec_cli.reporting.render import render
-    from mec_cli.reporting.runs import grouping_axis, resolve_grouping
-    from mec_cli.reporting.tables import ablation_table, baseline_vs_mec, compare_table, stages_frame
-
-    reports = out / "reports"
-    base, mec = runs
-    items: List[Dict[str, str]] = []
-
-    def table(name: str, t, what: str) -> None:
-        for fmt, ext in (("md", "md"), ("latex", "tex"), ("csv", "csv")):
-            write_text_atomic(reports / f"{name}.{ext}", render(t, fmt))
-        items.append({"path": f"reports/{name}.md", "also": f"reports/{name}.tex, reports/{name}.csv", "what": what})
-
-    table("ablation", ablation_table([base, mec]),
-          "Table 2(c) style ablation: each run scored with and without dynamic/sparse inference and group alignment "
-          "(marks read from the runs), mask AP overall and per frequency group, box mAP. The paper's numbers belong to "
-          "its Cascade R50 on LVIS, so none stand beside these tiny runs.")
-    table("compare", compare_table([base, mec]),
-          "Table 1 style: the baseline (mean_logits: MMDetection's mean of the stage logits) against MEC (dynamic "
-          "ensemble with group alignment), box and mask AP per group, with the deltas.")
-    for run in (mec, base):
-        frame = stages_frame(run, "segm")
-        axis = grouping_axis(run, frame.attrs["grouping"])
-        paths = save_figure(stages_figure(frame, f"{run.label}: per-stage mask AP by frequency group (Figure 1a)",
-                                          xlabel=axis),
-                            str(reports / f"stages_{run.label}.png"))
-        write_text_atomic(reports / f"stages_{run.label}.csv", frame.to_csv())
-        items.append({"path": f"reports/stages_{run.label}.png", "also": ", ".join(Path(p).name for p in paths[1:]) +
-                      f", stages_{run.label}.csv",
-                      "what": f"Figure 1(a) for {run.label}: mask AP of each cascade stage alone, "
-                      "per frequency group (stage 1 has the lowest IoU threshold)."})
-    values = baseline_vs_mec(base, mec)
-    save_figure(compare_groups_figure(values, xlabel=grouping_axis(mec, resolve_grouping([base, mec]))),
-                str(reports / "baseline_vs_mec.png"))
-    items.append({"path": "reports/baseline_vs_mec.png", "also": "baseline_vs_mec.svg",
-                  "what": "Figure 1(b): mask AP per frequency group, baseline against MEC."})
-    items += write_studies(reports, base, mec)
-    curves = distribution_curves([str(out / "data" / "annotations" / "lvis_v1_train.json"), "lvis_v1", "coco2017"])
-    save_figure(distribution_figure(curves), str(reports / "distribution.png"))
-    items.append({"path": "reports/distribution.png", "also": "distribution.svg",
-                  "what": "Figure 5 style: sorted training instances per category of the synthetic set, LVIS v1 and "
-                          f"COCO, with the group edges {' and '.join(map(str, DEFAULT_BINS))}."})
-    return items
-
-
-def write_studies(reports: Path, base, mec) -> List[Dict[str, str]]:
-    """The study figures (issue 13) of the two demo runs, each with its CSV: AP against the IoU threshold, errors
-    per group, calibration per group and the dynamic ensemble's stage weights. Mask AP throughout, as in the
-    paper's figures."""
-    from mec_cli.io import write_text_atomic
-    from mec_cli.ops.modes import BASELINE_MODE, MEC_MODE
-    from mec_cli.reporting.figures import (
-        calibration_figure,
-        errors_figure,
-        iou_profile_figure,
-        save_figure,
-        weights_figure,
-    )
-    from mec_cli.reporting.studies import calibration_frames, errors_frame, iou_profile_frame, weights_frame
-
-    items: List[Dict[str, str]] = []
-
-    def figure(name: str, fig, frame, what: str) -> None:
-        paths = save_figure(fig, str(reports / f"{name}.png"))
-        write_text_atomic(reports / f"{name}.csv", frame.to_csv(index=False))
-        items.append({"path": f"reports/{name}.png", "also": ", ".join(Path(p).name for p in paths[1:]) +
-                      f", {name}.csv", "what": what})
-
-    frame = iou_profile_frame(mec, base, MEC_MODE, BASELINE_MODE, "segm")
-    figure("iou_profile", iou_profile_figure(frame, f"{mec.label}: mask AP against the IoU threshold, per frequency "
-                                             "group", "mask AP"), frame,
-           "The paper's claim tested on this model: mask AP at each IoU threshold 0.50:0.95 per frequency group, a "
-           f"line per cascade stage alone, MEC's {MEC_MODE} ensemble and the baseline's {BASELINE_MODE} (dashed). "
-           "If rare categories favour the low-IoU stage, stage 1 leads in the rare panel.")
-    for run, mode in ((mec, MEC_MODE), (base, BASELINE_MODE)):
-        frame = errors_frame(run, mode, "segm")
-        figure(f"errors_{run.label}", errors_figure(frame, f"{run.label}, {frame.attrs['mode']} (mask AP): where the "
-                                                           "AP goes, per frequency group"), frame,
-               f"Errors of {run.label} ({frame.attrs['mode']}) per frequency group, TIDE-style under the LVIS "
-               "federated rules: the AP50 points each error type costs (classification, localisation, both, "
-               "duplicate, background, missed); the CSV adds the shares, counts and the classification errors that "
-               "went to a more frequent group.")
-    bins, ece = calibration_frames(mec, [BASELINE_MODE, "dynamic", MEC_MODE], "segm")
-    paths = save_figure(calibration_figure(bins, ece, f"{mec.label}: reliability per frequency group (mask, "
-                                                      "precision at IoU 0.5)"), str(reports / "calibration.png"))
-    write_text_atomic(reports / "calibration.csv", bins.to_csv(index=False))
-    write_text_atomic(reports / "calibration_ece.csv", ece.to_csv(index=False))
-    items.append({"path": "reports/calibration.png", "also": ", ".join(Path(p).name for p in paths[1:]) +
-                  ", calibration.csv (bins), calibration_ece.csv",
-                  "what": f"Reliability diagrams of {mec.label} per frequency group for {BASELINE_MODE}, dynamic "
-                          f"and {MEC_MODE}, with each one's expected calibration error: are rare and frequent "
-                          "scores on one scale after group alignment?"})
-    frame = weights_frame(mec)
-    figure("weights", weights_figure(frame, f"{mec.label}: which stage the dynamic ensemble trusts, per frequency "
-                                            "group"), frame,
-           f"The dynamic ensemble's mean stage weight w^k (eq. 5) per frequency group over the detections "
-           f"{mec.label} kept, as stacked bars (stage 1 = lowest IoU threshold).")
-    return items
-
-
-def write_index(out: Path, items: List[Dict[str, str]], opts: DemoOptions, runs: List) -> Path:
-    from mec_cli.io import write_text_atomic
-    from mec_cli.reporting.render import to_markdown
-    from mec_cli.reporting.tables import compare_table
-
-    base, mec = runs
-    lines = ["# mec demo", "",
-             f"The whole MEC pipeline on the built-in synthetic long-tailed dataset ({opts.train_images} training and "
-             f"{opts.val_images} validation images, {SynthConfig.num_classes} shape-and-colour categories from 3 to "
-             "~1,000 training instances), with the tiny Cascade Mask R-CNN (ResNet-18 from scratch) trained for "
-             f"{opts.iters} iterations on the CPU. These numbers show the pipeline working end to end; they say "
-             "nothing about MEC at paper scale.", "",
-             "## Outputs", ""]
-    for it in items:
-        lines.append(f"- [{it['path']}]({it['path']}) (also {it['also']}): {it['what']}")
+def demo_layout(opts: DemoOptions) -> Dict:
+    """Where the demo's report goes and what its index says: ``reports/`` and ``README.md``, as before studies."""
     ranges = ", ".join(bin_ranges(DEFAULT_BINS))
-    lines += [f"- [groups.json](groups.json): the frequency groups (instances in {ranges}) used by training, "
-              "evaluation and the reports.",
-              "- [runs/tiny_baseline/metrics.json](runs/tiny_baseline/metrics.json), "
-              "[runs/tiny/metrics.json](runs/tiny/metrics.json): every mode's box and mask AP (per group and per "
-              "category) from one inference pass each (`mec eval --per-stage`).",
-              "- runs/*/config.py, runs/*/groups.json, runs/*/iter_*.pth: the resolved configs, groups and "
-              "checkpoints.",
-              "- [data/](data/): the synthetic dataset (LVIS v1 JSON and PNG images).", "",
-              "## Baseline against MEC", "", to_markdown(compare_table([base, mec]))]
-    return Path(write_text_atomic(out / "README.md", "\n".join(lines) + "\n"))
+    return {
+        "folder": "reports", "index": "README.md", "title": "# mec demo",
+        "intro": [f"The whole MEC pipeline on the built-in synthetic long-tailed dataset ({opts.train_images} "
+                  f"training and {opts.val_images} validation images, {SynthConfig.num_classes} shape-and-colour "
+                  "categories from 3 to ~1,000 training instances), with the tiny Cascade Mask R-CNN (ResNet-18 from "
+                  f"scratch) trained for {opts.iters} iterations on the CPU. These numbers show the pipeline working "
+                  "end to end; they say nothing about MEC at paper scale. It is the built-in study `demo` (`mec "
+                  "study status` reads this folder; `study.json` is its manifest).", ""],
+        "links": [f"- [groups.json](groups.json): the frequency groups (instances in {ranges}) used by training, "
+                  "evaluation and the reports.",
+                  "- [runs/tiny_baseline/metrics.json](runs/tiny_baseline/metrics.json), "
+                  "[runs/tiny/metrics.json](runs/tiny/metrics.json): every mode's box and mask AP (per group and per "
+                  "category) from one inference pass each (`mec eval --per-stage`).",
+                  "- runs/*/config.py, runs/*/groups.json, runs/*/iter_*.pth: the resolved configs, groups and "
+                  "checkpoints.",
+                  "- [data/](data/): the synthetic dataset (LVIS v1 JSON and PNG images)."],
+    }

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import os
 import platform
 import re
 import subprocess
@@ -46,29 +47,74 @@ def _first_line(e: BaseException) -> str:
 
 
 def check_mmcv_ops(device: str = "cpu") -> str:
-    """Run nms and RoIAlign from mmcv's compiled ops on `device` tensors; return '' when they work."""
+    """Run nms and RoIAlign from mmcv's compiled ops on `device` tensors; return '' when they work.
+
+    On a GPU both run against the CPU on the same inputs: nms must keep the same boxes, RoIAlign's output and the
+    gradient of its input (backward) must match.
+    """
     try:
         import torch
         from mmcv.ops import RoIAlign, nms
 
-        boxes = torch.tensor([[0.0, 0.0, 10.0, 10.0], [1.0, 1.0, 11.0, 11.0], [50.0, 50.0, 60.0, 60.0]], device=device)
-        _, keep = nms(boxes, torch.tensor([0.9, 0.8, 0.7], device=device), 0.5)
+        boxes = torch.tensor([[0.0, 0.0, 10.0, 10.0], [1.0, 1.0, 11.0, 11.0], [50.0, 50.0, 60.0, 60.0]])
+        scores = torch.tensor([0.9, 0.8, 0.7])
+        _, keep = nms(boxes.to(device), scores.to(device), 0.5)
         if keep.tolist() != [0, 2]:
             return f"mmcv.ops.nms on {device} gave {keep.tolist()}, expected [0, 2]"
-        feats = torch.arange(64.0, device=device).reshape(1, 1, 8, 8)
-        rois = torch.tensor([[0.0, 0.0, 0.0, 4.0, 4.0]], device=device)
-        out = RoIAlign((2, 2), spatial_scale=1.0, sampling_ratio=2)(feats, rois)
-        if tuple(out.shape) != (1, 1, 2, 2):
-            return f"mmcv.ops.RoIAlign on {device} gave shape {tuple(out.shape)}"
+        results = {}
+        for dev in dict.fromkeys([device, "cpu"]):
+            feats = torch.arange(64.0).reshape(1, 1, 8, 8).to(dev).requires_grad_()
+            rois = torch.tensor([[0.0, 0.0, 0.0, 4.0, 4.0], [0.0, 2.5, 1.0, 7.0, 6.5]]).to(dev)
+            out = RoIAlign((2, 2), spatial_scale=1.0, sampling_ratio=2)(feats, rois)
+            (out * torch.arange(1.0, 9.0).reshape(2, 1, 2, 2).to(dev)).sum().backward()
+            results[dev] = (out.detach().cpu(), feats.grad.cpu())
+            if tuple(out.shape) != (2, 1, 2, 2):
+                return f"mmcv.ops.RoIAlign on {dev} gave shape {tuple(out.shape)}"
         if device != "cpu":
-            ref = RoIAlign((2, 2), spatial_scale=1.0, sampling_ratio=2)(feats.cpu(), rois.cpu())
-            if not torch.allclose(out.cpu(), ref, atol=1e-4):
+            (out, grad), (ref_out, ref_grad) = results[device], results["cpu"]
+            if not torch.allclose(out, ref_out, atol=1e-4):
                 return f"mmcv.ops.RoIAlign on {device} differs from the CPU result"
+            if not torch.allclose(grad, ref_grad, atol=1e-4):
+                return f"mmcv.ops.RoIAlign's backward on {device} differs from the CPU's"
     except Exception as e:
         if device != "cpu":
             return f"mmcv's CUDA ops fail on {device} ({_first_line(e)})"
         return f"mmcv's compiled ops do not load ({_first_line(e)}); rebuild mmcv with MMCV_WITH_OPS=1 (make setup)"
     return ""
+
+
+# The probes run in child processes: mmcv ops built against another torch can crash the interpreter when asked
+# (seen on an H200 machine: mmcv 2.1.0 built there for torch 2.11 died of SIGSEGV in get_compiling_cuda_version,
+# inside the ostream code that formats the version text, while its nms and RoIAlign kernels worked).
+_MMCV_CUDA_PROBE = "from mmcv.ops import get_compiling_cuda_version; print(get_compiling_cuda_version())"
+_OPS_PROBE = ("import json, sys; from mec_cli.doctor import check_mmcv_ops; "
+              "print(json.dumps(check_mmcv_ops(sys.argv[1])))")
+PROBE_TIMEOUT_S = 300
+
+
+def _probe_env() -> Dict[str, str]:
+    """The environment of a probe: this process's, with the folder that holds this mec_cli first on the path."""
+    here = str(Path(__file__).resolve().parents[1])
+    return dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in (here, os.environ.get("PYTHONPATH")) if p))
+
+
+def probe_mmcv_ops(device: str) -> str:
+    """:func:`check_mmcv_ops` on `device` in a child process of its own; '' when the ops work, else what went wrong:
+    their error, or that they crashed or hung the child (this process lives on either way)."""
+    try:
+        res = subprocess.run([sys.executable, "-c", _OPS_PROBE, device], capture_output=True, text=True,
+                             timeout=PROBE_TIMEOUT_S, env=_probe_env())
+    except subprocess.TimeoutExpired:
+        return f"mmcv's ops on {device} did not finish within {PROBE_TIMEOUT_S} s"
+    except OSError as e:
+        return f"could not start a process to check mmcv's ops on {device} ({_first_line(e)})"
+    if res.returncode < 0:
+        return f"mmcv's ops crash the interpreter on {device} (signal {-res.returncode})"
+    try:
+        return str(json.loads(res.stdout.strip().splitlines()[-1]))
+    except (IndexError, ValueError):
+        last = (res.stderr.strip().splitlines() or ["no output"])[-1]
+        return f"the check of mmcv's ops on {device} failed (exit {res.returncode}: {last})"
 
 
 # ------------------------------------------------------------------------------------------ CUDA: data
@@ -115,16 +161,12 @@ class MmcvCrash(Exception):
     """mmcv's compiled ops crashed the process that asked them something (the message says how)."""
 
 
-# the probe runs in a child process: mmcv ops built against another torch can crash the interpreter when asked
-# (seen on an H200 machine: mmcv 2.1.0 built for torch 2.11 died of SIGSEGV in get_compiling_cuda_version)
-_MMCV_CUDA_PROBE = "from mmcv.ops import get_compiling_cuda_version; print(get_compiling_cuda_version())"
-
-
 def _mmcv_cuda() -> Optional[str]:
     """The CUDA version mmcv's ops were compiled with ('13.0'), or None for a CPU-only build; :class:`MmcvCrash` when
     asking kills the (child) process."""
     try:
-        res = subprocess.run([sys.executable, "-c", _MMCV_CUDA_PROBE], capture_output=True, text=True, timeout=300)
+        res = subprocess.run([sys.executable, "-c", _MMCV_CUDA_PROBE], capture_output=True, text=True,
+                             timeout=PROBE_TIMEOUT_S, env=_probe_env())
     except (OSError, subprocess.SubprocessError):
         return None
     if res.returncode < 0:
@@ -149,20 +191,21 @@ def _mmcv_archs() -> Optional[List[str]]:
 
 
 def collect_cuda(ops_ok: bool, mmcv: bool = True) -> Dict:
-    """Everything CUDA-related as data, including whether one mmcv CUDA op runs on the first GPU; without ``mmcv``
-    (it does not import) only torch's, the driver's and the GPUs' side."""
+    """Everything CUDA-related as data, including whether mmcv's nms and RoIAlign run on the first GPU (in a child
+    process, whatever the version query did); without ``mmcv`` (it does not import) only torch's, the driver's and
+    the GPUs' side."""
     info = _torch_cuda()
     info["mmcv_missing"] = not mmcv
     try:
         info["mmcv_cuda"] = _mmcv_cuda() if mmcv else None
     except MmcvCrash as e:
         info["mmcv_cuda"], info["mmcv_crash"] = None, str(e)
-    info["mmcv_archs"] = _mmcv_archs() if info["mmcv_cuda"] else []
+    info["mmcv_archs"] = _mmcv_archs() if info["mmcv_cuda"] or info.get("mmcv_crash") else []
     smi = _nvidia_smi()
     info["driver"] = smi["driver"] if smi else None
     info["driver_cuda"] = smi["driver_cuda"] if smi else None
     info["cpu_ops_ok"] = ops_ok
-    if info["gpus"] and info["mmcv_cuda"]:
+    if info["gpus"] and mmcv:
         problem = check_mmcv_cuda_ops(info["gpus"][0]["index"])
         info["cuda_op"] = "ok" if not problem else problem
     else:
@@ -171,8 +214,9 @@ def collect_cuda(ops_ok: bool, mmcv: bool = True) -> Dict:
 
 
 def check_mmcv_cuda_ops(index: int) -> str:
-    """nms and RoIAlign on CUDA tensors of GPU `index`; '' when they work (and match the CPU)."""
-    return check_mmcv_ops(f"cuda:{index}")
+    """nms and RoIAlign (forward and backward) on CUDA tensors of GPU `index`, in a child process; '' when they work
+    and match the CPU."""
+    return probe_mmcv_ops(f"cuda:{index}")
 
 
 # ------------------------------------------------------------------------------------- CUDA: findings
@@ -231,9 +275,20 @@ def cuda_findings(info: Dict) -> Tuple[str, List[str], List[str]]:
     if info.get("mmcv_missing"):
         pass  # reported with the packages
     elif info.get("mmcv_crash"):
-        problems.append(f"mmcv's compiled ops crash the interpreter ({info['mmcv_crash']}) when asked their CUDA "
-                        "version, so they cannot be used with this torch: `make clean-venv setup DEVICE=cuda` "
-                        "installs the pinned torch and rebuilds mmcv for it")
+        crash = (f"mmcv's compiled ops crash the interpreter ({info['mmcv_crash']}) when asked their CUDA version "
+                 "(get_compiling_cuda_version: the C++ code that formats the version text, not a kernel)")
+        # the version text is not needed to train or evaluate: whether the ops work is the op checks' to say
+        if info.get("cuda_op") == "ok":
+            works = (f"their kernels work: nms and RoIAlign ran on GPU {gpus[0]['index']} forward and backward and "
+                     "matched the CPU, so training and evaluation can use them")
+        elif info.get("cuda_op"):
+            works = "their kernels fail on the GPU too (below)"
+        else:
+            works = ("no GPU is visible to run their CUDA kernels; " +
+                     ("their CPU ops work" if info.get("cpu_ops_ok") else "their CPU ops fail (above)"))
+        notes.append(f"{crash}: {works}. mmcv formats its error messages the same way, so a bad input to an mmcv op "
+                     "may crash instead of raising. `make clean-venv setup DEVICE=cuda` rebuilds mmcv against the "
+                     "pinned torch")
     elif mmcv_cuda is None:
         (problems if gpus else notes).append(
             f"mmcv's ops were compiled without CUDA while torch is the CUDA {torch_cuda} build: "
@@ -265,7 +320,7 @@ def cuda_findings(info: Dict) -> Tuple[str, List[str], List[str]]:
         notes.append("torch has no NCCL, so multi-GPU training cannot use it: reinstall PyPI's CUDA build of torch "
                      "(`make clean-venv setup DEVICE=cuda`)")
     op = info.get("cuda_op")
-    if op and op != "ok":
+    if op and op != "ok" and (mmcv_cuda or info.get("mmcv_crash")):  # an mmcv without CUDA is said above
         problems.append(f"{op}: `make setup CUDA_ARCHS=\"{gpus[0]['capability']}\"` rebuilds mmcv for this GPU, "
                         "after fixing any problem above")
     return summary, problems, notes

@@ -6,7 +6,9 @@
   checkpoints removed, so a kill at any moment leaves the previous checkpoint usable and never a truncated
   ``iter_N.pth``;
 * :class:`MECStopHook`: after a SIGTERM or SIGINT (:func:`mec_cli.signals.graceful`), every rank agrees to stop
-  after the current iteration, a checkpoint is saved and :class:`TrainingStopped` ends the run.
+  after the current iteration, a checkpoint is saved and :class:`TrainingStopped` ends the run;
+* :class:`MECRandomStateHook`: the checkpoint keeps torch's random state, and a resumed run takes it back, so that
+  a run stopped and resumed ends with the same weights as one that never stopped.
 """
 from __future__ import annotations
 
@@ -148,3 +150,31 @@ class MECStopHook(Hook):
                 STOP.signum = int(flag[1].item())
             return bool(flag[0].item())
         return wanted
+
+
+@HOOKS.register_module()
+class MECRandomStateHook(Hook):
+    """Keep torch's random number generators (CPU, and CUDA where used) in the checkpoint; restore them on resume.
+
+    mmengine resumes the weights, the optimiser, the schedule and the data order (its iteration-based loop replays
+    the data loader up to the iteration reached, which also replays the random transforms of the data), but not the
+    generator that the model draws from (the RoI samplers' permutations): without this hook a resumed run draws
+    other samples than the run that never stopped, and ends with other weights. Only torch's generators are kept:
+    numpy's and Python's are advanced by that replay of the data, and restoring them as well would advance them twice.
+    """
+
+    priority = "VERY_LOW"
+
+    def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
+        state = {"torch": torch.get_rng_state()}
+        if torch.cuda.is_available() and torch.cuda.is_initialized():
+            state["cuda"] = torch.cuda.get_rng_state_all()
+        checkpoint["mec_random_state"] = state
+
+    def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
+        state = checkpoint.get("mec_random_state")
+        if not state or not getattr(runner, "_resume", False):  # weights only (load_from): no state taken
+            return
+        torch.set_rng_state(state["torch"].cpu())
+        if "cuda" in state and torch.cuda.is_available() and len(state["cuda"]) == torch.cuda.device_count():
+            torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]])

@@ -129,8 +129,71 @@ def resolve_config(opts: LaunchOptions) -> Tuple[object, Path, str]:
     if opts.data_root:
         recipes.set_data_root(cfg, opts.data_root)
     if opts.cfg_options:
+        check_cfg_options(cfg, opts.cfg_options)
         cfg.merge_from_dict(opts.cfg_options)
+        try:
+            recipes.check_config(cfg, path)
+        except MecError as e:  # an override took away something mec needs (model.roi_head=None)
+            raise MecError(f"leaves a config mec cannot run: {e.message.split(': ', 1)[-1]}",
+                           option="cfg_options") from None
     return cfg, path, name
+
+
+def check_cfg_options(cfg, options: Dict) -> None:
+    """Every key of ``options`` (``a.b.0.c``, as mmengine's ``merge_from_dict`` reads it) must name a key the config
+    has: an override of a key that does not exist would add it silently, and the run would fail later or ignore it.
+    One MecError naming the first missing part and the keys beside it."""
+    import difflib
+
+    for key in options:
+        node, walked = cfg, []
+        for part in str(key).split("."):
+            if isinstance(node, (list, tuple)) and part.isdigit() and int(part) < len(node):
+                node = node[int(part)]
+            elif hasattr(node, "keys") and part in node.keys():
+                node = node[part]
+            else:
+                where = ".".join(walked)
+                if hasattr(node, "keys"):
+                    known = sorted(str(k) for k in node.keys())
+                    close = difflib.get_close_matches(part, known, n=3)
+                    more = ", ..." if len(known) > 12 else ""
+                    hint = (f"; did you mean {', '.join(close)}?" if close else
+                            f"; {where or 'the top level'} has {', '.join(known[:12])}{more}")
+                elif isinstance(node, (list, tuple)):
+                    hint = f"; {where} is a list of {len(node)}"
+                else:
+                    hint = f"; {where} is a value ({type(node).__name__}), not a section"
+                missing = ".".join(walked + [part])
+                raise MecError(f"names {key!r}, but the config has no key {missing!r}{hint} (an override sets an "
+                               "existing key; to add keys, write a config file that inherits the recipe and pass it "
+                               "with `config`)", option="cfg_options")
+            walked.append(part)
+        problem = _override_type_problem(node, options[key])
+        if problem:
+            raise MecError(f"sets {key!r} to {str(options[key])[:60]!r}, but {problem}", option="cfg_options")
+
+
+_TYPE_WORDS = ((bool, "true or false"), (int, "an integer"), (float, "a number"), (str, "a string"),
+               ((list, tuple), "a list"), (dict, "a dict"))
+
+
+def _override_type_problem(current, value):
+    """Why ``value`` cannot replace the config's ``current`` value (another kind of value: a string where the recipe
+    has an integer), or None. None replaces anything, and anything replaces None; an integer may replace a number."""
+    if current is None or value is None:
+        return None
+    want = next((name for kind, name in _TYPE_WORDS if isinstance(current, kind)), None)
+    if want is None:
+        return None
+    fits = (isinstance(value, bool) if isinstance(current, bool) else
+            type(value) is int if isinstance(current, int) else
+            isinstance(value, (int, float)) and not isinstance(value, bool) if isinstance(current, float) else
+            isinstance(value, str) if isinstance(current, str) else
+            isinstance(value, (list, tuple)) if isinstance(current, (list, tuple)) else
+            isinstance(value, dict))
+    shown = "" if isinstance(current, (dict, list, tuple)) else f" ({str(current)[:60]!r})"
+    return None if fits else f"the config holds {want} there{shown}"
 
 
 # ---- 2. classes -----------------------------------------------------------------------------------------------
@@ -195,9 +258,11 @@ def apply_groups(cfg, spec: "GroupSpec", category_ids: Sequence[int], source) ->
 # ---- 4. backend -----------------------------------------------------------------------------------------------
 def choose_backend(cfg, opts: LaunchOptions) -> None:
     """On the CPU: gloo, and DDP without device ids (:class:`mec_cli.models.MECDistributedDataParallel`); on GPUs the
-    config's own backend (nccl in every recipe)."""
+    config's own backend (nccl in every recipe). A ``timeout`` of the config's ``dist_cfg`` (seconds a collective
+    waits for the other ranks) is kept either way."""
     if opts.on_cpu:
-        cfg.env_cfg.dist_cfg = dict(backend="gloo")
+        timeout = (cfg.env_cfg.get("dist_cfg") or {}).get("timeout")
+        cfg.env_cfg.dist_cfg = dict(backend="gloo", **({"timeout": timeout} if timeout is not None else {}))
         cfg.model_wrapper_cfg = dict(type="MECDistributedDataParallel", broadcast_buffers=False,
                                      find_unused_parameters=False)
 
@@ -210,6 +275,7 @@ class Launch:
     task: str  # 'train' or 'test' (mec_cli.worker.TASKS)
     command: List[str]  # python, torchrun or srun; for one process, the command the worker would have alone
     in_process: bool  # one process: the worker runs in this process (the command is only shown)
+    env: Dict[str, str] = field(default_factory=dict)  # set for the command (srun passes it on to every task)
 
 
 def plan(opts: LaunchOptions, task: str, config_file: Path, out: Optional[Path] = None) -> Launch:
@@ -219,7 +285,9 @@ def plan(opts: LaunchOptions, task: str, config_file: Path, out: Optional[Path] 
         raise ValueError(f"unknown worker task {task!r}; expected one of {', '.join(TASKS)}")
     worker = ["-m", WORKER_MODULE, task, str(config_file)] + (["--out", str(out)] if out is not None else [])
     if opts.slurm:
-        return Launch(task, _srun(opts) + [sys.executable, "-u"] + worker + ["--launcher", "slurm"], in_process=False)
+        # the ranks meet at the first node of the allocation on this port (mmengine's Slurm set-up reads it)
+        return Launch(task, _srun(opts) + [sys.executable, "-u"] + worker + ["--launcher", "slurm"], in_process=False,
+                      env={"MASTER_PORT": str(opts.master_port)})
     if opts.distributed:
         per_node = opts.gpus if opts.gpus > 0 else opts.procs
         torchrun = Path(sys.executable).with_name("torchrun")
@@ -234,10 +302,11 @@ def plan(opts: LaunchOptions, task: str, config_file: Path, out: Optional[Path] 
 def _srun(opts: LaunchOptions) -> List[str]:
     if not opts.partition:
         raise MecError("is needed to launch through Slurm", option="partition")
-    per_node = max(1, opts.gpus)
-    cmd = ["srun", "-p", opts.partition, f"--job-name={opts.job_name or 'mec'}", f"--gres=gpu:{per_node}",
-           f"--ntasks={per_node * max(1, opts.nodes)}", f"--ntasks-per-node={per_node}",
-           f"--cpus-per-task={opts.cpus_per_task}", "--kill-on-bad-exit=1"]
+    per_node = opts.gpus if opts.gpus > 0 else max(1, opts.procs)  # one task per GPU, or per CPU process (gloo)
+    cmd = ["srun", "-p", opts.partition, f"--job-name={opts.job_name or 'mec'}"]
+    cmd += [f"--gres=gpu:{per_node}"] if opts.gpus > 0 else []
+    cmd += [f"--ntasks={per_node * max(1, opts.nodes)}", f"--ntasks-per-node={per_node}",
+            f"--cpus-per-task={opts.cpus_per_task}", "--kill-on-bad-exit=1"]
     if opts.time:
         cmd.append(f"--time={opts.time}")
     if opts.qos:
@@ -259,7 +328,7 @@ def run_worker(launch: Launch, config_file: Path, out: Optional[Path] = None,
 
     if launch.in_process:
         return worker.run(launch.task, str(config_file), "none")
-    code = run_child(launch.command, env={**os.environ, **(env or {})})
+    code = run_child(launch.command, env={**os.environ, **launch.env, **(env or {})})
     if code != 0 or (out is not None and not Path(out).is_file()):
         raise MecError(f"{TASKS[launch.task]} exited with code {code}: {shlex.join(launch.command)}")
     if out is None:

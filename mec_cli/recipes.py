@@ -94,10 +94,9 @@ def config_path(recipe: Optional[str] = None, config: Optional[str] = None) -> P
     if (recipe is None) == (config is None):
         raise MecError("give exactly one of `recipe` (a name) or `config` (a file)")
     if config is not None:
-        path = Path(config)
-        if not path.is_file():
-            raise MecError("config file not found", path)
-        return path
+        from mec_cli.io import check_input
+
+        return check_input(config, "config file", missing="config file not found")
     return resolve_recipe(recipe).file
 
 
@@ -107,15 +106,53 @@ def load_config(path: Path, dataset: Optional[str] = None, cfg_options: Optional
 
     try:
         cfg = Config.fromfile(str(path))
-    except (SyntaxError, KeyError, FileNotFoundError, ImportError) as e:
-        raise MecError(f"cannot load config ({type(e).__name__}: {e})", path) from None
+    except KeyboardInterrupt:  # Ctrl-C and SIGTERM (mec_cli.signals) stop the command as everywhere
+        raise
+    except SystemExit as e:  # a config file is Python, and may end the interpreter: that is a broken config here
+        raise MecError(f"cannot load config: running it called exit({e.code!r})", path) from None
+    except Exception as e:  # anything a Python config file raises while it is read
+        text = " ".join(str(e).split())[:300]
+        raise MecError(f"cannot load config ({type(e).__name__}: {text})", path) from None
     for key in [k for k in cfg.keys() if k.startswith("_")]:  # the recipes' helpers (recipes/_base_/models/mec.py)
         cfg.pop(key)
+    check_config(cfg, path)
     if dataset is not None:
         apply_dataset(cfg, dataset)
     if cfg_options:
         cfg.merge_from_dict(cfg_options)
     return cfg
+
+
+# What mec reads of a config (a recipe, or a file passed as `--config`), and the kind of value each must be.
+CONFIG_SHAPE = (("model", dict), ("model.backbone", dict), ("model.roi_head", dict), ("model.roi_head.num_stages", int),
+                ("model.roi_head.bbox_head", (list, tuple, dict)), ("model.test_cfg", dict),
+                ("model.test_cfg.rcnn", dict), ("train_dataloader", dict), ("train_dataloader.dataset", dict),
+                ("val_dataloader", dict), ("val_dataloader.dataset", dict), ("test_dataloader", dict),
+                ("test_dataloader.dataset", dict), ("train_cfg", dict), ("optim_wrapper", dict),
+                ("optim_wrapper.optimizer", dict), ("param_scheduler", (list, tuple, dict)), ("default_hooks", dict),
+                ("env_cfg", dict))
+
+
+def check_config(cfg, path) -> None:
+    """A config mec can run: a two-stage cascade detector (``model.roi_head`` with ``num_stages``, as Cascade R-CNN
+    and HTC have) with train, val and test dataloaders, a schedule and the runtime parts (:data:`CONFIG_SHAPE`);
+    one MecError naming the file and the first missing or malformed key otherwise."""
+    for key, kind in CONFIG_SHAPE:
+        node = cfg
+        for part in key.split("."):
+            node = node.get(part) if hasattr(node, "get") else None
+        if not isinstance(node, kind) or isinstance(node, bool):
+            want = getattr(kind, "__name__", "a list")
+            what = "is missing" if node is None else f"is {type(node).__name__}, not {want}"
+            raise MecError(f"is not a detection config mec can run: {key} {what} (mec runs Cascade R-CNN and HTC "
+                           "configs such as the recipes of `mec recipes`)", path)
+    if cfg.model.roi_head.num_stages < 1:
+        raise MecError(f"model.roi_head.num_stages is {cfg.model.roi_head.num_stages}, not a count of stages", path)
+    for split in ("train", "val", "test"):
+        ds = inner_dataset(cfg[f"{split}_dataloader"].dataset)
+        if not isinstance(ds.get("ann_file"), str):
+            raise MecError(f"is not a detection config mec can run: {split}_dataloader's dataset has no ann_file",
+                           path)
 
 
 def dataset_parts() -> Dict[str, Path]:

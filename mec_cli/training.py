@@ -6,6 +6,7 @@ run, without writing or starting anything; :func:`train` writes it into the work
 """
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,6 +40,10 @@ class TrainOptions(launch.LaunchOptions):
         check_number("seed", self.seed, 0, SEED_MAX, integer=True)
         if self.no_pretrained and self.pretrained:
             raise MecError("and `pretrained` exclude each other", option="no_pretrained")
+        if self.work_dir is not None:  # (the default one, named by the recipe, is checked once it is resolved)
+            from mec_cli.io import check_output_dir
+
+            check_output_dir(self.work_dir)
 
 
 @dataclass
@@ -65,9 +70,9 @@ def _apply_pretrained(cfg, opts: TrainOptions, notes: List[str]) -> None:
         backbone.init_cfg = None
         return
     if opts.pretrained:
-        path = Path(opts.pretrained)
-        if not path.is_file():
-            raise MecError("pretrained backbone weights not found", path)
+        from mec_cli.io import check_input
+
+        path = check_input(opts.pretrained, "weights file", missing="pretrained backbone weights not found")
         check_checkpoint(path)
         backbone.init_cfg = dict(type="Pretrained", checkpoint=str(path.resolve()))
         return
@@ -117,8 +122,10 @@ def prepare_training(opts: TrainOptions) -> PreparedRun:
 
     from mec_cli import recipes
     from mec_cli.data.annotations import load_annotations
+    from mec_cli.io import check_output_dir
 
     cfg, _, name = launch.resolve_config(opts)
+    check_output_dir(Path(opts.work_dir or Path("work_dirs") / name))
     notes: List[str] = []
     # The training annotations are read (and validated) once, for the class count and the groups.
     ann_path = recipes.annotation_path(cfg, "train")
@@ -156,7 +163,7 @@ def prepare_training(opts: TrainOptions) -> PreparedRun:
         else:
             from mec_cli.compat import check_checkpoint
 
-            check_checkpoint(opts.resume)
+            check_checkpoint(opts.resume, resume=True)
             cfg.resume, cfg.load_from = True, str(opts.resume)
     return PreparedRun(cfg=cfg, work_dir=work_dir, recipe_name=name, notes=notes, groups_doc=groups_doc,
                        launch=launch.plan(opts, "train", work_dir / "config.py"))
@@ -221,8 +228,7 @@ def resume_point(work_dir: Path, notes: List[str]) -> Optional[Path]:
     work_dir = Path(work_dir)
     files = sorted((p for p in work_dir.glob("*.pth") if _checkpoint_step(p) >= 0 and not p.name.startswith(".")),
                    key=_checkpoint_step, reverse=True)
-    marker = work_dir / "last_checkpoint"
-    named = Path(marker.read_text().strip()) if marker.is_file() else None
+    named = _marked_checkpoint(work_dir)
     if named is not None and not named.is_absolute() and not named.exists():
         named = work_dir / named.name
     candidates = ([named] if named is not None else []) + [p for p in files
@@ -230,7 +236,7 @@ def resume_point(work_dir: Path, notes: List[str]) -> Optional[Path]:
     damaged = []
     for path in candidates:
         try:
-            check_checkpoint(path)
+            check_checkpoint(path, resume=True)
         except MecError as e:
             damaged.append(str(e))
             continue
@@ -244,20 +250,87 @@ def resume_point(work_dir: Path, notes: List[str]) -> Optional[Path]:
     return None
 
 
-def last_checkpoint(work_dir: Path) -> Optional[Path]:
+def _marked_checkpoint(work_dir: Path) -> Optional[Path]:
+    """The checkpoint the work dir's ``last_checkpoint`` names (read only when it is a regular, UTF-8 file), or
+    None."""
+    from mec_cli.io import read_input_bytes
+
     marker = Path(work_dir) / "last_checkpoint"
-    if marker.is_file():
-        path = Path(marker.read_text().strip())
-        return path if path.is_file() else None
-    return None
+    if not marker.is_file():
+        return None
+    text = read_input_bytes(marker, "last_checkpoint file").decode("utf-8").strip()
+    return Path(text) if text and "\0" not in text else None
+
+
+def last_checkpoint(work_dir: Path) -> Optional[Path]:
+    path = _marked_checkpoint(work_dir)
+    return path if path is not None and path.is_file() else None
+
+
+class _WorkDirState:
+    """What a work dir held before a run started, so that a run that fails to start leaves it as it was: the files
+    the run rewrites (their bytes) and the names of everything else."""
+
+    REWRITTEN = ("config.py", "groups.json")
+
+    def __init__(self, work_dir: Path):
+        self.work_dir = work_dir
+        self.existed = work_dir.is_dir()
+        self.names = set(os.listdir(work_dir)) if self.existed else set()
+        self.saved = {name: (work_dir / name).read_bytes() for name in self.REWRITTEN
+                      if name in self.names and (work_dir / name).is_file()}
+
+    def checkpoints_added(self) -> bool:
+        return self.work_dir.is_dir() and any(p.suffix == ".pth" and p.name not in self.names
+                                              for p in self.work_dir.iterdir())
+
+    def restore(self) -> None:
+        """Remove what the run added and put back the files it rewrote (or the whole work dir it made)."""
+        import shutil
+
+        from mec_cli.io import write_bytes_atomic
+
+        if not self.work_dir.is_dir():
+            return
+        if not self.existed:
+            shutil.rmtree(self.work_dir, ignore_errors=True)
+            return
+        for p in self.work_dir.iterdir():
+            if p.name not in self.names:
+                if p.is_dir() and not p.is_symlink():
+                    shutil.rmtree(p, ignore_errors=True)
+                else:
+                    p.unlink(missing_ok=True)
+        for name, data in self.saved.items():
+            write_bytes_atomic(self.work_dir / name, data)
 
 
 def train(run: PreparedRun, env: Optional[Dict[str, str]] = None) -> Dict:
     """Write the prepared run's files and run its worker (in this process, or through the launcher); return the
-    summary."""
-    config_file = write_run_files(run)
+    summary.
+
+    A run that fails before it saved any checkpoint (a model the config cannot build, a worker that exits at once)
+    leaves the work dir as it found it, and its error is one MecError; a failure after a checkpoint keeps
+    everything, for ``resume`` and for reading the logs.
+    """
+    from mec_cli.hooks import TrainingStopped
+
+    state = _WorkDirState(run.work_dir)
     start = time.time()
-    launch.run_worker(run.launch, config_file, env=env)
+    try:
+        config_file = write_run_files(run)
+        launch.run_worker(run.launch, config_file, env=env)
+    except TrainingStopped:
+        raise
+    except BaseException as e:
+        if state.checkpoints_added():
+            raise
+        state.restore()
+        if isinstance(e, MecError) or not isinstance(e, Exception):
+            raise
+        text = " ".join(str(e).split())[:300]
+        raise MecError(f"training could not start ({type(e).__name__}: {text}); the work dir is as it was",
+                       run.work_dir) from None
     return {"work_dir": str(run.work_dir), "config": str(config_file),
             "last_checkpoint": str(last_checkpoint(run.work_dir) or ""), "wall_time_s": round(time.time() - start, 1),
             "recipe": run.recipe_name}

@@ -6,7 +6,10 @@ a single process, or has torchrun / srun start this module once per rank.
 from __future__ import annotations
 
 import argparse
+import datetime
 import os
+import re
+import subprocess
 import sys
 import uuid
 import warnings
@@ -38,20 +41,62 @@ def _runner(config: str, launcher: str, cfg_options: Optional[dict] = None):
         cfg.visualizer.name = f"mec-{uuid.uuid4().hex}"
     if launcher != "none":
         os.environ.setdefault("LOCAL_RANK", "0")
-    if launcher == "pytorch":
         import torch
 
         if not torch.cuda.is_available() and not torch.distributed.is_initialized():
             # mmengine's init_dist calls torch.cuda.set_device unconditionally; on the CPU the process
             # group is made here (gloo), and the Runner then finds it already initialised.
-            torch.distributed.init_process_group(backend="gloo")
+            timeout = (cfg.get("env_cfg", {}).get("dist_cfg") or {}).get("timeout")
+            if launcher == "slurm":
+                _slurm_env()
+            torch.distributed.init_process_group(
+                backend="gloo", **({"timeout": datetime.timedelta(seconds=timeout)} if timeout else {}))
     present = {h.get("type") for h in cfg.get("custom_hooks", [])}
-    cfg.custom_hooks = list(cfg.get("custom_hooks", [])) + [dict(type=t) for t in ("MECProgressHook", "MECStopHook")
-                                                             if t not in present]
+    ours = ("MECProgressHook", "MECStopHook", "MECRandomStateHook")
+    cfg.custom_hooks = list(cfg.get("custom_hooks", [])) + [dict(type=t) for t in ours if t not in present]
     checkpoint = (cfg.get("default_hooks") or {}).get("checkpoint")
     if checkpoint is not None and checkpoint.get("type") in ("CheckpointHook", "mmengine.CheckpointHook"):
         checkpoint.type = "MECCheckpointHook"  # atomic saves (mec_cli.hooks)
     return Runner.from_cfg(cfg)
+
+
+def _slurm_env() -> None:
+    """What mmengine's Slurm set-up (``_init_dist_slurm``) derives from Slurm's variables, for ranks on the CPU:
+    RANK and WORLD_SIZE from SLURM_PROCID and SLURM_NTASKS, LOCAL_RANK from SLURM_LOCALID, MASTER_ADDR from the
+    first host of SLURM_NODELIST (unless set), MASTER_PORT as set (by `mec train`) or 29500."""
+    env = os.environ
+    if "MASTER_ADDR" not in env:
+        env["MASTER_ADDR"] = subprocess.getoutput(f"scontrol show hostname {env['SLURM_NODELIST']} | head -n1").strip()
+    env.setdefault("MASTER_PORT", "29500")
+    env.update(RANK=env["SLURM_PROCID"], WORLD_SIZE=env["SLURM_NTASKS"], LOCAL_RANK=env.get("SLURM_LOCALID", "0"))
+
+
+# What the process group raises when another rank of the job is gone (its sockets closed) or silent (timed out):
+# gloo's RuntimeErrors, and torch's DistError family (NCCL, the store).
+_PEER_LOST = re.compile(r"Connection (closed|reset) by peer|Broken pipe|timed out", re.IGNORECASE)
+
+
+def peer_failure(error: BaseException) -> Optional[str]:
+    """One line saying that another rank of this job is gone or silent, when ``error`` came from the process
+    group; None for any other error (and outside a distributed run)."""
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()):
+        return None
+    seen, e = [], error
+    while e is not None and e not in seen:
+        seen.append(e)
+        text = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        text = re.sub(r"^\[[^\]]*\]\s*", "", text).split(". ")[0]  # gloo's source location and advice left out
+        if isinstance(e, getattr(dist, "DistError", ())) or (isinstance(e, RuntimeError) and _PEER_LOST.search(str(e))):
+            rank, world = dist.get_rank(), dist.get_world_size()
+            what = ("a collective operation timed out: another process of this job stopped answering"
+                    if re.search(r"timed out", str(e), re.IGNORECASE) else "another process of this job is gone"
+                    if _PEER_LOST.search(str(e)) else "the process group failed")
+            return (f"rank {rank} of {world} stops: {what} ({text}); the launcher's report (torchrun, srun) names "
+                    "the process and why it ended")
+        e = e.__cause__ or e.__context__
+    return None
 
 
 def run_train(config: str, launcher: str = "none") -> None:
@@ -66,6 +111,10 @@ def run_train(config: str, launcher: str = "none") -> None:
 def run_test(config: str, launcher: str = "none", checkpoint: Optional[str] = None) -> Optional[dict]:
     """Run the test loop; return MECMetric's structured results on rank 0."""
     runner = _runner(config, launcher, {"load_from": checkpoint} if checkpoint else None)
+    if runner.cfg.get("load_from"):  # mmengine would load weights of another model with warnings only
+        from mec_cli.compat import check_checkpoint_fits
+
+        check_checkpoint_fits(runner.model, runner.cfg.load_from)
     runner.test()
     metric = runner.test_evaluator.metrics[0]
     return getattr(metric, "last_results", None)
@@ -106,6 +155,20 @@ def main(argv=None) -> None:
     parser.add_argument("--checkpoint")
     parser.add_argument("--out", help="test: where rank 0 writes the per-mode metrics (JSON)")
     args = parser.parse_args(argv)
+    try:
+        _main(args)
+    except Exception as e:
+        lost = peer_failure(e)
+        if lost is None:
+            raise
+        # One line instead of a traceback from deep inside the collective; no teardown, whose barrier would wait
+        # for the rank that is gone. Checkpoints are written atomically, so the last complete one stays usable.
+        print(f"mec: {lost}", file=sys.stderr, flush=True)
+        sys.stdout.flush()
+        os._exit(1)
+
+
+def _main(args) -> None:
     if args.task == "train":
         from mec_cli.hooks import TrainingStopped
 

@@ -35,7 +35,7 @@ def _root(
 
 
 def _register() -> None:
-    from mec_cli.cli import data, demo, doctor, eval, report, train  # noqa: F401  (each module adds its commands to `app`)
+    from mec_cli.cli import data, demo, doctor, eval, report, study, train  # noqa: F401  (each adds its commands)
 
 
 _register()

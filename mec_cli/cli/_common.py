@@ -8,9 +8,10 @@ import contextlib
 import functools
 import inspect
 import json
+import os
 import sys
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterator, TypeVar
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, TypeVar
 
 import typer
 from rich.console import Console
@@ -24,9 +25,15 @@ err_console = Console(stderr=True, highlight=False)
 F = TypeVar("F", bound=Callable[..., Any])
 
 
+def one_line(text: str) -> str:
+    """``text`` with every character that is not printable (a newline in a file name, an undecodable byte of one)
+    written as its escape, so that it stays on one line and prints in any encoding."""
+    return text if text.isprintable() else "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
 def error_line(message: str) -> None:
-    """One red ``error:`` line on stderr; the message is printed as text, brackets and all."""
-    err_console.print(f"[bold red]error:[/] {escape(message)}", soft_wrap=True)
+    """One red ``error:`` line on stderr; the message is printed as text, brackets and all, on one line."""
+    err_console.print(f"[bold red]error:[/] {escape(one_line(message))}", soft_wrap=True)
 
 
 def option_flags(command: Callable) -> Dict[str, str]:
@@ -46,18 +53,75 @@ def cli_text(text: str, command: Callable) -> str:
     return name_options(text, option_flags(command).get)
 
 
+def given(*names: str) -> List[str]:
+    """Those of the current command's options ``names`` (Python parameter names) that the user gave, on the command
+    line or through the environment, rather than left at their defaults."""
+    try:  # typer 0.28 (pinned) carries its own click; tests/cli/test_bad_input.py would fail at once without it
+        from typer._click.core import ParameterSource
+        from typer._click.globals import get_current_context
+    except ImportError:  # a typer that uses the click package
+        from click.core import ParameterSource
+        from click.globals import get_current_context
+
+    ctx = get_current_context(silent=True)
+    if ctx is None:
+        return []
+    sources = (ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT)
+    return [n for n in names if ctx.get_parameter_source(n) in sources]
+
+
+def refuse_given(names: Sequence[str], why: str) -> None:
+    """Refuse the first of the options ``names`` that the user gave: it does not apply (``why``, e.g. 'to --results'),
+    and an option that changes nothing is a mistake to point out, not to ignore."""
+    got = given(*names)
+    if got:
+        raise MecError(f"does not apply {why}", option=got[0])
+
+
+def comma_list(value: Optional[str], option: str) -> Optional[List[str]]:
+    """The items of a comma-separated option (None when it was not given); an empty item or one named twice is a
+    MecError naming ``option`` (the Python name), as an empty bin is."""
+    if value is None:
+        return None
+    items = [v.strip() for v in value.split(",")]
+    if not all(items):
+        raise MecError(f"has an empty item in {value!r}: write names separated by single commas", option=option)
+    twice = next((v for i, v in enumerate(items) if v in items[:i]), None)
+    if twice is not None:
+        raise MecError(f"names {twice!r} twice", option=option)
+    return items
+
+
+@contextlib.contextmanager
+def _tables_to_stderr(when: bool) -> Iterator[None]:
+    """While a command writes an output to standard output (``--out /dev/stdout``), its tables and messages go to
+    standard error, so that standard output holds the file alone (``mec eval ... --out /dev/stdout | jq``)."""
+    if not when:
+        yield
+        return
+    saved = console._file  # None: follow sys.stdout
+    console.file = sys.stderr
+    try:
+        yield
+    finally:
+        console._file = saved
+
+
 def cli_errors(fn: F) -> F:
     """Turn a :class:`MecError` into one red line on stderr and exit code 2 (never a traceback), the parameters it
     names written as flags; SIGINT and SIGTERM into one line and exit 130 or 143 (temporary files are gone by then:
-    every write is atomic)."""
+    every write is atomic). A command with an output on standard output shows its tables on standard error."""
     flags = option_flags(fn)
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from mec_cli.io import names_stdout
         from mec_cli.signals import EXIT_SIGINT, EXIT_SIGTERM, Terminated
 
+        to_stdout = any(isinstance(v, (str, Path)) and names_stdout(v) for v in kwargs.values())
         try:
-            return fn(*args, **kwargs)
+            with _tables_to_stderr(to_stdout):
+                return fn(*args, **kwargs)
         except MecError as e:
             message = name_options(str(e), flags.get)
             option = (flags.get(e.option) or f"--{e.option.replace('_', '-')}") if e.option else ""
@@ -137,8 +201,8 @@ def step_progress() -> Iterator[Callable[..., None]]:
 
 def rel(p: Path) -> str:
     """A path as the user would type it (relative to the working directory when inside it), escaped for Rich markup."""
-    try:
-        text = str(Path(p).resolve().relative_to(Path.cwd()))
+    try:  # symlinks not followed: /dev/stdout stays /dev/stdout
+        text = str(Path(os.path.abspath(p)).relative_to(os.getcwd()))
     except ValueError:
         text = str(p)
     return escape(text)

@@ -29,6 +29,9 @@ def synth(
     cfg = SynthConfig(out=out, seed=seed, num_classes=num_classes, train_images=train_images,
                       val_images=val_images, image_size=image_size)
     cfg.validate()
+    from mec_cli.io import check_output_dir
+
+    check_output_dir(out)  # before the progress bar: errors come first
     with progress_bar() as bar:
         task = bar.add_task("drawing images", total=train_images + val_images)
         paths = make_synthetic_dataset(cfg, progress=lambda n: bar.advance(task, n))

@@ -28,10 +28,10 @@ def _cuda_rows(env: dict) -> list:
                  or "none visible"))
     if cuda.get("torch_cuda"):
         op = cuda.get("cuda_op")
-        why = ("mmcv missing" if cuda.get("mmcv_missing") else "no GPU" if not gpus else
-               "mmcv's ops crashed" if cuda.get("mmcv_crash") else "mmcv built without CUDA")
-        rows.append(("mmcv op on GPU", "ok (nms, RoIAlign on GPU 0)" if op == "ok" else "failed" if op else
-                     f"not checked ({why})"))
+        why = "mmcv missing" if cuda.get("mmcv_missing") else "no GPU" if not gpus else "mmcv built without CUDA"
+        shown = ("ok (nms, RoIAlign forward and backward on GPU 0, as on the CPU)" if op == "ok" else
+                 "crashed" if op and "crash" in op else "failed" if op else f"not checked ({why})")
+        rows.append(("mmcv op on GPU", shown))
     return rows
 
 

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Dict, Optional
+from typing import Dict, List, Optional
 
 import typer
 from rich.markup import escape
@@ -48,7 +48,8 @@ def print_metrics(doc: Dict) -> None:
 
         console.print(describe_cap(doc["protocol"], doc["detection_cap"]), markup=False)
     held = {k for m in modes.values() for t in iou_types_of(m) for k in m[t]} | {k for m in modes.values() for k in m}
-    reports = [r for r, key in (("errors", "errors"), ("calibration", "calibration"), ("weights", "stage_weights"))
+    reports = [r for r, key in (("errors", "errors"), ("calibration", "calibration"), ("confusion", "confusion"),
+                                ("lrp", "lrp"), ("compare --ci", "per_image"), ("weights", "stage_weights"))
                if key in held]
     if reports:
         console.print("Studies per frequency group stored: " + ", ".join(f"`mec report {r}`" for r in reports) + ".",
@@ -61,13 +62,23 @@ def print_metrics(doc: Dict) -> None:
              "  [bold]mec eval --checkpoint ckpt.pth --recipe htc_r101 --gpus 8 --modes dynamic --group-align on[/]\n\n"
              "  [bold]mec eval --results dets.json --ann lvis_v1_val.json --groups groups.json --iou-type segm[/]\n\n"
              "  [bold]mec eval --results dets.json --ann lvis_v1_val.json --iou-type segm,boundary --analysis "
-             "--out m.json[/]")
+             "--out m.json[/]\n\n"
+             "  [bold]mec eval --results dets.json --ann lvis_v1_val.json --per-image --out m.json[/]   "
+             "(then `mec report compare A B --ci`)\n\n"
+             "  [bold]mec eval --results rank0.json --results rank1.json --ann lvis_v1_val.json --out m.json[/]   "
+             "(shards of one results file)\n\n"
+             "  [bold]mec eval --results rank0.json --ann lvis_v1_val.json --partial rank0.partial.npz[/]   "
+             "(on each machine)\n\n"
+             "  [bold]mec eval --merge rank0.partial.npz --merge rank1.partial.npz --out m.json[/]   "
+             "(later, anywhere)")
 @cli_errors
 def eval_cmd(
     checkpoint: Optional[Path] = typer.Option(None, help="Model checkpoint (with --recipe or --config)."),
     recipe: Optional[str] = RECIPE,
     config: Optional[Path] = CONFIG,
-    results: Optional[Path] = typer.Option(None, help="An LVIS/COCO results JSON to evaluate instead of a checkpoint."),
+    results: Optional[List[Path]] = typer.Option(None, help="An LVIS/COCO results JSON to evaluate instead of a "
+                                                 "checkpoint; several: shards of one (each image's detections in "
+                                                 "one of them), merged exactly."),
     ann: Optional[Path] = typer.Option(None, help="Ground-truth annotations for --results."),
     per_stage: bool = typer.Option(EvalOptions.per_stage, "--per-stage", help="Also score every cascade stage alone."),
     modes: str = typer.Option(",".join(EvalOptions.modes), help="Stage ensembles to score."),
@@ -83,8 +94,15 @@ def eval_cmd(
                                             "boundary width as a fraction of the image diagonal (Cheng et al. "
                                             "2021), in (0, 1)."),
     analysis: bool = typer.Option(EvalOptions.analysis, "--analysis", help="Also store, per frequency group, "
-                                  "TIDE-style errors and the calibration of the scores (for `mec report errors` and "
-                                  "`mec report calibration`)."),
+                                  "TIDE-style errors, the calibration of the scores, a confusion matrix of the "
+                                  "objects' labels and oLRP (for `mec report errors`, `calibration`, `confusion` "
+                                  "and `lrp`)."),
+    per_image: bool = typer.Option(EvalOptions.per_image, "--per-image", help="Also store each image's matched "
+                                   "detections (compact), for `mec report compare --ci` (bootstrap intervals)."),
+    partial: Optional[Path] = typer.Option(None, help="With --results: write this shard's partial evaluation "
+                                           "(.npz) here instead of metrics, to merge later with --merge."),
+    merge: Optional[List[Path]] = typer.Option(None, help="Partial evaluations (--partial) to merge into the "
+                                               "metrics of all their shards; needs no --ann."),
     protocol: Optional[str] = typer.Option(EvalOptions.protocol,
                                            help="lvis or coco (default: from the annotation format)."),
     dataset: Optional[str] = DATASET,
@@ -104,47 +122,90 @@ def eval_cmd(
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Write the metrics JSON here."),
 ) -> None:
     """Per-stage and per-group AP of every scoring mode from one inference pass, or of a results file."""
+    from mec_cli.cli._common import comma_list, refuse_given
     from mec_cli.errors import MecError, check_number
-    from mec_cli.io import check_outputs, write_json_atomic
+    from mec_cli.io import check_output_dir, check_outputs, write_json_atomic
 
-    check_outputs({"--out": out}, {"--results": results, "--ann": ann, "--checkpoint": checkpoint, "--groups": groups,
-                                   "--config": config})
-    if dump_dir is not None and dump_dir.exists() and not dump_dir.is_dir():
-        raise MecError("--dump-dir is a file, not a folder", dump_dir)
+    results, merge = list(results or []), list(merge or [])
+    # every option must apply to the evaluation asked for: one that would change nothing is refused, not ignored
+    if results or merge:
+        refuse_given(("recipe", "config", "per_stage", "modes", "group_align", "tau", "dataset", "data_root", "gpus",
+                      "procs", "master_port", "max_images", "dump_dir"),
+                     "to --results or --merge (a results file has no model, stages or ensembles)")
+    else:
+        refuse_given(("ann",), "to --checkpoint (its annotations are the recipe's, under --data-root)")
+        if gpus <= 1 and procs <= 1:
+            refuse_given(("master_port",), "to one process (it is torchrun's port, for --gpus or --procs > 1)")
+    if not fixed_ap:
+        refuse_given(("dets_per_class",), "without --fixed-ap")
+    if "boundary" not in (comma_list(iou_type, "iou_type") or []):
+        refuse_given(("boundary_dilation",), "without --iou-type boundary")
+    check_outputs({"--out": out, "--partial": partial},
+                  {**{f"--results {r}": r for r in results}, **{f"--merge {m}": m for m in merge}, "--ann": ann,
+                   "--checkpoint": checkpoint, "--groups": groups, "--config": config})
+    if dump_dir is not None:
+        check_output_dir(dump_dir)
 
     from mec_cli.evaluation.api import IOU_TYPES
     from mec_cli.evaluation.boundary import check_dilation
 
-    iou_types = [t.strip() for t in (iou_type or "").split(",") if t.strip()]
-    if iou_type is not None and (any(t not in IOU_TYPES for t in iou_types) or not iou_types):
+    iou_types = comma_list(iou_type, "iou_type") or []
+    ensembles = comma_list(modes, "modes")
+    if iou_type is not None and any(t not in IOU_TYPES for t in iou_types):
         raise MecError(f"--iou-type must be {', '.join(IOU_TYPES)} or several of them, comma-separated; "
                        f"got {iou_type!r}")
     check_dilation(boundary_dilation)
-    if results is not None:
+    if merge:
+        if results or checkpoint is not None or partial is not None:
+            raise MecError("--merge takes partial evaluations alone: no --results, --checkpoint or --partial")
+        if analysis or fixed_ap:
+            from mec_cli.evaluation.partial import PARTIAL_REFUSED
+
+            raise MecError(f"--merge: {PARTIAL_REFUSED}")
+        from mec_cli.evaluation.partial import evaluate_partial_files
+
+        doc = evaluate_partial_files(merge, per_image)
+    elif partial is not None:
+        if len(results) != 1 or checkpoint is not None or ann is None:
+            raise MecError("--partial needs one --results and --ann (no --checkpoint)")
+        if analysis or fixed_ap or per_image:
+            raise MecError("--partial writes matches only: give --per-image to --merge; Fixed AP and --analysis need "
+                           "the whole results in one process")
+        from mec_cli.evaluation.partial import write_partial
+
+        with step_progress() as report:
+            written = write_partial(results[0], ann, partial, iou_types, protocol, str(groups) if groups else None,
+                                    boundary_dilation, progress=report)
+        counts = ", ".join(f"{t} {n:,}" for t, n in written["detections"].items())
+        console.print(f"wrote [bold]{rel(partial)}[/]: {written['images']:,} images; detections that count: "
+                      f"{escape(counts)}. Merge the parts with `mec eval --merge`.", soft_wrap=True)
+        return
+    elif results:
         if checkpoint is not None or ann is None:
             raise MecError("--results needs --ann and no --checkpoint")
         from mec_cli.evaluation.api import evaluate_results_file
 
         check_number("dets_per_class", dets_per_class, 1, integer=True)
         with step_progress() as report:
-            doc = evaluate_results_file(results, ann, iou_types, protocol, str(groups) if groups else None,
-                                        dets_per_class if fixed_ap else None, analysis, boundary_dilation,
-                                        progress=report)
+            doc = evaluate_results_file(results if len(results) > 1 else results[0], ann, iou_types, protocol,
+                                        str(groups) if groups else None, dets_per_class if fixed_ap else None,
+                                        analysis, boundary_dilation, progress=report, per_image=per_image)
     else:
         if checkpoint is None:
-            raise MecError("give --checkpoint (with --recipe or --config) or --results with --ann")
+            raise MecError("give --checkpoint (with --recipe or --config), --results with --ann, or --merge")
         from mec_cli.evaluation.checkpoint import evaluate_checkpoint
 
         opts = EvalOptions(
             **launch_fields(recipe, config, dataset, data_root, groups, procs), gpus=gpus, master_port=master_port,
-            checkpoint=str(checkpoint), per_stage=per_stage, modes=[m.strip() for m in modes.split(",") if m.strip()],
+            checkpoint=str(checkpoint), per_stage=per_stage, modes=ensembles,
             group_align=group_align, tau=tau, iou_types=iou_types or list(EvalOptions.iou_types), protocol=protocol,
             max_images=max_images, dump_dir=str(dump_dir) if dump_dir else None,
             dets_per_class=dets_per_class if fixed_ap else None, analysis=analysis,
-            boundary_dilation=boundary_dilation)
+            boundary_dilation=boundary_dilation, per_image=per_image)
         doc = evaluate_checkpoint(opts,
                                   on_note=lambda note: console.print(f"[yellow]{escape(cli_text(note, eval_cmd))}[/]"))
+    if out is not None:  # written before anything is shown: a failure to write is then the one line printed
+        write_json_atomic(out, doc)
     print_metrics(doc)
     if out is not None:
-        write_json_atomic(out, doc)
         console.print(f"wrote [bold]{rel(out)}[/]")

@@ -23,11 +23,15 @@ OUT = typer.Option(None, "--out", "-o", help="Output file (default: print the --
 REFERENCE = typer.Option(None, "--reference",
                          help="'paper' adds the paper's published numbers beside runs of the recipe "
                          "and dataset they were measured with.")
-BASELINE_MODE = typer.Option(modes.BASELINE_MODE, "--baseline-mode",
-                             help="How baselines score their stages: mean_logits (MMDetection's Cascade/HTC, which "
-                             "made the paper's baseline numbers) or mean_probs (Section 3.1's formula).")
-MEC_MODE = typer.Option(modes.MEC_MODE, "--mec-mode",
-                        help="Scoring mode of the MEC runs (the paper: dynamic ensemble + group alignment).")
+BASELINE_MODE = typer.Option(None, "--baseline-mode", show_default=False,
+                             help=f"How baselines score their stages: {modes.BASELINE_MODE} (the default; "
+                             "MMDetection's Cascade/HTC, which made the paper's baseline numbers) or mean_probs "
+                             "(Section 3.1's "
+                             "formula). A run without it is an error; a results-file run uses its one mode when this "
+                             "is not given.")
+MEC_MODE = typer.Option(None, "--mec-mode", show_default=False,
+                        help=f"Scoring mode of the MEC runs (default: {modes.MEC_MODE}, the paper's dynamic ensemble + "
+                        "group alignment; a results-file run's one mode when not given).")
 GROUPING = typer.Option("auto", "--grouping",
                         help="Group columns: lvis (APr/APc/APf, LVIS frequency by training images), "
                         "groups (groups.json, by training instances), or auto (lvis when every run has it).")
@@ -65,17 +69,40 @@ def _table_format(fmt: Optional[str], out: Optional[Path], runs: List[str]) -> O
 
 
 def _emit_table(table, fmt: Optional[str], out: Optional[Path]) -> None:
+    """Write the table's file (first: a failure to write is then the only thing said), then show it."""
     from mec_cli.io import text_writer
     from mec_cli.reporting.render import render
 
+    text = render(table, fmt) if fmt is not None else None
+    written = _commit({out: text_writer(text)}) if text is not None and out is not None else []
     print_table(_rich_table(table))
-    if fmt is None:
-        return
-    text = render(table, fmt)
-    if out is None:
+    if text is not None and out is None:
         typer.echo(text)
-    else:
-        _commit({out: text_writer(text)})
+    _wrote(written)
+
+
+def _only_with_baseline(baseline: Optional[str], *options: str) -> None:
+    """Refuse the options (Python names) that only a --baseline run uses, when there is none."""
+    from mec_cli.cli._common import refuse_given
+
+    if baseline is None:
+        refuse_given(options, "without --baseline")
+
+
+def _check_mode_names(**named: Optional[str]) -> None:
+    """The mode names given (``modes``: comma-separated) must be mode names: stageN, an ensemble with an optional
+    _ga, or results; checked before any work."""
+    from mec_cli.cli._common import comma_list
+    from mec_cli.errors import MecError
+
+    for option, value in named.items():
+        for name in (comma_list(value, option) or [] if option == "modes" else [] if value is None else [value]):
+            if name.strip() == "results":
+                continue
+            try:
+                modes.parse_mode(name.strip())
+            except ValueError as e:
+                raise MecError(str(e), option=option) from None
 
 
 def _reference(value: Optional[str]) -> bool:
@@ -86,11 +113,16 @@ def _reference(value: Optional[str]) -> bool:
     return value == "paper"
 
 
-def _commit(outputs) -> None:
-    """Write a command's outputs together (all or none), then say where they went."""
+def _commit(outputs) -> List[Path]:
+    """Write a command's outputs together (all or none); the paths written. Commands write before they show
+    anything, so that an output that cannot be written is the only line a failed command prints."""
     from mec_cli.io import write_outputs
 
-    for path in write_outputs(outputs):
+    return write_outputs(outputs)
+
+
+def _wrote(paths) -> None:
+    for path in paths:
         console.print(f"wrote [bold]{rel(path)}[/]")
 
 
@@ -105,11 +137,30 @@ def _figure(fig, out: Path, csv: Optional[Path] = None, frame=None, index: bool 
     return outputs
 
 
-def _check_outputs(outputs, runs) -> None:
-    """No output may overwrite an input run (or another output), checked before any work."""
+def _check_outputs(outputs, runs, figures=()) -> None:
+    """No output may overwrite an input run (a metrics file a run names, through its directory or glob too) or
+    another output, checked before any work: every file written counts, the SVG beside a figure's PNG included
+    (``figures``: the figure paths as given)."""
+    from mec_cli.errors import MecError
     from mec_cli.io import check_outputs
+    from mec_cli.reporting.figures import figure_paths
+    from mec_cli.reporting.runs import find_metrics
 
-    check_outputs({f"output {p}": p for p in outputs if p is not None}, {f"run {r}": r for r in runs})
+    roles = {}
+    for p in [p for p in outputs if p is not None] + [f for fig in figures if fig is not None
+                                                      for f in figure_paths(fig)]:
+        role = f"output {p}"
+        if role in roles:  # the same path twice (--csv X.png --out X.png)
+            raise MecError(f"is asked for twice (two outputs are the same file): {p}", p)
+        roles[role] = p
+    inputs = {}
+    for r in runs:
+        try:
+            files = find_metrics(r)
+        except MecError:  # reported, with its own words, when the runs are loaded
+            files = [Path(r)]
+        inputs.update({f"run {f}": f for f in files})
+    check_outputs(roles, inputs)
 
 
 @report_app.command("ablation", epilog="Example: [bold]mec report ablation runs/tiny_baseline runs/tiny --format md "
@@ -117,45 +168,100 @@ def _check_outputs(outputs, runs) -> None:
 @cli_errors
 def ablation(runs: List[str] = RUNS, labels: Optional[List[str]] = LABEL, fmt: Optional[str] = FORMAT,
              out: Optional[Path] = OUT,
-             reference: Optional[str] = REFERENCE, baseline_mode: str = BASELINE_MODE, grouping: str = GROUPING,
+             reference: Optional[str] = REFERENCE, baseline_mode: Optional[str] = BASELINE_MODE,
+             grouping: str = GROUPING,
              modes: Optional[str] = typer.Option(None, help="Modes to show per run (default: the baseline mode "
                                                  "without and with GA, dynamic, sparse_ga, dynamic_ga).")) -> None:
     """Table 2(c): rows per run and mode, marked Exp./DI/SI/GA; mask AP by group and box mAP."""
     from mec_cli.reporting.runs import load_runs
     from mec_cli.reporting.tables import ablation_table
 
+    _check_mode_names(baseline_mode=baseline_mode, modes=modes)
     fmt = _table_format(fmt, out, runs)
     chosen = [m.strip() for m in modes.split(",")] if modes else None
     table = ablation_table(load_runs(runs, labels), chosen, _reference(reference), baseline_mode, grouping)
     _emit_table(table, fmt, out)
 
 
-@report_app.command("compare", epilog="Example: [bold]mec report compare runs/cascade_r50_baseline runs/cascade_r50 "
-                    "--reference paper[/]")
+@report_app.command("compare", epilog="Examples:\n\n"
+                    "  [bold]mec report compare runs/cascade_r50_baseline runs/cascade_r50 --reference paper[/]\n\n"
+                    "  [bold]mec report compare runs/tiny_baseline runs/tiny --ci --figure gain.png --csv gain.csv[/]"
+                    "   (runs evaluated with `mec eval --per-image`)")
 @cli_errors
 def compare(runs: List[str] = RUNS, labels: Optional[List[str]] = LABEL, fmt: Optional[str] = FORMAT,
             out: Optional[Path] = OUT,
-            reference: Optional[str] = REFERENCE, baseline_mode: str = BASELINE_MODE, mec_mode: str = MEC_MODE,
-            grouping: str = GROUPING) -> None:
-    """Table 1: baseline and +MEC rows per model, with the deltas (runs in pairs BASELINE MEC ...)."""
+            reference: Optional[str] = REFERENCE, baseline_mode: Optional[str] = BASELINE_MODE,
+            mec_mode: Optional[str] = MEC_MODE, grouping: str = GROUPING,
+            ci: bool = typer.Option(False, "--ci", help="Add paired bootstrap intervals of each gain, resampling "
+                                    "images, and say whether it is within noise (runs from `mec eval --per-image`)."),
+            resamples: int = typer.Option(1000, help="Bootstrap resamples for --ci."),
+            confidence: float = typer.Option(0.95, help="Confidence level of the --ci intervals, in (0, 1)."),
+            seed: int = typer.Option(0, help="Random seed of the --ci resamples (same seed, same intervals)."),
+            figure: Optional[Path] = typer.Option(None, help="With --ci: also draw the gains and their intervals per "
+                                                  "group (.png writes a .svg beside it)."),
+            csv: Optional[Path] = typer.Option(None, help="With --ci: also write every interval (per group, box and "
+                                               "mask) as CSV.")) -> None:
+    """Table 1: baseline and +MEC rows per model, with the deltas (runs in pairs BASELINE MEC ...); with --ci, whether
+    each gain is within noise."""
+    from mec_cli.cli._common import refuse_given
+    from mec_cli.errors import MecError
     from mec_cli.reporting.runs import load_runs
     from mec_cli.reporting.tables import compare_table
 
+    _check_mode_names(baseline_mode=baseline_mode, mec_mode=mec_mode)
+    if not ci:
+        refuse_given(("resamples", "confidence", "seed", "figure", "csv"),
+                     "without --ci (it shows the intervals: add --ci)")
+    else:
+        if resamples < 2:
+            raise MecError(f"must be an integer >= 2, got {resamples!r}", option="resamples")
+        if not 0 < confidence < 1:
+            raise MecError(f"must be in (0, 1), got {confidence!r}", option="confidence")
     fmt = _table_format(fmt, out, runs)
-    _emit_table(compare_table(load_runs(runs, labels), baseline_mode, mec_mode, _reference(reference), grouping), fmt,
-                out)
+    _check_outputs([out, csv], runs, [figure])
+    loaded = load_runs(runs, labels)
+    table = compare_table(loaded, baseline_mode, mec_mode, _reference(reference), grouping)
+    if not ci:
+        _emit_table(table, fmt, out)
+        return
+    from mec_cli.cli._common import step_progress
+    from mec_cli.io import text_writer
+    from mec_cli.reporting.figures import intervals_figure
+    from mec_cli.reporting.render import render
+    from mec_cli.reporting.significance import compare_intervals, with_intervals
+
+    with step_progress() as report:
+        intervals = compare_intervals(loaded, baseline_mode, mec_mode, grouping, resamples, confidence, seed,
+                                      progress=lambda done, total: report("bootstrap resamples", done, total))
+    table = with_intervals(table, intervals)
+    text = render(table, fmt) if fmt is not None else None
+    outputs = {out: text_writer(text)} if text is not None and out is not None else {}
+    if figure is not None:
+        outputs.update(_figure(intervals_figure(intervals), figure))
+    if csv is not None:
+        outputs[csv] = text_writer(intervals.to_csv(index=False))
+    written = _commit(outputs) if outputs else []  # written first: a failure to write is the one line said
+    print_table(_rich_table(table))
+    if text is not None and out is None:
+        typer.echo(text)
+    for r in intervals.to_dict("records"):
+        console.print(f"{r['pair']}, {r['column']} ({'box' if r['iou type'] == 'bbox' else 'mask'}): {r['verdict']}",
+                      markup=False, soft_wrap=True)
+    _wrote(written)
 
 
 @report_app.command("stage-count",
                     epilog="Example: [bold]mec report stage-count runs/r50_* runs/r50_4stage* --reference paper[/]")
 @cli_errors
 def stage_count(runs: List[str] = RUNS, labels: Optional[List[str]] = LABEL, fmt: Optional[str] = FORMAT,
-                out: Optional[Path] = OUT, reference: Optional[str] = REFERENCE, baseline_mode: str = BASELINE_MODE,
-                mec_mode: str = MEC_MODE, grouping: str = GROUPING) -> None:
+                out: Optional[Path] = OUT, reference: Optional[str] = REFERENCE,
+                baseline_mode: Optional[str] = BASELINE_MODE, mec_mode: Optional[str] = MEC_MODE,
+                grouping: str = GROUPING) -> None:
     """Table 3: 3 against 4 stages, baseline and MEC."""
     from mec_cli.reporting.runs import load_runs
     from mec_cli.reporting.tables import stage_count_table
 
+    _check_mode_names(baseline_mode=baseline_mode, mec_mode=mec_mode)
     fmt = _table_format(fmt, out, runs)
     _emit_table(stage_count_table(load_runs(runs, labels), baseline_mode, mec_mode, _reference(reference), grouping),
                 fmt, out)
@@ -169,36 +275,41 @@ def stages(run: str = typer.Argument(..., help="A metrics JSON or run directory 
            baseline: Optional[str] = typer.Option(None, help="Baseline run: also draw Figure 1(b), baseline vs MEC "
                                                   "per group."),
            iou_type: str = typer.Option("segm", help="segm (mask AP, as the paper) or bbox."),
-           mec_mode: str = MEC_MODE, baseline_mode: str = BASELINE_MODE, grouping: str = GROUPING,
+           mec_mode: Optional[str] = MEC_MODE, baseline_mode: Optional[str] = BASELINE_MODE, grouping: str = GROUPING,
            out: Path = typer.Option(Path("stages.png"), "--out", "-o",
                                     help="Figure path (.png writes a .svg beside it)."),
            csv: Optional[Path] = typer.Option(None, help="Also write the plotted numbers as CSV.")) -> None:
     """Figure 1(a): per-stage AP for each frequency group (and 1(b) with --baseline)."""
+    from mec_cli.io import output_target
     from mec_cli.reporting.figures import compare_groups_figure, stages_figure
     from mec_cli.reporting.runs import grouping_axis, load_runs
     from mec_cli.reporting.tables import baseline_vs_mec, stages_frame
 
-    vs_out = out.with_name(out.stem + "_vs_baseline" + out.suffix)
-    _check_outputs([out, csv, vs_out if baseline else None], [run] + ([baseline] if baseline else []))
+    _only_with_baseline(baseline, "baseline_mode", "mec_mode")
+    _check_mode_names(baseline_mode=baseline_mode, mec_mode=mec_mode)
+    # beside a file; a device or pipe (/dev/null) takes Figure 1(b) too, as it takes anything
+    vs_out = out if output_target(out).in_place else out.with_name(out.stem + "_vs_baseline" + out.suffix)
+    _check_outputs([csv], [run] + ([baseline] if baseline else []), [out, vs_out if baseline else None])
     mec = load_runs([run])[0]
     base = load_runs([baseline])[0] if baseline is not None else None
     frame = stages_frame(mec, iou_type, grouping)
     axis = grouping_axis(mec, frame.attrs["grouping"])
     metric = "mask AP" if iou_type == "segm" else "box AP"
-    console.print(f"{metric} x100 per stage; columns: {axis}", markup=False)
-    console.print(frame.to_string(float_format=lambda v: f"{v:.1f}"), markup=False)
     outputs = _figure(stages_figure(frame, f"{mec.label}: per-stage {metric} by frequency group (Figure 1a)", metric,
                                     axis), out, csv, frame, index=True)
     if base is not None:
         values = baseline_vs_mec(base, mec, baseline_mode, mec_mode, iou_type, frame.attrs["grouping"])
         outputs.update(_figure(compare_groups_figure(values, metric=metric, xlabel=axis), vs_out))
-    _commit(outputs)
+    written = _commit(outputs)
+    console.print(f"{metric} x100 per stage; columns: {axis}", markup=False)
+    console.print(frame.to_string(float_format=lambda v: f"{v:.1f}"), markup=False)
+    _wrote(written)
 
 
 @report_app.command("lambda", epilog="Example: [bold]mec report lambda runs/lam_0.5 runs/lam_0.7 runs/lam_0.9 "
                     "--out lambda.png[/]")
 @cli_errors
-def lambda_cmd(runs: List[str] = RUNS, labels: Optional[List[str]] = LABEL, mode: str = MEC_MODE,
+def lambda_cmd(runs: List[str] = RUNS, labels: Optional[List[str]] = LABEL, mode: Optional[str] = MEC_MODE,
                grouping: str = GROUPING,
                out: Path = typer.Option(Path("lambda.png"), "--out", "-o", help="Figure path."),
                csv: Optional[Path] = typer.Option(None, help="Also write the plotted numbers as CSV.")) -> None:
@@ -207,10 +318,12 @@ def lambda_cmd(runs: List[str] = RUNS, labels: Optional[List[str]] = LABEL, mode
     from mec_cli.reporting.runs import load_runs
     from mec_cli.reporting.tables import lambda_frame
 
-    _check_outputs([out, csv], runs)
+    _check_mode_names(mode=mode)
+    _check_outputs([csv], runs, [out])
     frame = lambda_frame(load_runs(runs, labels), mode, grouping)
+    written = _commit(_figure(lambda_figure(frame), out, csv, frame))
     console.print(frame.to_string(index=False, float_format=lambda v: f"{v:.1f}"), markup=False)
-    _commit(_figure(lambda_figure(frame), out, csv, frame))
+    _wrote(written)
 
 
 @report_app.command("distribution",
@@ -225,16 +338,18 @@ def distribution(items: List[str] = typer.Argument(..., help="Annotation files, 
                  out: Path = typer.Option(Path("distribution.png"), "--out", "-o", help="Figure path.")) -> None:
     """Figure 5: sorted instance-count curves on a log axis, with the group edges."""
     from mec_cli.data.groups import parse_bins
+    from mec_cli.io import check_outputs
     from mec_cli.reporting.distribution import distribution_curves
-    from mec_cli.reporting.figures import distribution_figure
+    from mec_cli.reporting.figures import distribution_figure, figure_paths
 
     edges = parse_bins(bins)
-    _check_outputs([out], [i for i in items if Path(i).exists()])
+    check_outputs({f"output {p}": p for p in figure_paths(out)}, {f"input {i}": i for i in items})
     curves = distribution_curves(items)
+    written = _commit(_figure(distribution_figure(curves, edges), out))
     for name, counts in curves.items():
         console.print(f"{escape(name)}: {len(counts)} categories, {sum(counts):,} instances, "
                       f"max {max(counts, default=0):,}, min {min(counts, default=0):,}")
-    _commit(_figure(distribution_figure(curves, edges), out))
+    _wrote(written)
 
 
 STUDY_IOU = typer.Option("segm", "--iou-type", help="segm (mask AP), bbox or boundary (Boundary AP).")
@@ -267,7 +382,8 @@ def iou_profile(run: str = typer.Argument(..., help="A metrics JSON or run direc
                                           "--per-stage`)."),
                 baseline: Optional[str] = typer.Option(None, help="Baseline run: add its ensemble (--baseline-mode), "
                                                        "dashed."),
-                iou_type: str = STUDY_IOU, mec_mode: str = MEC_MODE, baseline_mode: str = BASELINE_MODE,
+                iou_type: str = STUDY_IOU, mec_mode: Optional[str] = MEC_MODE,
+                baseline_mode: Optional[str] = BASELINE_MODE,
                 grouping: str = GROUPING,
                 out: Path = typer.Option(Path("iou_profile.png"), "--out", "-o", help="Figure path (.png writes a .svg "
                                          "beside it)."),
@@ -278,21 +394,25 @@ def iou_profile(run: str = typer.Argument(..., help="A metrics JSON or run direc
     from mec_cli.reporting.runs import grouping_note, load_runs
     from mec_cli.reporting.studies import iou_profile_frame, iou_profile_table
 
-    _check_outputs([out, csv], [run] + ([baseline] if baseline else []))
+    _only_with_baseline(baseline, "baseline_mode")
+    _check_mode_names(baseline_mode=baseline_mode, mec_mode=mec_mode)
+    _check_outputs([csv], [run] + ([baseline] if baseline else []), [out])
     mec = load_runs([run])[0]
     base = load_runs([baseline])[0] if baseline is not None else None
     frame = iou_profile_frame(mec, base, mec_mode, baseline_mode, iou_type, grouping)
     metric = _metric_name(iou_type)
+    fig = iou_profile_figure(frame, f"{mec.label}: {metric} against the IoU threshold, per frequency group", metric)
+    written = _commit(_figure(fig, out, csv, frame))
     _print_frame(f"{mec.label}: {metric} x100 at each IoU threshold", iou_profile_table(frame),
                  [grouping_note([mec], frame.attrs["grouping"])])
-    fig = iou_profile_figure(frame, f"{mec.label}: {metric} against the IoU threshold, per frequency group", metric)
-    _commit(_figure(fig, out, csv, frame))
+    _wrote(written)
 
 
 @report_app.command("errors", epilog="Example: [bold]mec report errors runs/tiny --mode dynamic_ga --out errors.png[/]")
 @cli_errors
 def errors(run: str = typer.Argument(..., help="A metrics JSON or run directory from `mec eval --analysis`."),
-           mode: str = typer.Option(modes.MEC_MODE, help="Scoring mode to analyse (a results file's: results)."),
+           mode: Optional[str] = typer.Option(None, show_default=False, help=f"Scoring mode to analyse (default: "
+                                              f"{modes.MEC_MODE}, or a results-file run's one mode, results)."),
            iou_type: str = STUDY_IOU, grouping: str = GROUPING,
            out: Path = typer.Option(Path("errors.png"), "--out", "-o", help="Figure path (.png writes a .svg beside "
                                     "it)."),
@@ -303,17 +423,19 @@ def errors(run: str = typer.Argument(..., help="A metrics JSON or run directory 
     from mec_cli.reporting.runs import load_runs
     from mec_cli.reporting.studies import errors_frame
 
-    _check_outputs([out, csv], [run])
+    _check_mode_names(mode=mode)
+    _check_outputs([csv], [run], [out])
     r = load_runs([run])[0]
     frame = errors_frame(r, mode, iou_type, grouping)
     shown = ["group", "AP50"] + [c for c in frame.columns if c.startswith("dAP ")] + ["cls to more frequent"]
+    fig = errors_figure(frame, f"{r.label}, {frame.attrs['mode']} ({_metric_name(iou_type)}): where the AP goes, "
+                               "per frequency group")
+    written = _commit(_figure(fig, out, csv, frame))
     _print_frame(f"{r.label}, {frame.attrs['mode']}: dAP (AP50 points) per error type ({_metric_name(iou_type)})",
                  frame[shown], [f"errors at IoU {frame.attrs['fg_iou']:g} (background at most "
                                 f"{frame.attrs['bg_iou']:g}); definitions: mec_cli/evaluation/errors.py; shares and "
                                 "counts: --csv"])
-    fig = errors_figure(frame, f"{r.label}, {frame.attrs['mode']} ({_metric_name(iou_type)}): where the AP goes, "
-                               "per frequency group")
-    _commit(_figure(fig, out, csv, frame))
+    _wrote(written)
 
 
 @report_app.command("calibration", epilog="Example: [bold]mec report calibration runs/tiny --modes "
@@ -332,15 +454,17 @@ def calibration(run: str = typer.Argument(..., help="A metrics JSON or run direc
     from mec_cli.reporting.runs import load_runs
     from mec_cli.reporting.studies import calibration_frames
 
-    _check_outputs([out, csv], [run])
+    _check_mode_names(modes=modes_)
+    _check_outputs([csv], [run], [out])
+    chosen = [m.strip() for m in modes_.split(",")] if modes_ is not None else None
     r = load_runs([run])[0]
-    chosen = [m.strip() for m in modes_.split(",") if m.strip()] if modes_ else None
     bins, ece = calibration_frames(r, chosen, iou_type, grouping)
-    _print_frame(f"{r.label}: expected calibration error x100 per group ({_metric_name(iou_type)}, IoU 0.5)", ece,
-                 ["ECE = sum over score bins of n_b / N * |precision_b - mean score_b|; 0 = calibrated"])
     fig = calibration_figure(bins, ece, f"{r.label}: reliability per frequency group ({_metric_name(iou_type)}, "
                                         "precision at IoU 0.5)")
-    _commit(_figure(fig, out, csv, bins))
+    written = _commit(_figure(fig, out, csv, bins))
+    _print_frame(f"{r.label}: expected calibration error x100 per group ({_metric_name(iou_type)}, IoU 0.5)", ece,
+                 ["ECE = sum over score bins of n_b / N * |precision_b - mean score_b|; 0 = calibrated"])
+    _wrote(written)
 
 
 @report_app.command("weights", epilog="Example: [bold]mec report weights runs/tiny --out weights.png "
@@ -358,10 +482,88 @@ def weights(run: str = typer.Argument(..., help="A metrics JSON or run directory
     from mec_cli.reporting.runs import load_runs
     from mec_cli.reporting.studies import weights_frame
 
-    _check_outputs([out, csv], [run])
+    _check_outputs([csv], [run], [out])
     r = load_runs([run])[0]
     frame = weights_frame(r, grouping)
+    written = _commit(_figure(weights_figure(frame, f"{r.label}: which stage the dynamic ensemble trusts, per "
+                                                    "frequency group"), out, csv, frame))
     _print_frame(f"{r.label}: mean stage weight per group (dynamic ensemble, eq. 5)", frame,
                  ["over the detections the model kept; stage 1 = lowest IoU threshold"], digits=3)
-    _commit(_figure(weights_figure(frame, f"{r.label}: which stage the dynamic ensemble trusts, per frequency group"),
-                    out, csv, frame))
+    _wrote(written)
+
+
+
+@report_app.command("confusion", epilog="Examples:\n\n"
+                    "  [bold]mec report confusion runs/tiny --mode dynamic_ga --out confusion.png[/]\n\n"
+                    "  [bold]mec report confusion metrics.json --mode results --iou-type bbox --top 25 "
+                    "--csv confusion.csv[/]")
+@cli_errors
+def confusion(run: str = typer.Argument(..., help="A metrics JSON or run directory from `mec eval --analysis`."),
+              mode: Optional[str] = typer.Option(None, show_default=False, help=f"Scoring mode (default: "
+                                                 f"{modes.MEC_MODE}, or a results-file run's one mode, results)."),
+              iou_type: str = STUDY_IOU, grouping: str = GROUPING,
+              top: int = typer.Option(15, help="Category confusions to show (at most the 30 stored)."),
+              out: Path = typer.Option(Path("confusion.png"), "--out", "-o", help="Figure path (.png writes a .svg "
+                                       "beside it)."),
+              csv: Optional[Path] = typer.Option(None, help="Also write the matrix as CSV (and the category "
+                                                 "confusions beside it, *_pairs.csv).")) -> None:
+    """Is a rare object taken for a frequent class? Each object's label (the highest-scoring detection on it) by
+    frequency group, under the LVIS federated rules, and the most frequent category confusions."""
+    from mec_cli.errors import check_number
+    from mec_cli.io import text_writer
+    from mec_cli.reporting.figures import confusion_figure
+    from mec_cli.reporting.runs import load_runs
+    from mec_cli.reporting.studies import confusion_frames
+
+    check_number("top", top, 1, integer=True)
+    _check_mode_names(mode=mode)
+    pairs_csv = csv.with_name(csv.stem + "_pairs" + csv.suffix) if csv is not None else None
+    _check_outputs([csv, pairs_csv], [run], [out])
+    r = load_runs([run])[0]
+    matrix, pairs = confusion_frames(r, mode, iou_type, grouping, top)
+    shown = ["group", "objects", "correct %", *(f"as {g} %" for g in matrix.attrs["groups"]), "none %",
+             "to more frequent %"]
+    fig = confusion_figure(matrix, pairs, f"{r.label}, {matrix.attrs['mode']} ({_metric_name(iou_type)}): which "
+                                          "class the detector gives each object")
+    outputs = _figure(fig, out, csv, matrix)
+    if pairs_csv is not None:
+        outputs[pairs_csv] = text_writer(pairs.to_csv(index=False))
+    written = _commit(outputs)
+    _print_frame(f"{r.label}, {matrix.attrs['mode']}: the label each object gets, % of its group's objects "
+                 f"({_metric_name(iou_type)} IoU >= {matrix.attrs['iou']:g})", matrix[shown],
+                 ["label = the highest-scoring counted detection on the object (a true positive of another object "
+                  "and ignored detections excepted); to more frequent = of the objects labelled with another "
+                  "category, those with one of a more frequent group; definitions: mec_cli/evaluation/confusion.py"])
+    if len(pairs):
+        _print_frame("most frequent confusions (object -> label)", pairs)
+    _wrote(written)
+
+
+@report_app.command("lrp", epilog="Examples:\n\n"
+                    "  [bold]mec report lrp runs/tiny --out lrp.png[/]\n\n"
+                    "  [bold]mec report lrp runs/tiny_baseline runs/tiny --modes mean_logits,dynamic_ga "
+                    "--iou-type bbox --csv lrp.csv[/]")
+@cli_errors
+def lrp(runs: List[str] = RUNS, labels: Optional[List[str]] = LABEL,
+        modes_: Optional[str] = typer.Option(None, "--modes", help="Modes to show, comma-separated (default: every "
+                                             "mode analysed)."),
+        iou_type: str = STUDY_IOU, grouping: str = GROUPING,
+        out: Path = typer.Option(Path("lrp.png"), "--out", "-o", help="Figure path (.png writes a .svg beside it)."),
+        csv: Optional[Path] = STUDY_CSV) -> None:
+    """Optimal LRP (Oksuz et al.) per frequency group: one error for localisation, false positives and misses at
+    each category's best score threshold (lower is better), with its three components."""
+    from mec_cli.reporting.figures import lrp_figure
+    from mec_cli.reporting.runs import load_runs
+    from mec_cli.reporting.studies import lrp_frame, lrp_table
+
+    _check_mode_names(modes=modes_)
+    _check_outputs([csv], runs, [out])
+    loaded = load_runs(runs, labels)
+    chosen = [m.strip() for m in modes_.split(",")] if modes_ is not None else None
+    frame = lrp_frame(loaded, chosen, iou_type, grouping)
+    written = _commit(_figure(lrp_figure(frame), out, csv, frame))
+    _print_frame(f"oLRP x100 per group ({_metric_name(iou_type)}, IoU 0.5; lower is better)", lrp_table(frame),
+                 ["oLRP = min over score thresholds of (sum of (1 - IoU)/(1 - 0.5) over true positives + false "
+                  "positives + misses) / (true positives + false positives + misses), per category, then averaged; "
+                  "definitions: mec_cli/evaluation/lrp.py"])
+    _wrote(written)

@@ -113,7 +113,20 @@ def train(
     from rich.table import Table
 
     from mec_cli import training
+    from mec_cli.cli._common import refuse_given
     from mec_cli.launch import parse_cfg_options
+
+    # every option must apply to the launch asked for: one that would change nothing is refused, not ignored
+    if not slurm:
+        refuse_given(("partition", "job_name", "cpus_per_task", "time_limit", "qos"), "without --slurm")
+    if gpus > 0:
+        refuse_given(("procs",), "with --gpus > 0 (it counts CPU processes, for --gpus 0)")
+    if slurm:
+        refuse_given(("node_rank", "master_addr"), "with --slurm (srun places the ranks)")
+    elif nodes <= 1:
+        refuse_given(("node_rank", "master_addr"), "to one node (they place it among several: --nodes > 1)")
+        if (gpus if gpus > 0 else procs) <= 1:
+            refuse_given(("master_port",), "to one process (it is torchrun's port, for several processes)")
 
     if recipe is None and config is None:
         from mec_cli.recipes import DEFAULT_RECIPE

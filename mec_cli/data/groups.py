@@ -38,11 +38,13 @@ def default_bins(num_groups: int) -> Tuple[int, ...]:
 def parse_bins(bins: Union[str, Sequence[int]]) -> List[int]:
     """Parse and check bins: strictly increasing positive integers, e.g. '10,100'."""
     if isinstance(bins, str):
-        parts = [p.strip() for p in bins.split(",") if p.strip()]
-        try:
-            values = [int(p) for p in parts]
-        except ValueError:
-            raise MecError(f"must be comma-separated integers, got {bins!r}", option="bins") from None
+        parts = [p.strip() for p in bins.split(",")]
+        if bins.strip() and not all(parts):
+            raise MecError(f"has an empty edge in {bins!r}: write comma-separated integers such as 10,100",
+                           option="bins")
+        if not all(p.isascii() and p.lstrip("-").isdigit() for p in parts if p):
+            raise MecError(f"must be comma-separated integers, got {bins!r}", option="bins")
+        values = [int(p) for p in parts if p]
     else:
         if not isinstance(bins, (list, tuple)) or not all(type(b) is int for b in bins):
             raise MecError(f"must be a list of integers, got {bins!r}", option="bins")

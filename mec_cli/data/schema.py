@@ -17,9 +17,14 @@ What is refused and what is read as is:
   (the box's w*h, as the reference tools' results loaders use), missing LVIS fields (then the file is a COCO file).
 
 Segmentations are checked with the rest (polygons: lists of at least 3 x, y pairs; RLE: ``size`` [h, w] and
-``counts`` a string or a list of non-negative integers), except by :func:`read_dataset` with ``lazy_segmentation``,
-which keeps each one's raw JSON and leaves the check to the evaluation that rasterises it (box evaluation never
-looks at them, as lvis-api's and pycocotools' box evaluation does not).
+``counts`` a string or a list of non-negative integers, and then as pycocotools reads them, by
+:func:`mec_cli.data.masks.rle_problem`: the alphabet, runs adding up to h * w, the image's size), except by
+:func:`read_dataset` with ``lazy_segmentation``, which keeps each one's raw JSON and leaves the check to the
+evaluation that rasterises it (box evaluation never looks at them, as lvis-api's and pycocotools' box evaluation
+does not). Polygons are bounded (:func:`mec_cli.data.masks.polygon_problem`) only where they are rasterised.
+
+The file itself is read by :func:`mec_cli.io.read_input_bytes`: a regular file, UTF-8 (a bad byte is named by its
+offset).
 """
 from __future__ import annotations
 
@@ -30,6 +35,7 @@ import msgspec
 import numpy as np
 from msgspec import UNSET, Meta, UnsetType
 
+from mec_cli.data.masks import rle_problem
 from mec_cli.errors import MecError
 from mec_cli.io import read_json_bytes as read_raw
 
@@ -239,6 +245,14 @@ def check_references(ds: Dataset, path, require_annotations: bool = True,
     if odd is not None:
         raise MecError(f"annotation id {odd.id}: a segmentation polygon must be a list of x, y pairs (an even "
                        "count)", path)
+    rles = [a for a in anns if isinstance(a.segmentation, RLE)]
+    if rles:  # the masks pycocotools would decode (mec_cli.data.masks); polygons are checked where rasterised
+        sizes = {im.id: (None if im.height is UNSET else im.height, None if im.width is UNSET else im.width)
+                 for im in ds.images}
+        for a in rles:
+            problem = rle_problem(a.segmentation.size, a.segmentation.counts, sizes.get(a.image_id))
+            if problem:
+                raise MecError(f"annotation id {a.id}: segmentation {problem}", path)
     areas = cols["area"]
     if not np.isfinite(areas).all():
         i = _first(~np.isfinite(areas))

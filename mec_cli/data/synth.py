@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Dict, List, Optional, Sequence, Tuple
 
 from mec_cli.errors import SEED_MAX, MecError, check_number
-from mec_cli.io import write_bytes_atomic, write_json_atomic
+from mec_cli.io import check_output_dir, write_bytes_atomic, write_json_atomic
 
 if TYPE_CHECKING:
     import numpy as np
@@ -38,6 +38,8 @@ COLOURS = {  # BGR, far apart so that colour alone separates them
     "cyan": (220, 220, 60),
 }
 MAX_CLASSES = len(SHAPES) * len(COLOURS)
+MAX_IMAGE_SIZE = 8192  # a side of 8192 pixels is a 192 MiB canvas per image; larger ones only exhaust memory
+MAX_IMAGES = 10_000_000  # per split: the annotations of every image are held in memory until they are written
 URL_PREFIX = "http://images.cocodataset.org/"  # mmdet's LVISV1Dataset strips it from coco_url
 
 
@@ -58,10 +60,12 @@ class SynthConfig:
             # names the flag: tests/data/test_synth.py pins "num-classes" in this library message
             raise MecError(f"--num-classes must be between 2 and {MAX_CLASSES} (shape x colour pairs), got "
                            f"{self.num_classes}")
-        check_number("train_images", self.train_images, 1, integer=True)
-        check_number("val_images", self.val_images, 1, integer=True)
-        if self.image_size < 64:
-            raise MecError(f"must be at least 64 pixels, got {self.image_size}", option="image_size")
+        check_number("train_images", self.train_images, 1, MAX_IMAGES, integer=True)
+        check_number("val_images", self.val_images, 1, MAX_IMAGES, integer=True)
+        check_number("image_size", self.image_size, integer=True)
+        if not 64 <= self.image_size <= MAX_IMAGE_SIZE:
+            raise MecError(f"must be between 64 and {MAX_IMAGE_SIZE} pixels, got {self.image_size}",
+                           option="image_size")
         if not 1 <= self.min_count <= self.max_count:
             raise MecError("instance counts need 1 <= min_count <= max_count")
 
@@ -237,6 +241,7 @@ def make_synthetic_dataset(cfg: SynthConfig, progress: Optional[Callable[[int], 
     """Write the dataset under ``cfg.out`` and return the paths of its two annotation files."""
     import numpy as np
     cfg.validate()
+    check_output_dir(cfg.out)
     rng = np.random.default_rng(cfg.seed)
     counts = long_tail_counts(cfg.num_classes, cfg.max_count, cfg.min_count)
     val_counts = [max(3, int(round(0.15 * c))) for c in counts]

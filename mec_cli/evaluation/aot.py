@@ -33,6 +33,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import traceback
 import warnings
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
@@ -152,11 +153,30 @@ print(json.dumps({'exports': sum(map(len, table.values()))}))
 """
 
 
+class BuildError(RuntimeError):
+    """What keeps the AOT build from being made here (the kernels then run by numba's JIT)."""
+
+
+def check_toolchain() -> None:
+    """numba's pycc and a working C compiler (the one setuptools' distutils picks, ``CC`` where set), or a
+    :class:`BuildError` saying which is missing; before any work."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # pycc's pending deprecation
+            from numba.pycc import platform  # noqa: PLC0415  (the build only; needs setuptools' distutils)
+    except ImportError as exc:
+        raise BuildError(f"numba's pycc cannot be loaded ({exc}); it needs setuptools<80 in this Python") from None
+    if not platform.external_compiler_works():
+        cc = os.environ.get("CC") or "the C compiler setuptools picks (cc)"
+        raise BuildError(f"no working C compiler ({cc} cannot compile a C file); install gcc or set CC")
+
+
 def build(out: Optional[Path] = None, verbose: bool = False) -> Dict:
     """Record, compile and check the AOT build into ``out`` (default: :func:`kernel_cache.aot_dir`), replacing any
     there only once the new one loads; returns the manifest."""
     if compiled.mode() != "jit":
         raise RuntimeError("the AOT build runs with MEC_KERNELS=jit (its calls must reach numba's JIT)")
+    check_toolchain()
     t0 = time.perf_counter()
     out = Path(out or kernel_cache.aot_dir())
     chosen, left = exports(record_calls())
@@ -217,7 +237,21 @@ def main(argv=None) -> int:
     ap.add_argument("--out", type=Path, help="folder to build into (default: the kernel cache's)")
     ap.add_argument("--verbose", action="store_true")
     args = ap.parse_args(argv)
-    manifest = build(args.out, args.verbose)
+    try:
+        manifest = build(args.out, args.verbose)
+    except Exception as exc:  # one line for the set-up (the kernels then run by the JIT); the whole story in a log
+        if args.verbose:
+            raise
+        log = Path(tempfile.gettempdir()) / "mec-aot-build-error.log"
+        try:
+            log.write_text(traceback.format_exc())
+            where = f" (details: {log})"
+        except OSError:
+            where = ""
+        first = (str(exc).strip().splitlines() or [""])[0]
+        what = first if isinstance(exc, BuildError) else f"{type(exc).__name__}: {first}"
+        print(f"the ahead-of-time build failed: {what}{where}", file=sys.stderr)
+        return 1
     print(json.dumps({k: (len(v) if k in ("exports", "left_to_jit") else v) for k, v in manifest.items()}))
     for line in manifest["left_to_jit"]:
         print(f"left to the JIT: {line}")

@@ -15,7 +15,8 @@ Metrics JSON, schema ``mec.metrics/2``::
                                    "AP_per_iou": {"AP": [10 values], "APr": [...], "AP_rare": [...], ...},
                                    "AP_fixed": ..., "APr_fixed": ..., "AP_rare_fixed": ...,
                                    "per_category": {"<id>": 0.5},
-                                   "errors": {...}, "calibration": {...}},
+                                   "errors": {...}, "calibration": {...}, "confusion": {...}, "lrp": {...},
+                                   "per_image": {...}},
                           "segm": {...}, "boundary": {...},
                           "stage_weights": {...}}}}
 
@@ -47,7 +48,31 @@ groups.json, when given), each group in order from rare to frequent, then ``"all
 
 ``errors`` and ``calibration`` (``mec eval --analysis``) sit in ``modes.<mode>.<iou type>``; their definitions
 are in :mod:`mec_cli.evaluation.errors` and :mod:`mec_cli.evaluation.calibration` (dAP, AP50 and shares are
-fractions; a group without ground truth has nulls). ``stage_weights`` sits in ``modes.<mode>`` of the dynamic
+fractions; a group without ground truth has nulls). ``--analysis`` also stores, beside them (added within /2:
+optional, so older files stay valid, and a reader of older files sees them absent)::
+
+    "confusion": {"iou": 0.5,
+                  "groupings": {"lvis": {"rare": {"objects": 120, "correct": 40, "as": {"rare": 3, "common": 9,
+                                                                                       "frequent": 31}, "none": 37},
+                                         ..., "all": {...}}, "groups": {...}},
+                  "pairs": [{"gt": 12, "label": 45, "objects": 9, "gt_objects": 30, "gt_name": "...",
+                             "label_name": "...", "lvis": ["rare", "frequent"], "groups": [...]}, ...]}
+    "lrp": {"tau": 0.5, "overall": {"oLRP": 0.81, "loc": 0.16, "fp": 0.41, "fn": 0.55, "categories": 1203},
+            "groupings": {"lvis": {"rare": {...}, ..., "all": {...}}, "groups": {...}},
+            "per_category": {"<id>": {"oLRP": ..., "loc": ..., "fp": ..., "fn": ..., "threshold": ...}}}
+
+``confusion`` (:mod:`mec_cli.evaluation.confusion`): per group of the objects, how many of its objects the
+detector labels with their own category (``correct``), with a category of each group (``as``), or not at all
+(``none``), and the most frequent (object category -> label category) confusions. ``lrp``
+(:mod:`mec_cli.evaluation.lrp`): optimal LRP and its localisation, FP and FN components (fractions, lower is
+better), their means overall and per group, and each category's values with its LRP-optimal score threshold;
+null where nothing is measured. ``per_image`` (``mec eval --per-image``, :mod:`mec_cli.evaluation.bootstrap`):
+each image's matched detections, compressed (format ``mec.per_image/1``), which ``mec report compare --ci``
+resamples; a run evaluated from parts (:mod:`mec_cli.evaluation.partial`) has the same sections, bit for bit,
+as one evaluated at once, except that Fixed AP and the ``--analysis`` sections need one process.
+A results-file evaluation of several shards records ``results_file`` as the list of the files.
+
+``stage_weights`` sits in ``modes.<mode>`` of the dynamic
 modes of a checkpoint evaluation: the mean over the detections the model kept of the weight w^k (eq. 5) each
 stage had in the detection's class; "mean" is null for a group without detections.
 """
@@ -65,6 +90,7 @@ import numpy as np
 from mec_cli.errors import MecError
 
 SCHEMA = "mec.metrics/2"
+STANDARD_IOU_THRESHOLDS = [round(0.5 + 0.05 * t, 2) for t in range(10)]  # as metrics_document writes them
 READABLE_SCHEMAS = ("mec.metrics/1", "mec.metrics/2")
 
 
@@ -95,7 +121,7 @@ def _group_info(groups_file: Optional[Union[str, Path]]):
 
 
 IOU_TYPES = ("bbox", "segm", "boundary")
-STUDY_KEYS = ("errors", "calibration")  # study sections inside modes.<mode>.<iou type>
+STUDY_KEYS = ("errors", "calibration", "confusion", "lrp", "per_image")  # sections inside modes.<mode>.<iou type>
 MODE_KEYS = ("stage_weights",)  # study sections inside modes.<mode>, beside the iou types
 
 
@@ -105,16 +131,17 @@ def iou_types_of(mode: Dict) -> List[str]:
 
 
 def _summaries(gt, dets, iou_types: Sequence[str], groups, names, source: str, dets_per_class: Optional[int] = None,
-               analysis: bool = False, dilation_ratio: float = 0.02) -> Dict:
+               analysis: bool = False, dilation_ratio: float = 0.02, per_image: bool = False) -> Dict:
     """Metrics per iou type; with ``dets_per_class`` also Fixed AP (``AP_fixed`` and every group's), beside them;
-    with ``analysis`` the ``errors`` and ``calibration`` sections (module docstring). Errors name ``source``."""
+    with ``analysis`` the ``errors``, ``calibration``, ``confusion`` and ``lrp`` sections, with ``per_image`` the
+    ``per_image`` section (module docstring). Errors name ``source``."""
     return _summaries_many(gt, {"": dets}, {"": list(iou_types)}, groups, names, dets_per_class, analysis,
-                           dilation_ratio, sources={"": source})[""]
+                           dilation_ratio, sources={"": source}, per_image=per_image)[""]
 
 
 def _summaries_many(gt, named: Dict, iou_types: Dict[str, List[str]], groups, names,
                     dets_per_class: Optional[int] = None, analysis: bool = False, dilation_ratio: float = 0.02,
-                    sources: Optional[Dict[str, str]] = None) -> Dict[str, Dict]:
+                    sources: Optional[Dict[str, str]] = None, per_image: bool = False) -> Dict[str, Dict]:
     """:func:`_summaries` of several detection sets (the modes of one model, named by mode), side by side
     (:func:`mec_cli.evaluation.engine.evaluate_many`): mode -> iou type -> metrics. Errors name ``sources[mode]``
     (default: the mode)."""
@@ -131,12 +158,16 @@ def _summaries_many(gt, named: Dict, iou_types: Dict[str, List[str]], groups, na
                                  dilation_ratio=dilation_ratio)
                 out.update(fixed_metrics(fixed, gt.frequency, groups, names))
             if analysis:
-                from mec_cli.evaluation.calibration import calibration_summary
-                from mec_cli.evaluation.errors import analyse
+                from mec_cli.evaluation.analysis import analysis_sections
 
                 groupings = groupings_of(res.cat_ids, gt.frequency, groups, names)
-                out["errors"] = analyse(gt, dets, res, groupings, dilation_ratio)
-                out["calibration"] = calibration_summary(res, gt.cats.lookup(dets.category_id), dets.score, groupings)
+                out.update(analysis_sections(gt, dets, res, groupings, dilation_ratio))
+            if per_image:
+                from mec_cli.evaluation.bootstrap import image_matches
+                from mec_cli.evaluation.summary import category_sets
+
+                sets = category_sets(res.cat_ids, gt.frequency, groups, names)
+                out["per_image"] = image_matches(gt, dets, res, sets).to_json()
             return out
         return then
 
@@ -149,15 +180,24 @@ def _summaries_many(gt, named: Dict, iou_types: Dict[str, List[str]], groups, na
     return {mode: {t: out[mode][t] for t in iou_types[mode]} for mode in named}
 
 
+def mode_detections(recs: List[Dict], iou_types: Sequence[str]):
+    """(Detections, the iou types they can be scored by) of one mode's records from :class:`MECMetric`, in order."""
+    from mec_cli.evaluation.engine import Detections
+
+    segm = [r for rec in recs for r in rec.get("segm", [])] if all("segm" in rec for rec in recs) else None
+    dets = Detections(np.concatenate([r["image_id"] for r in recs]), np.concatenate([r["category_id"] for r in recs]),
+                      np.concatenate([r["score"] for r in recs]), np.concatenate([r["bbox"] for r in recs]), segm, True)
+    return dets, [t for t in iou_types if t == "bbox" or segm is not None]
+
+
 def evaluate_mode_arrays(records: List[Dict], ann_file: str, iou_types: Sequence[str], protocol: Optional[str] = None,
                          groups_file: Optional[str] = None, dets_per_class: Optional[int] = None,
-                         analysis: bool = False, dilation_ratio: float = 0.02) -> Dict:
+                         analysis: bool = False, dilation_ratio: float = 0.02, per_image: bool = False) -> Dict:
     """Evaluate detections collected per mode (dicts of arrays from :class:`MECMetric`): mode -> iou type -> metrics.
 
     A mode whose records carry ``stage_weights`` ((N, K) per image, the dynamic modes) also gets the
     ``stage_weights`` section (module docstring).
     """
-    from mec_cli.evaluation.engine import Detections
     from mec_cli.evaluation.summary import groupings_of, stage_weight_summary
 
     gt = _load_gt(ann_file, protocol)
@@ -167,13 +207,9 @@ def evaluate_mode_arrays(records: List[Dict], ann_file: str, iou_types: Sequence
         by_mode.setdefault(rec["mode"], []).append(rec)
     named, types = {}, {}
     for mode, recs in by_mode.items():
-        segm = [r for rec in recs for r in rec.get("segm", [])] if all("segm" in rec for rec in recs) else None
-        named[mode] = Detections(np.concatenate([r["image_id"] for r in recs]),
-                                 np.concatenate([r["category_id"] for r in recs]),
-                                 np.concatenate([r["score"] for r in recs]), np.concatenate([r["bbox"] for r in recs]),
-                                 segm, True)
-        types[mode] = [t for t in iou_types if t == "bbox" or segm is not None]
-    out = _summaries_many(gt, named, types, groups, names, dets_per_class, analysis, dilation_ratio)
+        named[mode], types[mode] = mode_detections(recs, iou_types)
+    out = _summaries_many(gt, named, types, groups, names, dets_per_class, analysis, dilation_ratio,
+                          per_image=per_image)
     for mode, recs in by_mode.items():
         if recs and all("stage_weights" in rec for rec in recs):
             weights = np.concatenate([np.asarray(r["stage_weights"], np.float64).reshape(len(r["score"]), -1)
@@ -286,23 +322,36 @@ def metrics_document(modes: Dict, protocol: str, ann_file: str, groups_file: Opt
             "ann_file": str(ann_file), **fields, "groups": ginfo, "versions": tool_versions(), "modes": modes}
 
 
-def evaluate_results_file(results: Union[str, Path], ann: Union[str, Path], iou_types: Optional[Sequence[str]] = None,
+def evaluate_results_file(results: Union[str, Path, Sequence[Union[str, Path]]], ann: Union[str, Path],
+                          iou_types: Optional[Sequence[str]] = None,
                           protocol: Optional[str] = None, groups_file: Optional[str] = None,
                           dets_per_class: Optional[int] = None, analysis: bool = False,
-                          dilation_ratio: float = 0.02, progress=None) -> Dict:
+                          dilation_ratio: float = 0.02, progress=None, per_image: bool = False) -> Dict:
     """Evaluate an LVIS/COCO results JSON (MMDetection, detectron2, pycocotools...); mode name ``results``.
 
     ``iou_types`` defaults to what the results hold: bbox when the records carry boxes, segm when they carry
     segmentations, both when they carry both; boundary (Boundary AP, from the segmentations) only when asked
-    for, with ``dilation_ratio``. ``analysis`` adds the errors and calibration sections.
+    for, with ``dilation_ratio``. ``analysis`` adds the errors, calibration, confusion and lrp sections,
+    ``per_image`` the per_image section (for ``mec report compare --ci``).
     ``progress(step, done, total)``, when given, hears of each step as it goes (``total`` 0: no count).
     Inputs are checked in the order groups, results, annotations, before any evaluation: the results are read
     (in their own threads; a large file of boxes is never held whole) while the annotations are indexed here,
     and a problem with the results is reported before one with the annotations.
+    Several results files are shards of one (each image's detections in one of them): each is matched apart and
+    the parts merged (:mod:`mec_cli.evaluation.partial`), which gives the metrics of their concatenation.
     """
     from concurrent.futures import ThreadPoolExecutor
 
-    from mec_cli.evaluation.engine import KIND_POLYGONS, Detections
+    if not isinstance(results, (str, Path)):
+        shards = list(results)
+        if len(shards) > 1:
+            from mec_cli.evaluation.partial import PARTIAL_REFUSED, evaluate_shards
+
+            if dets_per_class or analysis:
+                raise MecError(f"several results files are evaluated shard by shard: {PARTIAL_REFUSED}")
+            return evaluate_shards(shards, ann, iou_types, protocol, groups_file, dilation_ratio, progress, per_image)
+        results = shards[0]
+
     from mec_cli.evaluation.jsonscan import read_results_file
 
     if "boundary" in (iou_types or ()):
@@ -322,11 +371,34 @@ def evaluate_results_file(results: Union[str, Path], ann: Union[str, Path], iou_
         arrays, buf = reading.result()  # the results' own problem first
     if gt_error is not None:
         raise gt_error
+    dets = detections_of(arrays, buf, results, gt)
+    del arrays, buf  # box-only results keep nothing of the file's bytes (masks keep them through dets.segm)
+    iou_types = scorable_iou_types(dets, iou_types, results)
+    report("evaluating " + ", ".join(iou_types) + (" and Fixed AP" if dets_per_class else "")
+           + (" with the error, calibration, confusion and oLRP studies" if analysis else ""))
+    modes = {"results": _summaries(gt, dets, iou_types, groups, names, str(results), dets_per_class, analysis,
+                                   dilation_ratio, per_image)}
+    return metrics_document(modes, gt.protocol, str(ann), groups_file, results_file=str(results), checkpoint=None,
+                            recipe=None, config=None, run=None, dets_per_class=dets_per_class,
+                            dilation_ratio=dilation_ratio)
+
+
+def detections_of(arrays, buf, results, gt):
+    """:class:`mec_cli.evaluation.engine.Detections` of a scanned results file, read against ``gt`` (polygons are
+    rasterised at its images' sizes); every mask is checked first, as pycocotools would decode it."""
+    from mec_cli.evaluation.engine import KIND_POLYGONS, Detections
+    from mec_cli.evaluation.masks import check_results_masks
+
+    check_results_masks(arrays, buf, gt.image_size, str(results))  # before anything decodes a mask
     polygons = (arrays.segm_kind == KIND_POLYGONS).any()  # they need the images' sizes
     dets = Detections.from_scan(arrays, buf, str(results), gt.image_size if polygons else None)
-    del arrays, buf  # box-only results keep nothing of the file's bytes (masks keep them through dets.segm)
     if dets.segm is not None:
         dets.segm.image_size = gt.image_size
+    return dets
+
+
+def scorable_iou_types(dets, iou_types: Optional[Sequence[str]], results) -> List[str]:
+    """``iou_types``, or by default what the results hold; a MecError naming ``results`` for one they cannot give."""
     if not iou_types:
         iou_types = dets.iou_types()
     scorable = dets.scorable_by() + (["boundary"] if "segm" in dets.scorable_by() else [])
@@ -334,13 +406,7 @@ def evaluate_results_file(results: Union[str, Path], ann: Union[str, Path], iou_
     if missing:
         what = "boxes" if missing[0] == "bbox" else "segmentations"
         raise MecError(f"evaluation by {missing[0]} asked for, but the results hold no {what}", results)
-    report("evaluating " + ", ".join(iou_types) + (" and Fixed AP" if dets_per_class else "")
-           + (" with the error and calibration studies" if analysis else ""))
-    modes = {"results": _summaries(gt, dets, iou_types, groups, names, str(results), dets_per_class, analysis,
-                                   dilation_ratio)}
-    return metrics_document(modes, gt.protocol, str(ann), groups_file, results_file=str(results), checkpoint=None,
-                            recipe=None, config=None, run=None, dets_per_class=dets_per_class,
-                            dilation_ratio=dilation_ratio)
+    return list(iou_types)
 
 
 def load_metrics(path: Union[str, Path]) -> Dict:
@@ -368,6 +434,10 @@ def check_metrics_document(doc: Dict, path) -> None:
     modes = doc.get("modes")
     if not isinstance(modes, dict) or not modes:
         raise MecError("metrics file has no modes", path)
+    thresholds = doc.get("iou_thresholds", STANDARD_IOU_THRESHOLDS)
+    if thresholds != STANDARD_IOU_THRESHOLDS:
+        raise MecError(f"iou_thresholds must be the evaluator's ten, {STANDARD_IOU_THRESHOLDS[0]} to "
+                       f"{STANDARD_IOU_THRESHOLDS[-1]} in steps of 0.05, got {thresholds!r}"[:300], path)
     for mode, by_type in modes.items():
         if not isinstance(by_type, dict) or not iou_types_of(by_type):
             raise MecError(f"mode {mode!r} holds no iou types", path)
@@ -380,6 +450,17 @@ def check_metrics_document(doc: Dict, path) -> None:
             for key, shape in (("errors", _ERRORS), ("calibration", _CALIBRATION)):
                 if key in metrics:
                     _check_study(metrics[key], f"modes.{mode}.{iou_type}.{key}", shape, path)
+            per_iou = metrics.get("AP_per_iou")
+            if per_iou is not None:
+                if not isinstance(per_iou, dict):
+                    raise MecError(f"modes.{mode}.{iou_type}.AP_per_iou is not an object of lists", path)
+                bad = next((k for k, v in per_iou.items() if not _numbers(len(STANDARD_IOU_THRESHOLDS))(v)), None)
+                if bad is not None:
+                    raise MecError(f"modes.{mode}.{iou_type}.AP_per_iou.{bad} is not a list of "
+                                   f"{len(STANDARD_IOU_THRESHOLDS)} numbers (one per IoU threshold)", path)
+            for key, check in (("confusion", _check_confusion), ("lrp", _check_lrp), ("per_image", _check_per_image)):
+                if key in metrics:
+                    check(metrics[key], f"modes.{mode}.{iou_type}.{key}", path)
             for name, value in metrics.items():
                 if name in STUDY_KEYS:
                     continue
@@ -461,8 +542,8 @@ def _check_study(value, where: str, shape: str, path) -> None:
         if field not in value or not ok(value[field]):
             raise MecError(f"{where}.{field} is missing or malformed", path)
     groupings = value.get("groupings")
-    if not isinstance(groupings, dict) or not groupings:
-        raise MecError(f"{where}.groupings is missing or empty", path)
+    if not isinstance(groupings, dict):  # empty for COCO annotations evaluated without groups.json: no groups
+        raise MecError(f"{where}.groupings is missing", path)
     checks = _section_checks(shape, value)
     for grouping, sections in groupings.items():
         if not isinstance(sections, dict) or "all" not in sections:
@@ -473,3 +554,46 @@ def _check_study(value, where: str, shape: str, path) -> None:
             for field, ok in checks.items():
                 if field not in section or not ok(section[field]):
                     raise MecError(f"{where}.groupings.{grouping}.{group}.{field} is missing or malformed", path)
+
+
+def _check_confusion(value, where: str, path) -> None:
+    """The ``confusion`` section: grouping -> group (then 'all') -> objects, correct, as {group: n}, none; pairs."""
+    def row_ok(row) -> bool:
+        return (isinstance(row, dict) and all(_is_count(row.get(f)) for f in ("objects", "correct", "none"))
+                and isinstance(row.get("as"), dict) and all(_is_count(v) for v in row["as"].values()))
+
+    if not (isinstance(value, dict) and _number_or_none(value.get("iou")) and isinstance(value.get("groupings"), dict)
+            and isinstance(value.get("pairs"), list)):
+        raise MecError(f"{where} is not a confusion section (iou, groupings, pairs)", path)
+    for grouping, rows in value["groupings"].items():
+        if not isinstance(rows, dict) or "all" not in rows or not all(row_ok(r) for r in rows.values()):
+            raise MecError(f"{where}.groupings.{grouping} is malformed", path)
+    for pair in value["pairs"]:
+        if not (isinstance(pair, dict) and type(pair.get("gt")) is int and type(pair.get("label")) is int
+                and _is_count(pair.get("objects")) and _is_count(pair.get("gt_objects"))):
+            raise MecError(f"{where}.pairs holds a malformed pair", path)
+
+
+def _check_lrp(value, where: str, path) -> None:
+    """The ``lrp`` section: tau, overall and per-group blocks of oLRP and its components, per-category values."""
+    def block_ok(block) -> bool:
+        return (isinstance(block, dict) and all(_number_or_none(block.get(f)) for f in ("oLRP", "loc", "fp", "fn"))
+                and _is_count(block.get("categories")))
+
+    if not (isinstance(value, dict) and _number_or_none(value.get("tau")) and block_ok(value.get("overall"))
+            and isinstance(value.get("groupings"), dict) and isinstance(value.get("per_category", {}), dict)):
+        raise MecError(f"{where} is not an oLRP section (tau, overall, groupings)", path)
+    for grouping, blocks in value["groupings"].items():
+        if not isinstance(blocks, dict) or "all" not in blocks or not all(block_ok(b) for b in blocks.values()):
+            raise MecError(f"{where}.groupings.{grouping} is malformed", path)
+    for cat, entry in value.get("per_category", {}).items():
+        if not (isinstance(entry, dict) and all(_number_or_none(v) for v in entry.values())):
+            raise MecError(f"{where}.per_category.{cat} is malformed", path)
+
+
+def _check_per_image(value, where: str, path) -> None:
+    """The ``per_image`` section is decoded and checked where it is used (``mec report compare --ci``); here only its
+    header, so that reading a metrics file stays fast."""
+    if not (isinstance(value, dict) and isinstance(value.get("format"), str) and _is_count(value.get("images"))
+            and _is_count(value.get("detections"))):
+        raise MecError(f"{where} is not per-image data (format, images, detections)", path)

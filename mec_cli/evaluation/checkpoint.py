@@ -20,6 +20,7 @@ from mec_cli.ops import modes as scoring_modes
 from mec_cli.ops.modes import BASELINE_MODE, DEFAULT_GROUP_ALIGN, EVAL_ENSEMBLES, parse_mode
 
 HEAD_FOR = {"CascadeRoIHead": "MECCascadeRoIHead", "HybridTaskCascadeRoIHead": "MECHTCRoIHead"}
+TAU_RANGE = (1e-3, 1e3)  # the dynamic ensemble's temperatures: 1e-3 already selects, 1e3 already averages
 FIXED_AP_MAX_PER_IMG = 1000  # detections per image the model keeps when Fixed AP is asked for
 
 
@@ -40,7 +41,8 @@ class EvalOptions(launch.LaunchOptions):
     max_images: Optional[int] = None
     dump_dir: Optional[str] = None
     dets_per_class: Optional[int] = None  # Fixed AP's per-category cap; None: standard metrics only
-    analysis: bool = False  # errors and calibration per group (mec_cli.evaluation.errors, .calibration)
+    analysis: bool = False  # errors, calibration, confusion and oLRP per group (mec_cli.evaluation.analysis)
+    per_image: bool = False  # each image's matched detections, for mec report compare --ci (evaluation.bootstrap)
     boundary_dilation: float = 0.02  # Boundary AP's dilation ratio, for iou type 'boundary'
 
     def validate(self) -> None:
@@ -48,6 +50,7 @@ class EvalOptions(launch.LaunchOptions):
         if not self.checkpoint:
             raise MecError("is needed to evaluate a model", option="checkpoint")
         check_number("tau", self.tau, 0, above=True)
+        check_number("tau", self.tau, TAU_RANGE[0], TAU_RANGE[1])  # beyond, logits / tau leave float32's range
         super().validate()
         check_number("max_images", self.max_images, 1, integer=True)
         check_number("dets_per_class", self.dets_per_class, 1, integer=True)
@@ -165,6 +168,7 @@ def prepare_eval(opts: EvalOptions, workdir: Path) -> PreparedEval:
     cfg.test_evaluator = dict(type="MECMetric", ann_file=str(val_ann), metric=list(opts.iou_types), protocol=protocol,
                               groups_file=groups_file, cat_ids=list(cat_ids), dets_per_class=opts.dets_per_class,
                               analysis=bool(opts.analysis), boundary_dilation=float(opts.boundary_dilation),
+                              per_image=bool(opts.per_image),
                               results_dir=str(Path(opts.dump_dir).resolve()) if opts.dump_dir else None)
     if opts.max_images:
         cfg.test_dataloader.dataset.indices = int(opts.max_images)
@@ -189,6 +193,11 @@ def evaluate_checkpoint(opts: EvalOptions, on_note: Optional[Callable[[str], Non
     with tempfile.TemporaryDirectory(prefix="mec-eval-") as tmp:
         workdir = Path(tmp)
         prep = prepare_eval(opts, workdir)
+        if opts.dump_dir:  # each mode's results file, against the inputs, before the model runs
+            from mec_cli.io import check_outputs
+
+            check_outputs({f"the dump file {m}.json": Path(opts.dump_dir) / f"{m}.json" for m in prep.run["modes"]},
+                          {"checkpoint": opts.checkpoint, "config": opts.config, "groups": prep.groups_file})
         for note in prep.notes:
             (on_note or (lambda _: None))(note)
         config_file = workdir / "config.py"

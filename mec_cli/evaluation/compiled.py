@@ -1,7 +1,8 @@
 """The evaluator's kernels: compiled ahead of time by the set-up where it could, by numba's JIT otherwise.
 
-Kernel modules (``kernels``, ``jsonscan``, ``boundary``, ``errors``) decorate their functions with this module's
-:func:`njit` and :func:`intrinsic` instead of numba's. Each becomes a :class:`Kernel`, which runs a call
+Kernel modules (``kernels``, ``jsonscan``, ``boundary``, ``errors``, ``masks``, ``lrp``, ``bootstrap``) decorate their
+functions with this module's :func:`njit` and :func:`intrinsic` instead of numba's (``masks`` also makes a kernel of
+the plain-Python RLE reader of :mod:`mec_cli.data.masks`). Each becomes a :class:`Kernel`, which runs a call
 
 1. in the ahead-of-time (AOT) build, when the argument types are ones it holds: an extension module that the set-up
    (``python -m mec_cli.evaluation.warmup``, :mod:`mec_cli.evaluation.aot`) compiles with numba's ``pycc`` from these

@@ -38,6 +38,7 @@ from mec_cli.data.schema import (
 )
 from mec_cli.errors import MecError
 from mec_cli.evaluation import compiled, kernels
+from mec_cli.evaluation.masks import check_segmentation
 
 IOU_THRS = np.linspace(0.5, 0.95, int(np.round((0.95 - 0.5) / 0.05)) + 1, endpoint=True)
 REC_THRS = np.linspace(0.0, 1.00, int(np.round((1.00 - 0.0) / 0.01)) + 1, endpoint=True)
@@ -128,10 +129,14 @@ class Detections:
         return [t for t, present in (("bbox", self.bbox is not None), ("segm", self.segm is not None)) if present]
 
     def mask_area(self, indices: np.ndarray) -> np.ndarray:
-        """Mask areas of the detections at ``indices``."""
-        if not len(indices):
-            return np.zeros(0)
-        return np.asarray(mask_utils.area(self._rles(indices)), np.float64).reshape(-1)
+        """Mask areas of the detections at ``indices``, 255 at a time: pycocotools 2.0's ``area`` of a list of 256 or
+        more RLEs fails on NumPy 2 (OverflowError: its count is held in a uint8), while one call per mask, as the
+        reference loaders make, works."""
+        out = np.zeros(len(indices))
+        for a in range(0, len(indices), 255):
+            chunk = indices[a:a + 255]
+            out[a:a + len(chunk)] = np.asarray(mask_utils.area(self._rles(chunk)), np.float64).reshape(-1)
+        return out
 
     def _rles(self, indices) -> List:
         return self.segm.take(indices) if isinstance(self.segm, Segmentations) else [self.segm[int(i)] for i in indices]
@@ -347,6 +352,9 @@ class GroundTruth:
                 a = anns[f]
                 h, w = self.image_size[int(a.image_id)]
                 seg = self.segmentation(f)
+                problem = check_segmentation(seg, (h, w))  # before pycocotools decodes or rasterises it
+                if problem:
+                    raise MecError(f"annotation id {a.id}: segmentation {problem}", self.source)
                 if (isinstance(seg, list) or isinstance(seg.get("counts"), list)) and not (h and w):
                     raise MecError(f"image id {a.image_id} needs height and width to rasterise annotation id {a.id}",
                                    self.source)

@@ -65,8 +65,12 @@ class DetectionErrors:
 
     Per ``EvalResult.order`` position: ``kind`` (TP, IGNORED or an error code), ``target`` (the ground truth a
     cls/loc error points at, in ``gt_*`` order, else -1), ``fix_tp`` (its fix makes a true positive, else it is
-    suppressed), ``det_cat`` (category index), ``score``, ``tie`` (the evaluator's tie order). Per ground truth:
-    ``missed`` and ``regular`` (counted: not ignored, not crowd).
+    suppressed), ``det_cat`` (category index), ``score``, ``tie`` (the evaluator's tie order), ``match_iou`` (a
+    true positive's IoU with the ground truth it matched, else 0: what oLRP's localisation error reads,
+    :mod:`mec_cli.evaluation.lrp`). Per ground truth: ``missed``, ``regular`` (counted: not ignored, not crowd) and
+    ``gt_label``: the category index of the label the detector gives the object, -1 for none (the highest-scoring
+    counted, not ignored detection of any category with IoU >= 0.5 with it, a true positive of another object
+    excepted; ties in the evaluator's order: :mod:`mec_cli.evaluation.confusion`).
     """
 
     kind: np.ndarray
@@ -79,6 +83,8 @@ class DetectionErrors:
     missed: np.ndarray
     regular: np.ndarray
     num_cats: int
+    match_iou: Optional[np.ndarray] = None
+    gt_label: Optional[np.ndarray] = None
 
 
 def _box_ious(db: np.ndarray, gb: np.ndarray, crowd: np.ndarray) -> np.ndarray:
@@ -130,10 +136,12 @@ def _image_ious(gt, dets, iou_type: str, dilation_ratio: float, det_sorted: np.n
 
 @njit(cache=True, nogil=True)
 def _classify(det_start, img_gt_start, d_cat, d_score, d_file, d_tp, d_ig, g_cat, g_ignore, g_crowd, g_area, g_has_id,
-              area_lo, area_hi, table, offset, fg, bg, kind, target, fix_tp):
+              area_lo, area_hi, table, offset, fg, bg, kind, target, fix_tp, match_iou, gt_label):
     """Replay the greedy matching at IoU ``fg`` (as the evaluator does it) to know which ground truth each true
-    positive took, then give each false positive its error type (module docstring) and each cls/loc error its
-    fix. Detections are given image by image, each image's category by category in matching order.
+    positive took and at which IoU (``match_iou``), then give each false positive its error type (module
+    docstring) and each cls/loc error its fix, and each regular ground truth the label the detector gives it
+    (``gt_label``, :class:`DetectionErrors`). Detections are given image by image, each image's category by
+    category in matching order.
 
     Returns (missed ground truths, number of true positives whose replayed match disagrees with ``d_tp``).
     """
@@ -143,6 +151,7 @@ def _classify(det_start, img_gt_start, d_cat, d_score, d_file, d_tp, d_ig, g_cat
     usable = np.zeros(n_gt, np.bool_)
     best_score = np.full(n_gt, -np.inf)
     best_det = np.full(n_gt, -1, np.int64)
+    took = np.full(kind.shape[0], -1, np.int64)  # the ground truth each true positive matched
     disagree = 0
     n_img = det_start.shape[0] - 1
     # 1. the matching, pair by pair (as kernels.match_*: regular ground truths first, crowds re-matchable, a
@@ -190,6 +199,8 @@ def _classify(det_start, img_gt_start, d_cat, d_score, d_file, d_tp, d_ig, g_cat
                     is_tp = (not g_ig[m]) and g_has_id[g]
                     if is_tp:
                         used[g] = True
+                        took[r] = g
+                        match_iou[r] = best
                 if is_tp != d_tp[r]:
                     disagree += 1
             p = q
@@ -247,6 +258,24 @@ def _classify(det_start, img_gt_start, d_cat, d_score, d_file, d_tp, d_ig, g_cat
     missed = np.zeros(n_gt, np.bool_)
     for g in range(n_gt):
         missed[g] = not (g_ignore[g] or g_crowd[g]) and not used[g] and not usable[g]
+    # 3. the label of every regular ground truth: its highest-scoring detection at IoU >= fg (ignored ones and true
+    #    positives of other objects excepted; ties in file order, as the evaluator breaks them within an image)
+    for im in range(n_img):
+        gs, ge = img_gt_start[im], img_gt_start[im + 1]
+        for g in range(gs, ge):
+            gt_label[g] = -1
+            if g_ignore[g] or g_crowd[g]:
+                continue
+            top = -1
+            for r in range(det_start[im], det_start[im + 1]):
+                if kind[r] == -1 or (kind[r] == 0 and took[r] != g):
+                    continue
+                if table[offset[r] + (g - gs)] < fg:
+                    continue
+                if top < 0 or d_score[r] > d_score[top] or (d_score[r] == d_score[top] and d_file[r] < d_file[top]):
+                    top = r
+            if top >= 0:
+                gt_label[g] = d_cat[top]
     return missed, disagree
 
 
@@ -268,16 +297,19 @@ def analyse_errors(gt, dets, res: EvalResult, dilation_ratio: float = 0.02) -> D
     kind = np.zeros(len(order), np.int64)
     target = np.full(len(order), -1, np.int64)
     fix_tp = np.zeros(len(order), np.bool_)
+    match_iou = np.zeros(len(order))
+    gt_label = np.full(len(gt.gt_cat), -1, np.int64)
     missed, disagree = _classify(det_start, img_gt_start, det_cat[sort], dets.score[det_sorted], det_sorted, tp, ig,
                                  gt.gt_cat, gt.gt_ignore, gt.gt_crowd, gt.gt_area, gt.gt_id != 0, AREA_RNG[0, 0],
-                                 AREA_RNG[0, 1], table, offset, FG_IOU, BG_IOU, kind, target, fix_tp)
+                                 AREA_RNG[0, 1], table, offset, FG_IOU, BG_IOU, kind, target, fix_tp, match_iou,
+                                 gt_label)
     if disagree:
         raise RuntimeError(f"error analysis: {disagree} true positives differ from the evaluator's (a bug in mec)")
     back = np.empty_like(sort)
     back[sort] = np.arange(len(sort))  # from the sorted layout back to order positions
     return DetectionErrors(kind[back], target[back], fix_tp[back], det_cat, dets.score[order],
                            det_img * max(len(dets), 1) + order, gt.gt_cat, missed, ~(gt.gt_ignore | gt.gt_crowd),
-                           gt.num_cats)
+                           gt.num_cats, match_iou[back], gt_label)
 
 
 def category_ap50(cat: np.ndarray, score: np.ndarray, tie: np.ndarray, tp: np.ndarray, num_gt: np.ndarray,

@@ -41,6 +41,7 @@ import numpy as np
 
 from mec_cli.errors import MecError
 from mec_cli.evaluation.compiled import intrinsic, njit
+from mec_cli.io import check_input
 
 __all__ = ["ResultsArrays", "scan_results", "read_results_file"]
 
@@ -1628,12 +1629,10 @@ def read_results_file(path: Union[str, Path], piece_bytes: Optional[int] = None,
     file's bytes at once.
     ``progress(bytes_done, bytes_total)`` is called as the pieces are read.
     """
-    path = Path(path)
+    path = check_input(path, "results file", missing="no such results file")  # a FIFO or a device is never opened
     piece_bytes = piece_bytes or PIECE_BYTES
     try:
         size = path.stat().st_size
-        if path.is_dir():
-            raise IsADirectoryError(21, "Is a directory")
         arrays = _scan_pieces(path, size, piece_bytes, progress) if size >= 2 * piece_bytes else None
         if arrays is not None and not arrays.segm_kind.any():
             buf = np.zeros(0, np.uint8)

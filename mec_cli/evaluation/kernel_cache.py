@@ -37,6 +37,9 @@ from typing import Dict, List, Optional
 
 HERE = Path(__file__).resolve().parent
 KERNEL_FILE = re.compile(rb"^@(njit|jit|intrinsic)\b", re.M)  # a module that defines numba code
+# plain-Python rules of other folders that the evaluation compiles with numba (mec_cli.evaluation.masks compiles
+# data/masks.py's RLE reader): they belong to the kernels' version and to their cache folder
+SHARED_SOURCES = ("data/masks.py",)
 STALE_DAYS = 30  # the warm-up removes key folders unused this long
 KEY = re.compile(r"^[a-z0-9_]+-[0-9]+-numba[0-9A-Za-z.+_-]+-[0-9a-f]{16}$")  # what cache_key makes
 AOT_KEY = re.compile(r"^[a-z0-9_]+-[0-9]+-[0-9a-f]{16}-[0-9a-f]{12}$")  # what aot_dir makes
@@ -46,12 +49,17 @@ AOT_MANIFEST = "manifest.json"
 
 def kernel_files(folder: Path = HERE) -> List[Path]:
     """The modules of ``folder`` that define numba kernels, and those that set numba up for them or compile them
-    (:data:`ALWAYS`)."""
+    (:data:`ALWAYS`), then the :data:`SHARED_SOURCES` beside ``folder`` that exist."""
     files = []
     for path in sorted(folder.glob("*.py")):
         if path.name in ALWAYS or KERNEL_FILE.search(path.read_bytes()):
             files.append(path)
-    return files
+    return files + [p for p in shared_sources(folder) if p.is_file()]
+
+
+def shared_sources(folder: Path = HERE) -> List[Path]:
+    """The files of :data:`SHARED_SOURCES`, for the kernels of ``folder`` (the package is its parent)."""
+    return [folder.parent / rel for rel in SHARED_SOURCES]
 
 
 def _numba_version() -> str:

@@ -6,8 +6,14 @@ The scalar metrics go to mmengine's log as ``<mode>/<bbox|segm|boundary>_<metric
 (modes -> iou type -> metrics, per-category AP included) stays in ``last_results`` for ``mec eval``.
 
 Each image's record carries, for the dynamic modes, the stage weights of its detections ((N, K): the weight
-w^k of eq. 5 each stage had in the detection's class), so that rank 0, which evaluates the records gathered
-from every process, also computes the mean stage weight per group (``modes.<mode>.stage_weights``).
+w^k of eq. 5 each stage had in the detection's class), so that the mean stage weight per group
+(``modes.<mode>.stage_weights``) is computed over every process's images.
+
+With several processes each rank evaluates its own images and sends rank 0 only its part (the matched
+detections, :mod:`mec_cli.evaluation.partial`), which rank 0 merges into exactly the metrics of one process
+evaluating everything: the matching, the costly part (mask IoUs above all), runs on every rank, and no
+mask travels. Fixed AP, ``--analysis`` and ``--dump-dir`` need every prediction on rank 0 and keep mmengine's
+gathering of the predictions.
 """
 from __future__ import annotations
 
@@ -16,9 +22,11 @@ from typing import Dict, List, Optional, Sequence
 import numpy as np
 import pycocotools.mask as mask_utils
 from mmdet.registry import METRICS
+from mmengine.dist import broadcast_object_list, collect_results, get_dist_info, is_main_process
 from mmengine.evaluator import BaseMetric
 
 from mec_cli.evaluation.api import dump_results, evaluate_mode_arrays, iou_types_of
+from mec_cli.evaluation.partial import load_ground_truth, merge_rank_parts, rank_part
 from mec_cli.io import read_json
 from mec_cli.ops.modes import BASELINE_MODE
 
@@ -32,7 +40,8 @@ class MECMetric(BaseMetric):
                  results_dir: Optional[str] = None,
                  cat_ids: Optional[Sequence[int]] = None, dets_per_class: Optional[int] = None,
                  collect_device: str = "cpu",
-                 prefix: Optional[str] = None, analysis: bool = False, boundary_dilation: float = 0.02, **kwargs):
+                 prefix: Optional[str] = None, analysis: bool = False, boundary_dilation: float = 0.02,
+                 per_image: bool = False, **kwargs):
         super().__init__(collect_device=collect_device, prefix=prefix)
         self.ann_file = ann_file
         self.iou_types = [metric] if isinstance(metric, str) else list(metric)
@@ -43,6 +52,7 @@ class MECMetric(BaseMetric):
         self.dets_per_class = dets_per_class
         self.analysis = bool(analysis)  # errors and calibration per group (mec eval --analysis)
         self.boundary_dilation = float(boundary_dilation)
+        self.per_image = bool(per_image)  # the per-image records of mec report compare --ci
         self.last_results: Dict = {}
         # category id of each label, in the dataset's label order (read from ann_file when not given)
         self._cat_ids: Optional[List[int]] = [int(c) for c in cat_ids] if cat_ids is not None else None
@@ -83,7 +93,38 @@ class MECMetric(BaseMetric):
             dump_results(records, self.results_dir)
         self.last_results = evaluate_mode_arrays(records, self.ann_file, self.iou_types, self.protocol,
                                                  self.groups_file,
-                                                 self.dets_per_class, self.analysis, self.boundary_dilation)
+                                                 self.dets_per_class, self.analysis, self.boundary_dilation,
+                                                 self.per_image)
+        return self._flat()
+
+    def evaluate(self, size: int) -> dict:
+        """Several processes: every rank matches its own images and rank 0 merges the parts (module docstring);
+        otherwise (one process, or Fixed AP, --analysis, --dump-dir) mmengine's gathering and
+        :meth:`compute_metrics`."""
+        rank, world = get_dist_info()
+        if world == 1 or self.dets_per_class or self.analysis or self.results_dir:
+            return super().evaluate(size)
+        # the sampler gives rank r the samples r, r + world, ...; those past ``size`` are its padding, which
+        # mmengine's gathering drops too
+        positions = [i * world + rank for i in range(len(self.results))]
+        kept = [i for i, pos in enumerate(positions) if pos < size]
+        gt = load_ground_truth(self.ann_file, self.protocol)
+        payload = rank_part([self.results[i] for i in kept], [positions[i] for i in kept], self.ann_file,
+                            self.iou_types, self.protocol, self.groups_file, self.boundary_dilation, rank, gt)
+        payloads = collect_results([payload], world, self.collect_device,
+                                   **({"tmpdir": self.collect_dir} if self.collect_device == "cpu" else {}))
+        metrics = [None]
+        if is_main_process():
+            self.last_results = merge_rank_parts(payloads, self.ann_file, self.protocol, self.groups_file,
+                                                 self.per_image, gt)
+            flat = self._flat()
+            metrics = [{"/".join((self.prefix, k)): v for k, v in flat.items()} if self.prefix else flat]
+        broadcast_object_list(metrics)
+        self.results.clear()
+        return metrics[0]
+
+    def _flat(self) -> Dict[str, float]:
+        """The scalar metrics of ``last_results`` for mmengine's log."""
         flat = {}
         for mode, by_type in self.last_results.items():
             for iou_type in iou_types_of(by_type):

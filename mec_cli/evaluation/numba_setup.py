@@ -32,7 +32,8 @@ class KernelCacheLocator(caching.InTreeCacheLocator):
     @classmethod
     def from_function(cls, py_func, py_file):
         try:
-            if Path(py_file).resolve().parent != kernel_cache.HERE:
+            source = Path(py_file).resolve()
+            if source.parent != kernel_cache.HERE and source not in kernel_cache.shared_sources():
                 return None
             kernel_cache.cache_dir()
         except (OSError, RuntimeError):  # no home folder, an unreadable source: numba's own locators decide

@@ -229,7 +229,7 @@ def exercise_all(paths: Dict[str, Path]) -> int:
     the evaluator's paths. Returns how many runs."""
     from mec_cli.evaluation.api import evaluate_results_file  # noqa: PLC0415  (not on the --check path)
 
-    runs = exercise_reader(paths) + exercise_evaluator(paths)
+    runs = exercise_reader(paths) + exercise_evaluator(paths) + exercise_per_image(paths)
     cases = [("full", ["bbox", "segm", "boundary"]), ("full", None), ("boxes", ["bbox"]),
              ("no_box", ["segm", "boundary", "bbox"]), ("polygons", ["bbox", "segm", "boundary"]),
              ("list_counts", ["segm", "boundary"]), ("empty", None)]
@@ -250,6 +250,41 @@ def exercise_all(paths: Dict[str, Path]) -> int:
                     except MecError:
                         pass
                     runs += 1
+    return runs
+
+
+def exercise_per_image(paths: Dict[str, Path]) -> int:
+    """--per-image records, several --results (shards), --partial then --merge, and the paired bootstrap of
+    ``mec report compare --ci``, for every iou type; returns how many runs."""
+    from mec_cli.evaluation.api import evaluate_results_file  # noqa: PLC0415  (not on the --check path)
+    from mec_cli.evaluation.bootstrap import compare_documents  # noqa: PLC0415
+    from mec_cli.evaluation.partial import evaluate_partial_files, write_partial  # noqa: PLC0415
+
+    runs = 0
+    dets = json.loads(paths["full"].read_text())
+    folder = paths["full"].parent
+    shards = []
+    for k in range(2):  # each image's detections in one shard
+        shard = folder / f"shard{k}.json"
+        shard.write_text(json.dumps([d for d in dets if d["image_id"] % 2 == k]))
+        shards.append(shard)
+    rescored = folder / "rescored.json"
+    rescored.write_text(json.dumps([dict(d, score=round(d["score"] * 0.9 + 0.05 * (i % 3), 4))
+                                    for i, d in enumerate(dets)]))
+    types = ["bbox", "segm", "boundary"]
+    for protocol in ("lvis", "coco"):
+        ann, groups = paths[protocol], str(paths["groups"])
+        a = evaluate_results_file(paths["full"], ann, types, protocol, groups, per_image=True)
+        b = evaluate_results_file(rescored, ann, types, protocol, groups, per_image=True)
+        evaluate_results_file(shards, ann, types, protocol, groups, per_image=True)
+        parts = []
+        for k, shard in enumerate(shards):
+            parts.append(folder / f"part{k}.npz")
+            write_partial(shard, ann, parts[-1], types, protocol, groups)
+        evaluate_partial_files(parts, per_image=True)
+        for iou_type in ("bbox", "segm"):
+            compare_documents(a, "results", b, "results", iou_type, resamples=4)
+        runs += 6
     return runs
 
 
@@ -322,7 +357,7 @@ def warm_up(parallel: Optional[bool] = None) -> Dict:
     folder = kernel_cache.cache_dir()
     writable = kernel_cache.writable(folder)
     if writable:
-        say(f"compiling the evaluation kernels into {folder} (once per machine and version; a minute or two)")
+        say(f"compiling the evaluation kernels into {folder} (once per machine and version; a few minutes)")
     else:  # numba falls back to its own caches (beside the sources, or ~/.cache/numba), keyed by their path
         say(f"warning: cannot write the kernel cache {folder} (set NUMBA_CACHE_DIR to a writable folder); "
             "compiling the evaluation kernels into numba's own cache instead")

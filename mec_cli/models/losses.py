@@ -2,7 +2,8 @@
 
 The math lives in :func:`mec_cli.ops.multi_expert_loss`; these classes only adapt it to MMDetection's
 loss interface (sample weights, ``avg_factor``, ``reduction_override``), like mmdet's seesaw loss
-splits ``seesaw_ce_loss`` from ``SeesawLoss``.
+splits ``seesaw_ce_loss`` from ``SeesawLoss``. Each holds its expert group's membership mask as a buffer, made
+once when the model is built and moved with it, so that a training step reads no group data on the host.
 """
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from mmdet.models.losses.utils import weight_reduce_loss
 from mmdet.registry import MODELS
 from torch import Tensor, nn
 
-from mec_cli.ops import multi_expert_loss
+from mec_cli.ops import expert_loss
 
 
 def _groups_buffer(class_groups: Optional[Sequence[int]]) -> Tensor:
@@ -23,6 +24,14 @@ def _groups_buffer(class_groups: Optional[Sequence[int]]) -> Tensor:
         raise ValueError("MEC losses need class_groups (one group index per class); the MEC head passes its own, from "
                          "the run's groups")
     return torch.as_tensor(list(class_groups), dtype=torch.long)
+
+
+def _register_group_buffers(module: nn.Module, class_groups: Optional[Sequence[int]], expert_group: int) -> None:
+    """``class_groups`` (C,) long and ``expert_mask`` (C,) bool, the classes of ``expert_group``: not saved in
+    checkpoints (they come from the run's groups), moved with the module."""
+    groups = _groups_buffer(class_groups)
+    module.register_buffer("class_groups", groups, persistent=False)
+    module.register_buffer("expert_mask", groups == expert_group, persistent=False)
 
 
 @MODELS.register_module()
@@ -42,13 +51,13 @@ class MECMultiExpertLoss(nn.Module):
         self.lam = float(lam)
         self.reduction = reduction
         self.loss_weight = loss_weight
-        self.register_buffer("class_groups", _groups_buffer(class_groups), persistent=False)
+        _register_group_buffers(self, class_groups, self.expert_group)
 
     def forward(self, cls_score: Tensor, label: Tensor, weight: Optional[Tensor] = None,
                 avg_factor: Optional[float] = None, reduction_override: Optional[str] = None, **kwargs) -> Tensor:
         """cls_score (R, C+1), label (R,), weight (R,) -> scalar (or (R,) with reduction 'none')."""
         reduction = reduction_override or self.reduction
-        loss = multi_expert_loss(cls_score, label, self.class_groups, self.expert_group, self.lam, reduction="none")
+        loss = expert_loss(cls_score, label, self.expert_mask, self.lam, reduction="none")
         if weight is not None:
             weight = weight.float()
         return self.loss_weight * weight_reduce_loss(loss, weight=weight, reduction=reduction, avg_factor=avg_factor)
@@ -83,13 +92,13 @@ class MECSeesawLoss(SeesawLoss):
         super().__init__(**kwargs)
         self.expert_group = int(expert_group)
         self.lam = float(lam)
-        self.register_buffer("class_groups", _groups_buffer(class_groups), persistent=False)
+        _register_group_buffers(self, class_groups, self.expert_group)
         self.cls_criterion = self._mec_seesaw_ce
 
     def _mec_seesaw_ce(self, cls_score, labels, label_weights, cum_samples, num_classes, p, q, eps, reduction,
                        avg_factor):
         logits = seesaw_logits(cls_score, labels, cum_samples, p, q, eps)
-        loss = multi_expert_loss(logits, labels, self.class_groups, self.expert_group, self.lam, reduction="none")
+        loss = expert_loss(logits, labels, self.expert_mask, self.lam, reduction="none")
         if label_weights is not None:
             label_weights = label_weights.float()
         return weight_reduce_loss(loss, weight=label_weights, reduction=reduction, avg_factor=avg_factor)

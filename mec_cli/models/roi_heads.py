@@ -119,8 +119,11 @@ class MECHeadMixin:
         return heads
 
     def register_groups(self, class_groups: Optional[Sequence[int]]) -> None:
+        """The class groups as a buffer (moved with the model) and their count, both made once here: scoring then
+        reads nothing about the groups on the host."""
         groups = None if class_groups is None else torch.as_tensor(list(class_groups), dtype=torch.long)
         self.register_buffer("mec_class_groups", groups, persistent=False)
+        self.mec_num_groups = None if class_groups is None or not len(class_groups) else int(max(class_groups)) + 1
 
     # ---- test time -------------------------------------------------------------------------
     def _requested_modes(self, cfg) -> Tuple[str, List[str]]:
@@ -179,16 +182,17 @@ class MECHeadMixin:
                                 boxes) for i in range(len(metas))]
         rois, stage_logits, bbox_preds = self._refine_all_stages(x, rois, metas, num_per_img, **kwargs)
         groups, tau, activation = self.mec_class_groups, float(cfg.get("tau", 1.0)), self._activation()
+        specs = [(m, *parse_mode(m)) for m in modes]
         out = []
         for i, meta in enumerate(metas):
             boxes = self._decode(rois[i], bbox_preds[i], meta, rescale)
             flat = boxes.reshape(boxes.size(0), -1)
             stacked = torch.stack([s[i] for s in stage_logits])  # (K, R, C + extra columns)
             results = {}
-            for m in modes:
-                kind, align, stage = parse_mode(m)
+            for m, kind, align, stage in specs:
                 scores, weights = stage_scores(stacked, groups, kind, align=align, tau=tau, stage=stage,
-                                               activation=activation, return_weights=True)
+                                               activation=activation, return_weights=True,
+                                               num_groups=self.mec_num_groups)
                 num_classes = scores.shape[-1] - 1
                 det_bboxes, det_labels, inds = multiclass_nms(flat, scores, cfg.score_thr, cfg.nms, cfg.max_per_img,
                                                               box_dim=4, return_inds=True)

@@ -5,8 +5,8 @@ for the CLI and the reports.
 """
 from mec_cli.ops.modes import ENSEMBLES
 
-_MEC = ("multi_expert_loss", "group_align", "sparse_ensemble", "dynamic_weights", "dynamic_ensemble",
-        "mean_logit_ensemble", "mean_prob_ensemble", "stage_scores")
+_MEC = ("multi_expert_loss", "expert_loss", "group_onehot", "group_align", "sparse_ensemble", "dynamic_weights",
+        "dynamic_ensemble", "mean_logit_ensemble", "mean_prob_ensemble", "stage_scores")
 __all__ = ["ENSEMBLES", *_MEC]
 
 

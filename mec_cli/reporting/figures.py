@@ -9,7 +9,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from mec_cli.data.groups import DEFAULT_BINS, GROUP_NAMES, group_names
-from mec_cli.io import write_outputs
+from mec_cli.io import output_target, write_outputs
 from mec_cli.reporting.studies import ERROR_NAMES, ERROR_TYPES
 
 GROUP_COLOURS = {**dict(zip(GROUP_NAMES, ("#d62728", "#ff7f0e", "#1f77b4"))),  # rare, common, frequent
@@ -314,11 +314,142 @@ def figure_writers(fig: Figure, out: str) -> Dict[str, Callable]:
     """Writers of ``out`` (.png) and its vector twin (.svg beside it, or the .pdf/.svg asked for), for
     :func:`mec_cli.io.write_outputs`, so a figure's files are committed together with whatever goes with them."""
     out_path = Path(out)
+    if output_target(out_path).in_place:  # /dev/null, a pipe, /dev/stdout: one file, as asked, and nothing beside it
+        fmt = out_path.suffix[1:] if out_path.suffix in (".pdf", ".svg") else "png"
+        return {str(out_path): lambda tmp: fig.savefig(tmp, format=fmt, dpi=150)}
     targets = [out_path] if out_path.suffix in (".pdf", ".svg") else [out_path.with_suffix(".png"),
                                                                       out_path.with_suffix(".svg")]
     return {str(t): (lambda tmp, fmt=t.suffix[1:]: fig.savefig(tmp, format=fmt, dpi=150)) for t in targets}
 
 
+def figure_paths(out) -> list:
+    """The files a figure at ``out`` is written to (:func:`figure_writers`), for checking them before any work."""
+    out_path = Path(out)
+    if output_target(out_path).in_place or out_path.suffix in (".pdf", ".svg"):
+        return [out_path]
+    return [out_path.with_suffix(".png"), out_path.with_suffix(".svg")]
+
+
 def save_figure(fig: Figure, out: str) -> List[str]:
     """Write ``out`` (.png) and its vector twin together, atomically."""
     return [str(p) for p in write_outputs(figure_writers(fig, out))]
+
+
+def confusion_figure(matrix: pd.DataFrame, pairs: pd.DataFrame,
+                     title: str = "Which class the detector gives each object, per frequency group") -> Figure:
+    """Left: each group's objects (rows, then 'all') by the label the detector gives them: their own category, a
+    category of each group, or none, as % of the row (cell text: % and count). Right: the most frequent category
+    confusions (object -> label), bars coloured by the object's group (``confusion_frames``)."""
+    groups = matrix.attrs["groups"]
+    cols = ["correct", *(f"as {g}" for g in groups), "none"]
+    fig = Figure(figsize=(14, max(4.2, 0.75 * len(matrix) + 2.2, 0.32 * len(pairs) + 1.8)), layout="constrained")
+    left, right = fig.subplots(1, 2, gridspec_kw={"width_ratios": [1, 1.1]})
+    share = np.array([[np.nan if r[f"{c} %"] is None else r[f"{c} %"] for c in cols]
+                      for r in matrix.to_dict("records")], float)
+    left.imshow(np.nan_to_num(share), cmap="Blues", vmin=0, vmax=100, aspect="auto")
+    for i, r in enumerate(matrix.to_dict("records")):
+        for j, c in enumerate(cols):
+            v = share[i, j]
+            text = "-" if np.isnan(v) else f"{v:.0f}%\n({int(r[c])})"
+            left.text(j, i, text, ha="center", va="center", fontsize=FONT - 3,
+                      color="white" if np.isfinite(v) and v > 60 else "black")
+    left.set_xticks(range(len(cols)), ["own class", *(f"a {g}\nclass" for g in groups), "no label"],
+                    fontsize=FONT - 2)
+    for tick, c in zip(left.get_xticklabels(), cols):
+        if c.startswith("as "):
+            tick.set_color(group_colour(c[3:]))
+            tick.set_fontweight("bold")
+    rows = matrix["group"].tolist()
+    left.set_yticks(range(len(rows)), [f"{g}\n{int(n):,} objects" for g, n in zip(rows, matrix["objects"])],
+                    fontsize=FONT - 2)
+    for tick, g in zip(left.get_yticklabels(), rows):
+        tick.set_color(group_colour(g) if g != "all" else "black")
+        tick.set_fontweight("bold")
+    left.set_title("Objects of each group by the label they get (% of the row)", fontsize=FONT + 1)
+    left.set_xlabel("label: the highest-scoring detection on the object (IoU >= 0.5)", fontsize=FONT - 1)
+    if len(pairs):
+        y = np.arange(len(pairs))[::-1]
+        colours = [group_colour(g) if g else "#7f7f7f" for g in pairs["object group"]]
+        right.barh(y, pairs["objects"], color=colours, edgecolor="black", linewidth=0.5)
+        labels = [f"{o} -> {lab}" + (f"  ({og} -> {lg})" if og and lg else "")
+                  for o, lab, og, lg in zip(pairs["object"], pairs["label"], pairs["object group"],
+                                            pairs["label group"])]
+        right.set_yticks(y, labels, fontsize=FONT - 3)
+        for yi, n, s in zip(y, pairs["objects"], pairs["of its objects %"]):
+            right.annotate(f"{int(n)} ({s:.0f}%)", (n, yi), xytext=(3, 0), textcoords="offset points", va="center",
+                           fontsize=FONT - 4)
+        right.set_xlim(0, pairs["objects"].max() * 1.25)
+    else:
+        right.text(0.5, 0.5, "no object was labelled with another category", ha="center", va="center",
+                   transform=right.transAxes, fontsize=FONT)
+        right.set_yticks([])
+    _style(right, "Most frequent confusions: object -> label (objects, % of the object's category)", "objects", "")
+    right.grid(axis="x", alpha=0.3)
+    right.grid(axis="y", visible=False)
+    fig.suptitle(title, fontsize=FONT + 2)
+    return fig
+
+
+LRP_TITLES = {"oLRP": "oLRP", "loc": "localisation error", "fp": "false-positive error", "fn": "false-negative error"}
+
+
+def lrp_figure(frame: pd.DataFrame, title: str = "Optimal LRP per frequency group (lower is better)") -> Figure:
+    """One panel per quantity (oLRP, then its localisation, FP and FN components, x100): x = the groups (then
+    'all'), a bar per series (run/mode) in the group colours, series told apart by hatching (``lrp_frame``)."""
+    groups = [*frame.attrs["groups"], "all"]
+    series = frame.attrs["series"]
+    fig = Figure(figsize=(15, 4.4), layout="constrained")
+    axes = fig.subplots(1, 4, sharey=True)
+    hatches = ["", "//", "..", "xx", "\\\\", "--"]
+    width = 0.8 / len(series)
+    x = np.arange(len(groups))
+    for ax, comp in zip(axes, ("oLRP", "loc", "fp", "fn")):
+        for k, s in enumerate(series):
+            part = frame[frame["series"] == s].set_index("group")
+            vals = np.array([np.nan if g not in part.index or part.loc[g, comp] is None else part.loc[g, comp]
+                             for g in groups], float)
+            bars = ax.bar(x + (k - (len(series) - 1) / 2) * width, vals, width,
+                          color=["white" if g == "all" else group_colour(g) for g in groups], edgecolor="black",
+                          linewidth=0.5, hatch=hatches[k % len(hatches)], label=s)
+            _label_bars(ax, bars)
+        ax.set_xticks(x, groups)
+        for tick, g in zip(ax.get_xticklabels(), groups):
+            tick.set_color(group_colour(g) if g != "all" else "black")
+            tick.set_fontweight("bold")
+        ax.set_ylim(0, 105)
+        _style(ax, LRP_TITLES[comp], "", "error (x100, lower is better)" if ax is axes[0] else "")
+    if len(series) > 1:
+        axes[-1].legend(fontsize=FONT - 2, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    fig.suptitle(title, fontsize=FONT + 2)
+    return fig
+
+
+def intervals_figure(frame: pd.DataFrame, title: str = "Gain over the baseline, with bootstrap intervals") -> Figure:
+    """A panel per pair of runs: each AP column's difference (AP points) with its paired bootstrap interval, box AP
+    above mask AP, groups in their colours and 'all' in black; the dashed line is no difference
+    (:func:`mec_cli.reporting.significance.compare_intervals`)."""
+    pairs = list(dict.fromkeys(frame["pair"]))
+    height = max(3.2, 0.42 * frame.groupby("pair").size().max() + 1.6)
+    fig = Figure(figsize=(6.8 * len(pairs), height), layout="constrained")
+    axes = fig.subplots(1, len(pairs), squeeze=False)[0]
+    pct = f"{100 * frame.attrs.get('confidence', 0.95):g}%"
+    for ax, pair in zip(axes, pairs):
+        part = frame[frame["pair"] == pair].reset_index(drop=True)
+        y = np.arange(len(part))[::-1]
+        for yi, r in zip(y, part.to_dict("records")):
+            colour = "black" if r["group"] == "all" else group_colour(r["group"])
+            if pd.notna(r["low"]) and pd.notna(r["high"]):
+                ax.plot([r["low"], r["high"]], [yi, yi], color=colour, lw=2.2, solid_capstyle="butt")
+            if pd.notna(r["delta"]):
+                ax.plot([r["delta"]], [yi], "o", color=colour, ms=7, markeredgecolor="black", markeredgewidth=0.6)
+        ax.axvline(0, color="#555555", ls="--", lw=1)
+        ax.set_yticks(y, [f"{c} ({'box' if t == 'bbox' else 'mask'})" for c, t in zip(part["column"],
+                                                                                     part["iou type"])],
+                      fontsize=FONT - 2)
+        for tick, g in zip(ax.get_yticklabels(), part["group"]):
+            tick.set_color("black" if g == "all" else group_colour(g))
+        _style(ax, pair, f"difference in AP points (dot) and its {pct} interval", "")
+        ax.grid(axis="x", alpha=0.3)
+        ax.grid(axis="y", visible=False)
+    fig.suptitle(title, fontsize=FONT + 2)
+    return fig

@@ -41,8 +41,8 @@ def stage_modes(run: Run) -> List[str]:
 
 # --- AP against the IoU threshold ------------------------------------------------------------------------------
 
-def iou_profile_frame(run: Run, baseline: Optional[Run] = None, mec_mode: str = MEC_MODE,
-                      baseline_mode: str = BASELINE_MODE, iou_type: str = "segm",
+def iou_profile_frame(run: Run, baseline: Optional[Run] = None, mec_mode: Optional[str] = None,
+                      baseline_mode: Optional[str] = None, iou_type: str = "segm",
                       grouping: str = "auto") -> pd.DataFrame:
     """AP (x100) at each IoU threshold, per group: a row per (series, group, threshold).
 
@@ -55,9 +55,10 @@ def iou_profile_frame(run: Run, baseline: Optional[Run] = None, mec_mode: str = 
     groups = run.group_names(grouping)
     thresholds = run.doc.get("iou_thresholds") or [round(0.5 + 0.05 * t, 2) for t in range(10)]
     series = [(f"stage {m[5:]}", "stage", run, m) for m in stage_modes(run)]
-    series.append((pick_mode(run, mec_mode), "ensemble", run, pick_mode(run, mec_mode)))
+    mm = pick_mode(run, mec_mode, MEC_MODE)
+    series.append((mm, "ensemble", run, mm))
     if baseline is not None:
-        bm = pick_mode(baseline, baseline_mode)
+        bm = pick_mode(baseline, baseline_mode, BASELINE_MODE)
         series.append((f"baseline {baseline.label} ({bm})", "baseline", baseline, bm))
     rows = []
     for label, kind, r, mode in series:
@@ -109,11 +110,11 @@ def _section(run: Run, mode: str, iou_type: str, key: str) -> Dict:
     return metrics[key]
 
 
-def errors_frame(run: Run, mode: str = MEC_MODE, iou_type: str = "segm", grouping: str = "auto") -> pd.DataFrame:
+def errors_frame(run: Run, mode: Optional[str] = None, iou_type: str = "segm", grouping: str = "auto") -> pd.DataFrame:
     """TIDE-style errors of one mode: a row per group (then 'all') with AP50, each type's dAP (AP points), its
     share of the AP gap (%), its count, and the cls errors on the group's objects that went to a more frequent
     group (%)."""
-    mode = pick_mode(run, mode)
+    mode = pick_mode(run, mode, MEC_MODE)
     section = _section(run, mode, iou_type, "errors")
     grouping = study_grouping(list(section["groupings"]), grouping, "error analysis", run)
     groups = section["groupings"][grouping]
@@ -142,7 +143,7 @@ def calibration_frames(run: Run, modes: Optional[Sequence[str]] = None, iou_type
     have = [m for m in run.modes if isinstance(run.doc["modes"][m].get(iou_type), dict)
             and "calibration" in run.doc["modes"][m][iou_type]]
     if modes:
-        modes = [pick_mode(run, m) for m in modes]
+        modes = [pick_mode(run, m) for m in dict.fromkeys(modes)]
     else:
         modes = have
     if not modes:
@@ -188,3 +189,97 @@ def weights_frame(run: Run, grouping: str = "auto") -> pd.DataFrame:
     frame = pd.DataFrame(rows)
     frame.attrs.update(grouping=used, groups=groups, stages=k, modes=modes)
     return frame
+
+
+# --- confusion between groups, oLRP ---------------------------------------------------------------------------
+
+def confusion_frames(run: Run, mode: Optional[str] = None, iou_type: str = "segm", grouping: str = "auto",
+                     top: int = 15):
+    """The object-label confusion of one mode (``mec eval --analysis``, :mod:`mec_cli.evaluation.confusion`).
+
+    Returns (matrix, pairs). ``matrix``: a row per group of the objects (then 'all') with the counts ``objects``,
+    ``correct``, ``as <group>`` for each group, ``none``, the same as % of the row's objects, and ``to more
+    frequent %``: of the row's objects labelled with another category, those labelled with a category of a more
+    frequent group. ``pairs``: the ``top`` most frequent (object category -> label category) confusions, with the
+    share of the object category's objects (%).
+    """
+    mode = pick_mode(run, mode, MEC_MODE)
+    section = _section(run, mode, iou_type, "confusion")
+    grouping = study_grouping(list(section["groupings"]), grouping, "confusion matrix", run)
+    rows_in = section["groupings"][grouping]
+    groups = [g for g in rows_in if g != "all"]
+    rows, more_all, wrong_all = [], 0, 0
+    for g, r in rows_in.items():
+        row = {"group": g, "objects": r["objects"], "correct": r["correct"],
+               **{f"as {h}": r["as"].get(h, 0) for h in groups}, "none": r["none"]}
+        n = max(r["objects"], 1)
+        row.update({"correct %": round(100 * r["correct"] / n, 1) if r["objects"] else None,
+                    **{f"as {h} %": round(100 * r["as"].get(h, 0) / n, 1) if r["objects"] else None for h in groups},
+                    "none %": round(100 * r["none"] / n, 1) if r["objects"] else None})
+        wrong = sum(r["as"].get(h, 0) for h in groups)
+        if g != "all":
+            more = sum(r["as"].get(h, 0) for h in groups[groups.index(g) + 1:])
+            more_all, wrong_all = more_all + more, wrong_all + wrong
+        else:
+            more, wrong = more_all, wrong_all
+        row["to more frequent %"] = round(100 * more / wrong, 1) if wrong else None
+        rows.append(row)
+    matrix = pd.DataFrame(rows)
+    pair_rows = []
+    for i, p in enumerate(section["pairs"][:top]):
+        names = p.get(grouping) or [None, None]
+        share = round(100 * p["objects"] / max(p["gt_objects"], 1), 1)
+        pair_rows.append({"rank": i + 1, "object": p.get("gt_name") or str(p["gt"]),
+                          "label": p.get("label_name") or str(p["label"]), "object group": names[0],
+                          "label group": names[1], "objects": p["objects"], "of its objects %": share})
+    pairs = pd.DataFrame(pair_rows, columns=["rank", "object", "label", "object group", "label group", "objects",
+                                             "of its objects %"])
+    for f in (matrix, pairs):
+        f.attrs.update(grouping=grouping, groups=groups, mode=mode, iou_type=iou_type, iou=section["iou"])
+    return matrix, pairs
+
+
+LRP_COMPONENTS = ("oLRP", "loc", "fp", "fn")
+LRP_NAMES = {"oLRP": "oLRP", "loc": "localisation", "fp": "false positives", "fn": "false negatives"}
+
+
+def lrp_frame(runs: Sequence[Run], modes: Optional[Sequence[str]] = None, iou_type: str = "segm",
+              grouping: str = "auto") -> pd.DataFrame:
+    """oLRP and its components (x100, lower is better) per group (then 'all') for each run and mode with an ``lrp``
+    section (``mec eval --analysis``, :mod:`mec_cli.evaluation.lrp`): a row per (series, group), columns
+    oLRP, loc, fp, fn and the number of categories measured."""
+    rows, used, groups, series = [], None, [], []
+    for run in runs:
+        have = [m for m in run.modes if isinstance(run.doc["modes"][m].get(iou_type), dict)
+                and "lrp" in run.doc["modes"][m][iou_type]]
+        chosen = [pick_mode(run, m) for m in dict.fromkeys(modes)] if modes else have
+        if not chosen:
+            raise MecError(f"run {run.label} has no {iou_type} oLRP: {ANALYSIS_HINT}", run.path)
+        for mode in chosen:
+            section = _section(run, mode, iou_type, "lrp")
+            if section["groupings"]:
+                used = study_grouping(list(section["groupings"]), grouping, "oLRP", run)
+                blocks = section["groupings"][used]
+            else:  # no groups to split by (COCO annotations, no groups.json): overall only
+                used, blocks = None, {"all": section["overall"]}
+            groups = [g for g in blocks if g != "all"]
+            label = f"{run.label} ({mode})" if len(runs) > 1 else mode
+            series.append(label)
+            for g, b in blocks.items():
+                rows.append({"series": label, "run": run.label, "mode": mode, "group": g,
+                             **{c: _pct(b[c]) for c in LRP_COMPONENTS}, "categories": b["categories"]})
+    frame = pd.DataFrame(rows)
+    frame.attrs.update(grouping=used, groups=groups, iou_type=iou_type, series=series)
+    return frame
+
+
+def lrp_table(frame: pd.DataFrame) -> pd.DataFrame:
+    """The oLRP frame wide: a row per series, oLRP overall and per group, then the components overall."""
+    rows = []
+    for s in frame.attrs["series"]:
+        part = frame[frame["series"] == s].set_index("group")
+        row = {"series": s, "oLRP": part.loc["all", "oLRP"]}
+        row.update({f"oLRP {g}": part.loc[g, "oLRP"] for g in frame.attrs["groups"]})
+        row.update({f"{LRP_NAMES[c]}": part.loc["all", c] for c in LRP_COMPONENTS[1:]})
+        rows.append(row)
+    return pd.DataFrame(rows)

@@ -87,9 +87,15 @@ def _paper_row(run: Optional[Run], table: str, **key) -> Optional[Dict[str, floa
 
 
 def ablation_table(runs: Sequence[Run], modes: Optional[Sequence[str]] = None, reference: bool = False,
-                   baseline_mode: str = BASELINE_MODE, grouping: str = "auto") -> ReportTable:
+                   baseline_mode: Optional[str] = None, grouping: str = "auto") -> ReportTable:
     """Table 2(c): a row per (run, mode); mask AP overall and per group, and box mAP."""
     grouping = resolve_grouping(runs, grouping)
+    baseline_mode = baseline_mode or BASELINE_MODE
+    if modes:  # modes asked for: each must be some run's (none is replaced or dropped unsaid)
+        missing = [m for m in modes if not any(m in run.doc["modes"] for run in runs)]
+        if missing:
+            have = sorted({m for run in runs for m in run.modes})
+            raise MecError(f"no run has mode {missing[0]!r} (they have {', '.join(have)})")
     modes = list(modes or ablation_modes(baseline_mode))
     cols = group_columns(runs, grouping)
     rows = []
@@ -132,15 +138,21 @@ def _model_row(run: Run, mode: str, grouping: str, cols: Sequence[str]) -> Dict:
     return row
 
 
-def pick_mode(run: Run, preferred: str) -> str:
-    if preferred in run.doc["modes"]:
-        return preferred
+def pick_mode(run: Run, asked: Optional[str], default: str = MEC_MODE) -> str:
+    """The mode a report shows for ``run``: ``asked`` when a mode was asked for (the run must have it: no other mode
+    ever stands in for it); else ``default``, or ``results`` for a results-file evaluation (its one mode)."""
+    if asked is not None:
+        if asked in run.doc["modes"]:
+            return asked
+        raise MecError(f"run {run.label} has no mode {asked!r} (it has {', '.join(run.modes)})", run.path)
+    if default in run.doc["modes"]:
+        return default
     if "results" in run.doc["modes"]:
         return "results"
-    raise MecError(f"run {run.label} has no mode {preferred!r} (it has {', '.join(run.modes)})", run.path)
+    raise MecError(f"run {run.label} has no mode {default!r} (it has {', '.join(run.modes)}); choose one", run.path)
 
 
-def compare_table(runs: Sequence[Run], baseline_mode: str = BASELINE_MODE, mec_mode: str = MEC_MODE,
+def compare_table(runs: Sequence[Run], baseline_mode: Optional[str] = None, mec_mode: Optional[str] = None,
                   reference: bool = False, grouping: str = "auto") -> ReportTable:
     """Table 1: baseline and +MEC rows per model, then the delta row."""
     if len(runs) < 2 or len(runs) % 2:
@@ -150,7 +162,7 @@ def compare_table(runs: Sequence[Run], baseline_mode: str = BASELINE_MODE, mec_m
     value_cols = model_columns(runs, grouping)
     rows = []
     for base, mec in zip(runs[::2], runs[1::2]):
-        bm, mm = pick_mode(base, baseline_mode), pick_mode(mec, mec_mode)
+        bm, mm = pick_mode(base, baseline_mode, BASELINE_MODE), pick_mode(mec, mec_mode, MEC_MODE)
         b = {"model": base.label, "MEC": "✗", "mode": bm, **_model_row(base, bm, grouping, gcols)}
         m = {"model": mec.label, "MEC": CHECK, "mode": mm, **_model_row(mec, mm, grouping, gcols)}
         d = {"model": f"Δ {mec.label}", "MEC": "", "mode": ""}
@@ -164,21 +176,21 @@ def compare_table(runs: Sequence[Run], baseline_mode: str = BASELINE_MODE, mec_m
             rows.append(row)
     cols = value_cols + (["paper AP", "paper mAP^m"] if reference else [])
     table = ReportTable("Baseline vs MEC (Table 1 style)", pd.DataFrame(rows), cols, highlight_best=False,
-                        notes=[baseline_note(baseline_mode), grouping_note(runs, grouping)])
+                        notes=[baseline_note(baseline_mode or BASELINE_MODE), grouping_note(runs, grouping)])
     if reference:
         table.notes.append(f"paper columns: {paper.SOURCES['1']} (LVIS v1) or {paper.SOURCES['2b']} (COCO-LT), "
                            "only beside runs of the same recipe and dataset")
     return table
 
 
-def stage_count_table(runs: Sequence[Run], baseline_mode: str = BASELINE_MODE, mec_mode: str = MEC_MODE,
+def stage_count_table(runs: Sequence[Run], baseline_mode: Optional[str] = None, mec_mode: Optional[str] = None,
                       reference: bool = False, grouping: str = "auto") -> ReportTable:
     """Table 3: baseline and MEC with 3 and 4 stages."""
     grouping = resolve_grouping(runs, grouping)
     gcols = group_columns(runs, grouping)
     rows = []
     for run in sorted(runs, key=lambda r: (r.num_stages, r.mec_loss)):
-        mode = pick_mode(run, mec_mode if run.mec_loss else baseline_mode)
+        mode = pick_mode(run, mec_mode, MEC_MODE) if run.mec_loss else pick_mode(run, baseline_mode, BASELINE_MODE)
         row = {"model": "MEC" if run.mec_loss else "Baseline", "run": run.label, "# of stages": run.num_stages,
                "mode": mode, **_model_row(run, mode, grouping, gcols)}
         if reference:
@@ -188,7 +200,7 @@ def stage_count_table(runs: Sequence[Run], baseline_mode: str = BASELINE_MODE, m
         rows.append(row)
     cols = model_columns(runs, grouping) + (["paper AP", "paper mAP^m"] if reference else [])
     table = ReportTable("Number of stages (Table 3 style)", pd.DataFrame(rows), cols,
-                        notes=[baseline_note(baseline_mode), grouping_note(runs, grouping)])
+                        notes=[baseline_note(baseline_mode or BASELINE_MODE), grouping_note(runs, grouping)])
     if reference:
         table.notes.append(f"paper columns: {paper.SOURCES['3']}, only beside runs of those recipes")
     return table
@@ -199,9 +211,12 @@ def stages_frame(run: Run, iou_type: str = "segm", grouping: str = "auto") -> pd
 
     ``frame.attrs['grouping']`` records the grouping, so figures and CSVs can name it.
     """
-    stages = sorted((m for m in run.modes if m.startswith("stage")), key=lambda m: int(m[5:]))
+    stages = sorted((m for m in run.modes if m.startswith("stage") and m[5:].isdigit()), key=lambda m: int(m[5:]))
     if not stages:
         raise MecError(f"run {run.label} has no per-stage modes (evaluate it with `mec eval --per-stage`)", run.path)
+    if not any(isinstance(run.doc["modes"][s].get(iou_type), dict) for s in stages):
+        held = sorted({t for s in stages for t in run.doc["modes"][s] if t != "stage_weights"})
+        raise MecError(f"run {run.label} has no {iou_type} metrics per stage (it has {', '.join(held)})", run.path)
     grouping = resolve_grouping([run], grouping)
     groups = run.group_names(grouping)
     frame = pd.DataFrame([{g: _pct(run.group_ap(s, iou_type, g, grouping)) for g in groups} for s in stages],
@@ -210,7 +225,7 @@ def stages_frame(run: Run, iou_type: str = "segm", grouping: str = "auto") -> pd
     return frame
 
 
-def lambda_frame(runs: Sequence[Run], mode: str = MEC_MODE, grouping: str = "auto") -> pd.DataFrame:
+def lambda_frame(runs: Sequence[Run], mode: Optional[str] = None, grouping: str = "auto") -> pd.DataFrame:
     """Figure 4 data: a row per lambda with box and mask AP (all and per group)."""
     grouping = resolve_grouping(runs, grouping)
     gcols = group_columns(runs, grouping)
@@ -218,7 +233,7 @@ def lambda_frame(runs: Sequence[Run], mode: str = MEC_MODE, grouping: str = "aut
     for run in runs:
         if run.lam is None:
             raise MecError(f"run {run.label} records no lambda (is it an MEC run evaluated by `mec eval`?)", run.path)
-        m = pick_mode(run, mode)
+        m = pick_mode(run, mode, MEC_MODE)
         rows.append({"lambda": run.lam, "run": run.label, **_model_row(run, m, grouping, gcols)})
     frame = pd.DataFrame(rows).sort_values("lambda").reset_index(drop=True)
     frame.attrs["grouping"] = grouping
@@ -226,13 +241,13 @@ def lambda_frame(runs: Sequence[Run], mode: str = MEC_MODE, grouping: str = "aut
     return frame
 
 
-def baseline_vs_mec(base: Run, mec: Run, baseline_mode: str = BASELINE_MODE, mec_mode: str = MEC_MODE,
+def baseline_vs_mec(base: Run, mec: Run, baseline_mode: Optional[str] = None, mec_mode: Optional[str] = None,
                     iou_type: str = "segm", grouping: str = "auto") -> Dict[str, Dict[str, Optional[float]]]:
     """Figure 1(b) data: {run label (mode): {group: AP x100}} for a baseline and an MEC run."""
     grouping = resolve_grouping([base, mec], grouping)
     out = {}
-    for run, preferred in ((base, baseline_mode), (mec, mec_mode)):
-        mode = pick_mode(run, preferred)
+    for run, asked, default in ((base, baseline_mode, BASELINE_MODE), (mec, mec_mode, MEC_MODE)):
+        mode = pick_mode(run, asked, default)
         out[f"{run.label} ({mode})"] = {g: _pct(run.group_ap(mode, iou_type, g,
                                                              grouping)) for g in run.group_names(grouping)}
     return out

@@ -20,6 +20,7 @@ import numpy as np
 import pycocotools.mask as mask_utils
 import pytest
 
+from mec_cli.data.groups import compute_groups
 from mec_cli.evaluation import kernel_cache, kernels, warmup
 from mec_cli.evaluation.numba_setup import KernelCacheLocator
 
@@ -123,6 +124,10 @@ def test_an_evaluation_after_the_warm_up_compiles_nothing(warmed, synth_data, tm
     # boxes only, large enough (over 2 x 4 MB) to be read in pieces on the cores
     (tmp_path / "large.json").write_text(json.dumps(_results(val, rng, 40, 60, masks=False), indent=1))
     assert (tmp_path / "large.json").stat().st_size > 8 << 20
+    # a second run (rescored) and shards of the first (each image in one), for --per-image, --partial/--merge, --ci
+    (tmp_path / "rescored.json").write_text(json.dumps([dict(r, score=float(np.round(rng.random(), 3))) for r in full]))
+    for k in range(2):
+        (tmp_path / f"shard{k}.json").write_text(json.dumps([r for r in full if r["image_id"] % 2 == k]))
     train = synth_data / "annotations" / "lvis_v1_train.json"
     groups = tmp_path / "groups.json"
     code = f"""
@@ -152,6 +157,16 @@ def test_an_evaluation_after_the_warm_up_compiles_nothing(warmed, synth_data, tm
             mec("eval", "--results", tmp / f"{{name}}.json", "--ann", ann, "--iou-type", types, "--protocol",
                 protocol, *extra, "--out", out)
             runs.append(json.loads(out.read_text())["modes"]["results"][types.split(",")[0]]["AP"])
+    for name in ("full", "rescored"):
+        mec("eval", "--results", tmp / f"{{name}}.json", "--ann", ann, "--iou-type", "bbox,segm,boundary",
+            "--per-image", "--out", tmp / f"pi_{{name}}.json")
+    mec("eval", "--results", tmp / "shard0.json", "--results", tmp / "shard1.json", "--ann", ann, "--per-image",
+        "--out", tmp / "shards.json")
+    for k in range(2):
+        mec("eval", "--results", tmp / f"shard{{k}}.json", "--ann", ann, "--iou-type", "bbox,segm,boundary",
+            "--partial", tmp / f"part{{k}}.npz")
+    mec("eval", "--merge", tmp / "part0.npz", "--merge", tmp / "part1.npz", "--per-image", "--out", tmp / "merged.json")
+    mec("report", "compare", tmp / "pi_full.json", tmp / "pi_rescored.json", "--ci", "--resamples", "20")
     # checkpoint evaluation: MECMetric with two modes (one with stage weights), boxes and masks
     val = json.loads(Path(ann).read_text())
     dets = json.loads((tmp / "full.json").read_text())
@@ -244,6 +259,23 @@ def test_the_cache_key_follows_the_kernels_contents_only(tmp_path):
     assert kernel_cache.cache_root({}) == Path.home() / ".cache" / "mec" / "numba"
 
 
+def test_plain_python_rules_compiled_by_the_evaluation_are_part_of_the_kernels(tmp_path):
+    """data/masks.py's RLE reader is compiled by evaluation/masks.py: its changes change the key, and its kernel is
+    cached in our folder like the others (it once compiled again in every fresh install)."""
+    assert kernel_cache.HERE.parent / "data" / "masks.py" in kernel_cache.kernel_files()
+    evaluation, data = tmp_path / "evaluation", tmp_path / "data"
+    evaluation.mkdir(), data.mkdir()
+    (evaluation / "numba_setup.py").write_text("# set-up\n")
+    (data / "masks.py").write_text("def rule(x):\n    return x\n")
+    key = kernel_cache.cache_key.__wrapped__(evaluation)
+    (data / "masks.py").write_text("def rule(x):\n    return x + 1\n")
+    assert kernel_cache.cache_key.__wrapped__(evaluation) != key
+    from mec_cli.evaluation import masks, numba_setup
+
+    shared = kernel_cache.HERE.parent / "data" / "masks.py"
+    assert numba_setup.KernelCacheLocator.from_function(masks.rules.rle_string_check, str(shared)) is not None
+
+
 def test_kernels_fall_back_to_numbas_own_cache_where_ours_cannot_be_written(tmp_path, monkeypatch):
     func, source = kernels.lookup_ids.py_func, kernels.__file__
     monkeypatch.setattr(kernel_cache, "cache_dir", lambda: tmp_path / "ok")
@@ -285,23 +317,53 @@ def test_the_warm_up_data_holds_every_kind_of_segmentation(tmp_path):
 
 
 def test_the_ahead_of_time_build_computes_what_the_jit_computes(warmed, synth_data, tmp_path):
-    """The same evaluations (both protocols, boxes, masks and boundaries, Fixed AP, the analyses) by the AOT build
-    alone and by numba's JIT alone: every precision and recall array and every metric equal, bit for bit."""
+    """The same evaluations (both protocols, boxes, masks and boundaries, Fixed AP, the analyses with groups:
+    errors, calibration, confusion, oLRP; per-image records, shards, partial files merged, the paired bootstrap of
+    ``compare --ci``) by the AOT build alone and by numba's JIT alone: every precision and recall array, every metric
+    and every interval equal, bit for bit."""
     ann = synth_data / "annotations" / "lvis_v1_val.json"
     val = json.loads(ann.read_text())
-    (tmp_path / "dets.json").write_text(json.dumps(_results(val, np.random.default_rng(11), copies=3)))
+    rng = np.random.default_rng(11)
+    dets = _results(val, rng, copies=3)
+    (tmp_path / "dets.json").write_text(json.dumps(dets))
+    (tmp_path / "rescored.json").write_text(json.dumps([dict(r, score=float(np.round(rng.random(), 3))) for r in dets]))
+    for k in range(2):
+        (tmp_path / f"shard{k}.json").write_text(json.dumps([r for r in dets if r["image_id"] % 2 == k]))
+    groups = tmp_path / "groups.json"
+    groups.write_text(json.dumps(compute_groups(synth_data / "annotations" / "lvis_v1_train.json")))
     code = f"""
+    from pathlib import Path
     import numpy as np
     from mec_cli.evaluation import compiled as kernels_compiled
     from mec_cli.evaluation.api import evaluate_results_file
+    from mec_cli.evaluation.bootstrap import compare_documents
     from mec_cli.evaluation.engine import Detections, GroundTruth, evaluate
     from mec_cli.evaluation.jsonscan import read_results_file
+    from mec_cli.evaluation.partial import evaluate_partial_files, write_partial
     control()
-    ann, dets_file, out = {str(ann)!r}, {str(tmp_path / "dets.json")!r}, {str(tmp_path)!r}
+    ann, tmp, groups = {str(ann)!r}, Path({str(tmp_path)!r}), {str(groups)!r}
+    dets_file, out = tmp / "dets.json", str(tmp)
     docs, arrays = {{}}, {{}}
+    mode = kernels_compiled.mode()
+    types = ["bbox", "segm", "boundary"]
+
+    def strip(doc):
+        return {{k: v for k, v in doc.items() if k not in ("created", "results_file")}}
+
     for protocol in ("lvis", "coco"):
-        doc = evaluate_results_file(dets_file, ann, ["bbox", "segm", "boundary"], protocol, None, 50, True)
-        docs[protocol] = {{k: v for k, v in doc.items() if k != "created"}}
+        doc = evaluate_results_file(dets_file, ann, types, protocol, groups, 50, True, per_image=True)
+        docs[protocol] = strip(doc)
+        other = evaluate_results_file(tmp / "rescored.json", ann, types, protocol, groups, per_image=True)
+        for iou_type in ("bbox", "segm", "boundary"):
+            docs[f"{{protocol}}_ci_{{iou_type}}"] = compare_documents(doc, "results", other, "results", iou_type,
+                                                                     resamples=200)
+        shards = [tmp / "shard0.json", tmp / "shard1.json"]
+        docs[f"{{protocol}}_shards"] = strip(evaluate_results_file(shards, ann, types, protocol, groups,
+                                                                   per_image=True))
+        parts = [tmp / f"{{mode}}_{{protocol}}_part{{k}}.npz" for k in range(2)]
+        for shard, part in zip(shards, parts):
+            write_partial(shard, ann, part, types, protocol, groups)
+        docs[f"{{protocol}}_merged"] = strip(evaluate_partial_files(parts, per_image=True))
         gt = GroundTruth.from_file(ann, protocol)
         dets = Detections.from_scan(*read_results_file(dets_file))
         for iou_type in ("bbox", "segm"):
@@ -309,7 +371,6 @@ def test_the_ahead_of_time_build_computes_what_the_jit_computes(warmed, synth_da
                 res = evaluate(gt, dets, iou_type, max_dets_per_class=cap)
                 for name in ("precision", "recall", "order", "det_tp", "det_ig", "category_ap"):
                     arrays[f"{{protocol}}_{{iou_type}}_{{cap}}_{{name}}"] = getattr(res, name)
-    mode = kernels_compiled.mode()
     np.savez(f"{{out}}/{{mode}}.npz", **arrays)
     print("RESULT " + json.dumps({{"docs": docs, "numba": "numba" in sys.modules}}))
     """
@@ -317,6 +378,10 @@ def test_the_ahead_of_time_build_computes_what_the_jit_computes(warmed, synth_da
     jit = _run(code, env=_env("jit"))
     assert not aot["numba"] and jit["numba"]
     assert aot["docs"] == jit["docs"]
+    lvis = aot["docs"]["lvis"]["modes"]["results"]
+    assert {"errors", "calibration", "confusion", "lrp", "per_image"} <= set(lvis["segm"]), sorted(lvis["segm"])
+    merged, shards = (aot["docs"][f"lvis_{k}"]["modes"]["results"]["bbox"]["AP"] for k in ("merged", "shards"))
+    assert merged == shards and 0 < merged <= 1
     a, j = np.load(tmp_path / "aot.npz"), np.load(tmp_path / "jit.npz")
     assert sorted(a.files) == sorted(j.files) and len(a.files) == 2 * 2 * 2 * 6
     for name in a.files:
@@ -345,3 +410,23 @@ def test_a_call_the_build_lacks_runs_by_the_jit_or_is_refused(warmed):
     refused = _run(code, env=_env("aot"), prelude=AOT_PRELUDE)
     assert "MEC_KERNELS=aot" in refused["answer"] and "kernels.lookup_ids" in refused["answer"]
     assert not refused["numba"]
+
+
+def test_a_failed_ahead_of_time_build_is_one_line_and_the_jit_serves(tmp_path, monkeypatch):
+    """No C compiler (here: CC names none): the build says so in one line before any work, leaves any build there,
+    and the warm-up's record of it counts as ready (the kernels run by numba's JIT, compiled before it), so that
+    ``make setup`` does not try again each time; a record of a build that has gone does not."""
+    monkeypatch.setenv("CC", str(tmp_path / "no-cc"))
+    before = kernel_cache.aot_ready()
+    out = warmup.build_aot()
+    assert out["built"] is False and out["seconds"] < 60, out
+    assert out["reason"].startswith("the ahead-of-time build failed: no working C compiler"), out["reason"]
+    assert str(tmp_path / "no-cc") in out["reason"] and "\n" not in out["reason"]
+    assert kernel_cache.aot_ready() == before
+    marker = tmp_path / "ready.json"
+    monkeypatch.setattr(kernel_cache, "marker", lambda: marker)
+    monkeypatch.setattr(kernel_cache, "aot_ready", lambda: False)
+    marker.write_text(json.dumps({"aot": out}))
+    assert kernel_cache.ready()
+    marker.write_text(json.dumps({"aot": {"built": True}}))
+    assert not kernel_cache.ready()

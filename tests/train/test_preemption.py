@@ -75,6 +75,8 @@ def test_sigterm_stops_after_the_iteration_with_a_checkpoint_and_resume_finishes
     assert a["optimizer"]["param_groups"][0]["lr"] == pytest.approx(b["optimizer"]["param_groups"][0]["lr"])
     assert [s["last_step"] for s in a["param_schedulers"]] == [s["last_step"] for s in b["param_schedulers"]]
     assert a["state_dict"].keys() == b["state_dict"].keys()
+    # and the same weights: the data order is replayed, and the random state comes back from the checkpoint
+    assert all(torch.equal(a["state_dict"][k], b["state_dict"][k]) for k in a["state_dict"])
 
 
 def test_kills_at_any_moment_never_leave_a_damaged_checkpoint_in_use(synth_data, tmp_path):

@@ -82,20 +82,29 @@ def test_per_stage_eval_from_one_pass_matches_lvis_api(trained_tiny, synth_data,
 
 
 def test_two_process_eval_equals_one_process(trained_tiny, synth_data, tmp_path):
-    outs = []
-    for procs in ("1", "2"):
-        out = tmp_path / f"m{procs}.json"
+    """Two ranks each match their own images and rank 0 merges the parts (mec_cli.evaluation.partial): the metrics
+    JSON is that of rank 0 evaluating every gathered prediction in one process (forced by --dump-dir), every number
+    (stage weights and per-image records too), and the AP that of a one-process run (whose inference may differ
+    in the last bits: other thread counts)."""
+    outs = {}
+    for name, procs, extra in (("one", "1", []), ("parts", "2", []), ("gathered", "2", ["--dump-dir",
+                                                                                         str(tmp_path / "dump")])):
+        out = tmp_path / f"{name}.json"
         res = CliRunner().invoke(app, ["eval", "--checkpoint", str(trained_tiny / "iter_40.pth"), "--recipe", "tiny",
                                        "--data-root",
                                        str(synth_data), "--modes", "dynamic", "--group-align", "on", "--procs", procs,
-                                       "--master-port", _free_port(), "--out", str(out)])
+                                       "--master-port", _free_port(), "--per-image", "--out", str(out), *extra])
         assert res.exit_code == 0, res.output
         doc = json.loads(out.read_text())
         assert "dynamic_ga" in doc["modes"], (procs, list(doc["modes"]), res.output[-1500:])
-        outs.append(doc["modes"]["dynamic_ga"])
+        outs[name] = doc["modes"]
+    assert outs["parts"] == outs["gathered"]
+    assert {"bbox", "segm", "stage_weights"} <= set(outs["parts"]["dynamic_ga"])
+    assert "per_image" in outs["parts"]["dynamic_ga"]["segm"] and outs["parts"]["dynamic_ga"]["segm"]["AP"] > 0
     for iou_type in ("bbox", "segm"):
         for k in ("AP", "APr", "APc", "APf"):
-            assert outs[1][iou_type][k] == pytest.approx(outs[0][iou_type][k], abs=1e-9)
+            assert outs["parts"]["dynamic_ga"][iou_type][k] == pytest.approx(outs["one"]["dynamic_ga"][iou_type][k],
+                                                                             abs=1e-9)
 
 
 def test_two_process_cpu_ddp_training(synth_data, tmp_path):
