@@ -23,7 +23,7 @@ functions, tested with a stub pip and a stub nvidia-smi (tests/setup); `setup()`
    `mec doctor`);
 6. the evaluator's numba kernels compiled into the user's kernel cache (`mec_cli.evaluation.warmup`: every kernel
    signature `mec eval` uses, by numba's JIT and then ahead of time into an extension module with numba's pycc,
-   which needs the C compiler and setuptools' distutils of step 1; about two minutes on 2 cores; where the
+   which needs the C compiler and setuptools' distutils of step 1; two to three minutes on 2 cores; where the
    ahead-of-time build cannot be made, one warning line and the JIT's kernels serve; nothing when this version's
    are already compiled on this machine), so no `mec eval` waits for numba; then `mec doctor --quiet`.
 
