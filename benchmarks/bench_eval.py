@@ -12,13 +12,19 @@ scores, so ties occur), written as Python's json writes it. Every evaluator read
   ``accumulate([300]).summarize_lvis``, on every core), when installed
   (``pip install -c constraints.txt -e '.[bench]'``).
 
-mec runs as a fresh install does (``bench_first_run.py``): a copy of this tree imported through PYTHONPATH, with
-its own kernel cache, filled once by the set-up's warm-up (timed apart, it is set-up). ``mec (first run)`` is the
-first ``mec eval`` of a new copy of the tree (no bytecode yet) after that set-up, as a user's first run after
-``make setup``; ``mec`` is the runs after it (warm). Each run is a fresh process; its wall time and peak RSS
-(``ru_maxrss`` of that child alone, from ``wait4``) are recorded. Evaluators under 20 s run ``--repeat`` times in
-interleaved rounds: the median, the smallest and the largest of each are reported. AP, AP50, AP75, APs, APm, APl,
-APr, APc, APf are compared with lvis-api's (or, where lvis-api is skipped, with mec's).
+mec runs as a fresh install does (``bench_first_run.py``): a copy of this tree imported through PYTHONPATH, with its
+own kernel cache, filled once by the set-up's warm-up (timed apart, it is set-up: numba's JIT cache and the
+ahead-of-time build of the kernels). ``mec (first run)`` is the first ``mec eval`` of a new copy of the tree after
+the set-up's step ran in it, as a user's first run after ``git clone`` and ``make setup`` (the kernels are compiled for
+this machine already, so the step compiles only the package's bytecode, as pip does on an install); ``mec`` is the
+runs after it (warm).
+``--jit`` adds ``mec (numba JIT)``: warm runs with ``MEC_KERNELS=jit``, the kernels by numba's JIT from its cache
+instead of the ahead-of-time build (mec before the build existed, and any install where it could not be made). Each
+run is a fresh process; its wall time, CPU time (user + system) and peak RSS (``ru_maxrss`` of that child alone, from
+``wait4``) are recorded.
+Evaluators under 20 s run ``--repeat`` times in interleaved rounds: the median, the smallest and the largest of each
+are reported. AP, AP50, AP75, APs, APm, APl, APr, APc, APf are compared with lvis-api's (or, where lvis-api is
+skipped, with mec's).
 
 ``--modes`` also times the 11 scoring modes of a 3-stage model evaluated from one ground-truth index in one
 process (the same detections with perturbed scores), against one hotcoco run of one mode.
@@ -165,7 +171,8 @@ def _peak(cmd, cwd=None, env=None) -> dict:
     out, err = proc.stdout.read().decode(), proc.stderr.read().decode()
     if os.waitstatus_to_exitcode(status) != 0:
         raise RuntimeError(f"{' '.join(map(str, cmd[:6]))} failed:\n{err[-3000:]}")
-    return {"wall_s": round(wall, 3), "peak_rss_mib": round(usage.ru_maxrss / 1024, 1), "stdout": out}
+    return {"wall_s": round(wall, 3), "cpu_s": round(usage.ru_utime + usage.ru_stime, 3),
+            "peak_rss_mib": round(usage.ru_maxrss / 1024, 1), "stdout": out}
 
 
 def _median(values):
@@ -176,10 +183,11 @@ def _median(values):
 
 def _summary(rows) -> dict:
     """Several runs of one evaluator: the median, smallest and largest wall time and peak RSS, and every run's."""
-    walls, peaks = [r["wall_s"] for r in rows], [r["peak_rss_mib"] for r in rows]
+    walls, peaks, cpus = [r["wall_s"] for r in rows], [r["peak_rss_mib"] for r in rows], [r["cpu_s"] for r in rows]
     out = dict(rows[-1])
     out.update(runs=len(rows), wall_s=_median(walls), wall_min_s=min(walls), wall_max_s=max(walls), walls_s=walls,
                peak_rss_mib=_median(peaks), peak_min_mib=min(peaks), peak_max_mib=max(peaks), peaks_mib=peaks)
+    out.update(cpu_s=_median(cpus), cpu_min_s=min(cpus), cpu_max_s=max(cpus), cpus_s=cpus)
     return out
 
 
@@ -209,7 +217,7 @@ def install_env(tree: Path, cache: Path) -> dict:
     """The environment of a fresh install of ``tree``: imported first, with its own kernel cache ``cache`` (the
     user's cache: XDG_CACHE_HOME; NUMBA_CACHE_DIR unset), bytecode written as on a user's machine."""
     env = {k: v for k, v in os.environ.items()
-           if k not in ("NUMBA_CACHE_DIR", "PYTHONDONTWRITEBYTECODE", "PYTHONPATH")}
+           if k not in ("NUMBA_CACHE_DIR", "PYTHONDONTWRITEBYTECODE", "PYTHONPATH", "MEC_KERNELS")}
     env.update(PYTHONPATH=str(tree), XDG_CACHE_HOME=str(cache))
     return env
 
@@ -271,7 +279,11 @@ def main() -> None:
     ap.add_argument("--skip", action="append", default=[], help="an evaluator not to run (repeatable)")
     ap.add_argument("--modes", action="store_true", help="also time 11 modes from one ground-truth index")
     ap.add_argument("--fixed-ap", action="store_true", help="also time mec's --fixed-ap on the same file")
+    ap.add_argument("--jit", action="store_true",
+                    help="also time mec with its kernels by numba's JIT (MEC_KERNELS=jit)")
     ap.add_argument("--root", type=Path, help="keep the workload here (default: a temporary folder)")
+    ap.add_argument("--cache", type=Path, help="the installs' kernel cache (default: a new one in a temporary folder; "
+                    "one kept from an earlier run makes the set-up's warm-up a no-op)")
     ap.add_argument("--repeat", type=int, default=5,
                     help="runs of each evaluator under 20 s, in interleaved rounds (median, smallest, largest)")
     ap.add_argument("--out", type=Path)
@@ -291,7 +303,7 @@ def main() -> None:
         result = {"images": args.images, "dets_per_image": args.dets, "cpu_count": os.cpu_count(),
                   "results_mib": round((root / "dets.json").stat().st_size / 2**20, 1), "evaluators": {}}
         # mec as a fresh install: a copy of the tree, set up (the kernel warm-up) into its own cache
-        cache = tmp / "cache"
+        cache = args.cache or tmp / "cache"
         install = copy_tree(tmp / "install")
         env = install_env(install, cache)
         result["setup_warmup_s"] = warm_up(install, env)
@@ -299,14 +311,20 @@ def main() -> None:
         copies = iter(range(1 << 30))
 
         def first_run(fixed: bool = False) -> dict:
-            fresh = copy_tree(tmp / f"fresh{next(copies)}")  # a new clone, after `make setup`: no bytecode yet
+            fresh = copy_tree(tmp / f"fresh{next(copies)}")  # a new clone, then `make setup`'s step in it
             try:
-                return run_mec(root, fixed, fresh, install_env(fresh, cache))
+                fresh_env = install_env(fresh, cache)
+                warm_up(fresh, fresh_env)  # the kernels are compiled for this machine: only the package's bytecode
+                return run_mec(root, fixed, fresh, fresh_env)
             finally:
                 shutil.rmtree(fresh, ignore_errors=True)
 
         run_mec(root, tree=install, env=env)  # the install's own first run: the runs of "mec" below are warm
         runs = {"mec (first run)": first_run, "mec": lambda: run_mec(root, tree=install, env=env)}
+        if args.jit:
+            jit_env = dict(env, MEC_KERNELS="jit")
+            run_mec(root, tree=install, env=jit_env)
+            runs["mec (numba JIT)"] = lambda: run_mec(root, tree=install, env=jit_env)
         for name in SNIPPETS:
             if name in args.skip or importlib.util.find_spec(MODULES[name]) is None:
                 continue
@@ -317,11 +335,13 @@ def main() -> None:
         rows = _rounds(runs, args.repeat)
         ref_name = "lvis-api" if "lvis-api" in rows else "mec"
         ref = rows[ref_name]["metrics"]
-        print(f"{'evaluator':24s} {'wall: median (min-max)':>28s} {'peak RSS MiB: median (min-max)':>32s}  runs")
+        print(f"{'evaluator':24s} {'wall: median (min-max)':>28s} {'CPU s':>7s} "
+              f"{'peak RSS MiB: median (min-max)':>32s}  runs")
         for name, row in rows.items():
             row["max_abs_diff_vs_" + ref_name] = max(abs(row["metrics"][k] - ref[k])
                                                      for k in KEYS if k in row["metrics"])
             print(f"{name:24s} {row['wall_s']:9.2f} s ({row['wall_min_s']:.2f}-{row['wall_max_s']:.2f}) "
+                  f"{row['cpu_s']:7.2f} "
                   f"{row['peak_rss_mib']:12.0f} ({row['peak_min_mib']:.0f}-{row['peak_max_mib']:.0f}) "
                   f"{row['runs']:5d}   max |metric - {ref_name}| = {row['max_abs_diff_vs_' + ref_name]:.1e}",
                   flush=True)

@@ -22,8 +22,10 @@ functions, tested with a stub pip and a stub nvidia-smi (tests/setup); `setup()`
 5. mec itself (editable, with the test extra), a record of these decisions in `<venv>/mec-setup.json` (read by
    `mec doctor`);
 6. the evaluator's numba kernels compiled into the user's kernel cache (`mec_cli.evaluation.warmup`: every kernel
-   signature `mec eval` uses, about a minute; nothing when this version's are already compiled on this machine),
-   so no `mec eval` waits for numba; then `mec doctor --quiet`.
+   signature `mec eval` uses, by numba's JIT and then ahead of time into an extension module with numba's pycc,
+   which needs the C compiler and setuptools' distutils of step 1; two to three minutes on 2 cores; where the
+   ahead-of-time build cannot be made, one warning line and the JIT's kernels serve; nothing when this version's
+   are already compiled on this machine), so no `mec eval` waits for numba; then `mec doctor --quiet`.
 
 Usage (the Makefile passes its variables as options)::
 

@@ -42,10 +42,9 @@ from dataclasses import dataclass
 from typing import Dict, List, Optional, Sequence
 
 import numpy as np
-from numba import njit, prange
 
 from mec_cli.errors import SEED_MAX, MecError, check_number
-from mec_cli.evaluation import numba_setup  # noqa: F401  (before any kernel runs: see its docstring)
+from mec_cli.evaluation.compiled import njit, split
 from mec_cli.evaluation.engine import AREA_RNG, IOU_THRS, REC_THRS
 
 EPS = np.spacing(1)
@@ -263,15 +262,25 @@ def _category_sum(s, e, w, image, tp, ig, tie, n_gt, num_thr, rec_thrs, ev_rc, e
     return total
 
 
-@njit(cache=True, nogil=True, parallel=True)
 def resample_ap(weights, cat_ptr, image, tp, ig, tie, gt_image, gt_cat, gt_count, set_of, num_sets, num_thr,
                 rec_thrs, out):
     """AP of every category set for each row of ``weights`` (B, n_images): image multiplicities. ``set_of`` (K, G):
     the set of each category in each of G columns (-1 none). Writes ``out`` (B, num_sets), NaN for a set without
-    a category with ground truth."""
+    a category with ground truth. Ranges of rows side by side in threads (:func:`mec_cli.evaluation.compiled.split`:
+    each row's AP is its own, so the ranges do not change it)."""
+    per_row = image.shape[0] + gt_image.shape[0] + 1  # a row's work: a pass over the detections and ground truths
+    split(lambda b0, b1: _resample_range(b0, b1, weights, cat_ptr, image, tp, ig, tie, gt_image, gt_cat, gt_count,
+                                         set_of, num_sets, num_thr, rec_thrs, out),
+          np.arange(weights.shape[0] + 1, dtype=np.int64) * per_row)
+
+
+@njit(cache=True, nogil=True)
+def _resample_range(b0, b1, weights, cat_ptr, image, tp, ig, tie, gt_image, gt_cat, gt_count, set_of, num_sets,
+                    num_thr, rec_thrs, out):
+    """:func:`resample_ap` of the rows b0..b1-1."""
     num_cats = cat_ptr.shape[0] - 1
     num_rec = rec_thrs.shape[0]
-    for b in prange(weights.shape[0]):
+    for b in range(b0, b1):
         w = weights[b]
         n_gt = np.zeros(num_cats)
         for p in range(gt_image.shape[0]):
@@ -299,9 +308,10 @@ def resample_ap(weights, cat_ptr, image, tp, ig, tie, gt_image, gt_cat, gt_count
             out[b, q] = sums[q] / (counts[q] * num_thr * num_rec) if counts[q] else np.nan
 
 
-@njit(cache=True, nogil=True, parallel=True)
+@njit(cache=True, nogil=True)
 def _multiplicities(draws, num_images, out):
-    for b in prange(draws.shape[0]):
+    """``out[b, i]``: how many times image i is drawn in row b of ``draws`` (``out`` zero at first)."""
+    for b in range(draws.shape[0]):
         for j in range(draws.shape[1]):
             out[b, draws[b, j]] += 1
 

@@ -35,13 +35,10 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
-from numba import njit
 
 from mec_cli.errors import MecError, check_number
-from mec_cli.evaluation import (
-    kernels,
-    numba_setup,  # noqa: F401  (before any kernel runs: see its docstring)
-)
+from mec_cli.evaluation import kernels
+from mec_cli.evaluation.compiled import njit
 from mec_cli.evaluation.engine import pair_iou_table
 
 

@@ -24,7 +24,6 @@ from dataclasses import dataclass
 from typing import Dict, List, Optional, Sequence
 
 import msgspec
-import numba
 import numpy as np
 import pycocotools.mask as mask_utils
 
@@ -38,7 +37,7 @@ from mec_cli.data.schema import (
     read_raw,
 )
 from mec_cli.errors import MecError
-from mec_cli.evaluation import kernels
+from mec_cli.evaluation import compiled, kernels
 from mec_cli.evaluation.masks import check_segmentation
 
 IOU_THRS = np.linspace(0.5, 0.95, int(np.round((0.95 - 0.5) / 0.05)) + 1, endpoint=True)
@@ -505,14 +504,10 @@ def parallel_map(fn, items: Sequence, workers: Optional[int] = None) -> List:
     workers = max(1, min(len(items), workers or os.cpu_count() or 1))
     if workers == 1:
         return [fn(x) for x in items]
-    threads = numba.get_num_threads()
 
     def one(x):
-        numba.set_num_threads(1)  # per thread: this thread's kernels stay on one core
-        try:
+        with compiled.single_threaded():  # this thread's kernels stay on one core
             return fn(x)
-        finally:
-            numba.set_num_threads(threads)
 
     with ThreadPoolExecutor(workers) as pool:
         return list(pool.map(one, items))

@@ -48,10 +48,9 @@ from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 import pycocotools.mask as mask_utils
-from numba import njit
 
-from mec_cli.evaluation import numba_setup  # noqa: F401  (before any kernel runs: see its docstring)
 from mec_cli.evaluation.boundary import BoundaryIous
+from mec_cli.evaluation.compiled import njit
 from mec_cli.evaluation.engine import AREA_RNG, REC_THRS, EvalResult
 
 FG_IOU, BG_IOU = 0.5, 0.1

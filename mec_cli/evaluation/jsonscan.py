@@ -38,12 +38,9 @@ from pathlib import Path
 from typing import Optional, Tuple, Union
 
 import numpy as np
-from numba import njit, types
-from numba.core import cgutils
-from numba.extending import intrinsic
 
 from mec_cli.errors import MecError
-from mec_cli.evaluation import numba_setup  # noqa: F401  (before any kernel runs: see its docstring)
+from mec_cli.evaluation.compiled import intrinsic, njit
 from mec_cli.io import check_input
 
 __all__ = ["ResultsArrays", "scan_results", "read_results_file"]
@@ -141,6 +138,9 @@ def _borrowed(typingctx, arr):
     byte-level helpers are called tens of times per record, and those atomics cost more than the parsing. A view
     with a null owner skips them. Only for arrays that the caller keeps alive for the whole call.
     """
+    from numba import types  # noqa: PLC0415  (typing runs in numba's compiler only: numba is imported then)
+    from numba.core import cgutils  # noqa: PLC0415  (idem)
+
     if not isinstance(arr, types.Array):
         return None
 

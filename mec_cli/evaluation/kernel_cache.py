@@ -17,17 +17,21 @@ kernel calls changes). Inside, numba's own index still keys each compiled kernel
 ``mec_cli.evaluation.numba_setup`` points numba there; ``mec_cli.evaluation.warmup`` (run by ``make setup``)
 compiles every kernel signature ``mec eval`` uses and then writes :func:`marker`, which says "compiled for this
 CPU". When the folder cannot be written, numba's own places are used instead.
+
+The ahead-of-time build of the same kernels (:mod:`mec_cli.evaluation.aot`, made by the warm-up) lies beside them,
+one folder per Python, version of the kernels and CPU (:func:`aot_dir`): finding it costs a hash of the kernel
+modules and a read of ``/proc/cpuinfo``, no numba and no llvmlite.
 """
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import re
 import shutil
 import sys
 import time
 from functools import lru_cache
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Dict, List, Optional
 
@@ -38,14 +42,17 @@ KERNEL_FILE = re.compile(rb"^@(njit|jit|intrinsic)\b", re.M)  # a module that de
 SHARED_SOURCES = ("data/masks.py",)
 STALE_DAYS = 30  # the warm-up removes key folders unused this long
 KEY = re.compile(r"^[a-z0-9_]+-[0-9]+-numba[0-9A-Za-z.+_-]+-[0-9a-f]{16}$")  # what cache_key makes
+AOT_KEY = re.compile(r"^[a-z0-9_]+-[0-9]+-[0-9a-f]{16}-[0-9a-f]{12}$")  # what aot_dir makes
+ALWAYS = ("numba_setup.py", "compiled.py", "aot.py")  # they set numba up for the kernels or compile them
+AOT_MANIFEST = "manifest.json"
 
 
 def kernel_files(folder: Path = HERE) -> List[Path]:
-    """The modules of ``folder`` that define numba kernels, and numba_setup (it sets numba up for them), then the
-    :data:`SHARED_SOURCES` beside ``folder`` that exist."""
+    """The modules of ``folder`` that define numba kernels, and those that set numba up for them or compile them
+    (:data:`ALWAYS`), then the :data:`SHARED_SOURCES` beside ``folder`` that exist."""
     files = []
     for path in sorted(folder.glob("*.py")):
-        if path.name == "numba_setup.py" or KERNEL_FILE.search(path.read_bytes()):
+        if path.name in ALWAYS or KERNEL_FILE.search(path.read_bytes()):
             files.append(path)
     return files + [p for p in shared_sources(folder) if p.is_file()]
 
@@ -59,6 +66,8 @@ def _numba_version() -> str:
     mod = sys.modules.get("numba")
     if mod is not None and hasattr(mod, "__version__"):
         return mod.__version__
+    from importlib.metadata import PackageNotFoundError, version  # noqa: PLC0415  (20 ms: not on the AOT path)
+
     try:
         return version("numba")
     except PackageNotFoundError:
@@ -66,13 +75,19 @@ def _numba_version() -> str:
 
 
 @lru_cache(maxsize=None)
-def cache_key(folder: Path = HERE) -> str:
-    """``<python>-numba<version>-<hash>``: the hash of the kernel modules' names and contents."""
+def kernels_hash(folder: Path = HERE) -> str:
+    """The hash of the kernel modules' names and contents (16 hex digits)."""
     h = hashlib.sha256()
     for path in kernel_files(folder):
         data = path.read_bytes()
         h.update(path.name.encode() + b"\0" + str(len(data)).encode() + b"\0" + data)
-    return f"{sys.implementation.cache_tag}-numba{_numba_version()}-{h.hexdigest()[:16]}"
+    return h.hexdigest()[:16]
+
+
+@lru_cache(maxsize=None)
+def cache_key(folder: Path = HERE) -> str:
+    """``<python>-numba<version>-<hash>``: the hash of the kernel modules' names and contents."""
+    return f"{sys.implementation.cache_tag}-numba{_numba_version()}-{kernels_hash.__wrapped__(folder)}"
 
 
 def cache_root(env: Optional[Dict[str, str]] = None) -> Path:
@@ -115,29 +130,72 @@ def cpu_id() -> str:
     return f"{name}-{digest}"
 
 
+@lru_cache(maxsize=None)
+def cpu_fingerprint() -> str:
+    """This CPU's identity for the ahead-of-time build (compiled for its exact features), without llvmlite: the
+    machine type and, on Linux, the first processor's vendor, family, model and feature flags in ``/proc/cpuinfo``
+    (what the kernel, or a virtual machine, lets programs use). 12 hex digits."""
+    text = ""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+            first = f.read(1 << 16).split("\n\n")[0]
+        fields = dict((k.strip(), v.strip()) for k, _, v in (line.partition(":") for line in first.splitlines()))
+        text = "|".join(fields.get(k, "") for k in ("vendor_id", "cpu family", "model", "model name", "flags",
+                                                     "Features", "CPU implementer", "CPU architecture", "CPU part"))
+    except OSError:
+        pass
+    machine = os.uname().machine if hasattr(os, "uname") else sys.platform
+    return hashlib.sha256(f"{machine}|{text}".encode()).hexdigest()[:12]
+
+
+def aot_root(env: Optional[Dict[str, str]] = None) -> Path:
+    """The folder that holds one ahead-of-time build per Python, version of the kernels and CPU."""
+    return cache_root(env) / "aot"
+
+
+def aot_dir() -> Path:
+    """This Python's, kernels' and CPU's ahead-of-time build (it may not exist)."""
+    return aot_root() / f"{sys.implementation.cache_tag}-{kernels_hash()}-{cpu_fingerprint()}"
+
+
+def aot_ready() -> bool:
+    """Whether the ahead-of-time build of this version of the kernels exists for this CPU."""
+    return (aot_dir() / AOT_MANIFEST).is_file()
+
+
 def marker() -> Path:
     """The file the warm-up writes once every kernel signature is compiled into :func:`cache_dir` for this CPU."""
     return cache_dir() / f"ready-{cpu_id()}.json"
 
 
 def ready() -> bool:
-    """Whether the warm-up has compiled the kernels of this version for this CPU."""
-    return marker().is_file()
+    """Whether the warm-up has compiled the kernels of this version for this CPU: numba's cache, and the
+    ahead-of-time build unless the warm-up found that it cannot be made here."""
+    path = marker()
+    if not path.is_file():
+        return False
+    if aot_ready():
+        return True
+    try:
+        return json.loads(path.read_text()).get("aot", {}).get("built") is False
+    except (OSError, ValueError, AttributeError):
+        return False
 
 
 def prune(days: float = STALE_DAYS) -> List[Path]:
-    """Remove the key folders beside this one that no process has used for ``days``; returns them."""
-    root, keep = cache_root(), cache_key()
+    """Remove the key folders and ahead-of-time builds beside this one that no process has used for ``days``;
+    returns them."""
     removed = []
-    if not root.is_dir():
-        return removed
-    for path in root.iterdir():
-        try:
-            stale = (path.is_dir() and KEY.match(path.name) and path.name != keep
-                     and time.time() - path.stat().st_mtime > days * 86400)
-        except OSError:
+    for root, keep, pattern in ((cache_root(), cache_key(), KEY), (aot_root(), aot_dir().name, AOT_KEY)):
+        if not root.is_dir():
             continue
-        if stale:
-            shutil.rmtree(path, ignore_errors=True)
-            removed.append(path)
+        for path in root.iterdir():
+            try:
+                stale = (path.is_dir() and pattern.match(path.name) and path.name != keep
+                         and time.time() - path.stat().st_mtime > days * 86400)
+            except OSError:
+                continue
+            if stale:
+                shutil.rmtree(path, ignore_errors=True)
+                removed.append(path)
     return removed

@@ -11,15 +11,16 @@ so the numbers are identical, not just close:
   reference tools' mergesort of the concatenated per-image lists).
 
 All work is O(N) passes plus small per-image and per-category sorts: detections are matched image by image (the
-memory order of a results file) and accumulated category by category, both in parallel. Every array here is a
-plain numpy array; nothing allocates per detection.
+memory order of a results file) and accumulated category by category, both side by side on the cores (the kernels
+release the GIL; :func:`mec_cli.evaluation.compiled.split` runs them on ranges of images or categories in threads,
+which the ahead-of-time build can do and numba's ``parallel=True`` could not). Every array here is a plain numpy
+array; nothing allocates per detection.
 """
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange
 
-from mec_cli.evaluation import numba_setup  # noqa: F401  (before any kernel runs: see its docstring)
+from mec_cli.evaluation.compiled import njit, split
 
 EPS = np.spacing(1)
 CAP_NONE, CAP_IMAGE, CAP_PAIR, CAP_CATEGORY = 0, 1, 2, 3
@@ -134,17 +135,6 @@ def _sort_categories_by_score(order, cat_ptr, score, k0, k1, packed):
         _sort_by_score(order, cat_ptr[k], cat_ptr[k + 1], score, bits, keys, tmp_k, tmp_i, counts, mask)
 
 
-@njit(cache=True, nogil=True, parallel=True)
-def _sort_categories_parallel(order, cat_ptr, score, chunks, packed):
-    """:func:`_sort_categories_by_score` in ``chunks`` runs of categories, in parallel; ``packed``: the items carry
-    an image index above bit 40."""
-    num_cats = cat_ptr.shape[0] - 1
-    step = (num_cats + chunks - 1) // chunks
-    for c in prange(chunks):
-        _sort_categories_by_score(order, cat_ptr, score, min(c * step, num_cats), min((c + 1) * step, num_cats),
-                                  packed)
-
-
 @njit(cache=True, nogil=True)
 def _find_pair(img_ptr, img_cat, img, cat):
     """Row of (img, cat) in the ground truth's per-image table (categories sorted), or -1."""
@@ -219,7 +209,6 @@ def _nth(by_img, grouped, j):
     return j if grouped else by_img[j]
 
 
-@njit(cache=True, nogil=True)
 def order_detections(img_idx, cat_idx, score, num_images, num_cats, cap_kind, cap, federated, img_ptr, img_cat,
                      pair_allowed, pack=True):
     """Which detections count, image by image and in accumulation order.
@@ -239,6 +228,20 @@ def order_detections(img_idx, cat_idx, score, num_images, num_cats, cap_kind, ca
         img_seq, img_seq_ptr: the same detections image by image, each image's in ``order``'s order (category by
             category, the matching order), and where each image starts.
     """
+    order, cat_ptr, img_seq_ptr, packed = _order_by_category(img_idx, cat_idx, score, num_images, num_cats, cap_kind,
+                                                             cap, federated, img_ptr, img_cat, pair_allowed, pack)
+    # 3. each category highest score first, categories side by side (about equal numbers of detections per thread)
+    split(lambda k0, k1: _sort_categories_by_score(order, cat_ptr, score, k0, k1, packed), cat_ptr)
+    img_seq = _matching_order(order, img_seq_ptr, img_idx, packed)
+    return order, cat_ptr, img_seq, img_seq_ptr
+
+
+@njit(cache=True, nogil=True)
+def _order_by_category(img_idx, cat_idx, score, num_images, num_cats, cap_kind, cap, federated, img_ptr, img_cat,
+                       pair_allowed, pack):
+    """Steps 1 and 2 of :func:`order_detections`, and step 3 up to the sort: (order, cat_ptr, img_seq_ptr, packed),
+    ``order`` category by category in image then file order, each entry carrying its image above bit 40 when
+    ``packed``."""
     n = img_idx.shape[0]
     keep = np.ones(n, np.bool_)
     # 1. every detection, image by image, file order kept
@@ -294,8 +297,8 @@ def order_detections(img_idx, cat_idx, score, num_images, num_cats, cap_kind, ca
     for k in range(num_cats):
         cat_ptr[k + 1] += cat_ptr[k]
     m = cat_ptr[num_cats]
-    # 3. category by category in image then file order (a stable bucket), then highest score first; each entry
-    #    carries its image in the bits above the detection's index when both fit
+    # 3. category by category in image then file order (a stable bucket; the caller then sorts each by score); each
+    #    entry carries its image in the bits above the detection's index when both fit
     packed = pack and num_images < (1 << 23) and n < (1 << 40)
     order = np.empty(m, np.int64)
     pos = cat_ptr[:-1].copy()
@@ -307,7 +310,13 @@ def order_detections(img_idx, cat_idx, score, num_images, num_cats, cap_kind, ca
                 k = cat_idx[d]
                 order[pos[k]] = d | tag
                 pos[k] += 1
-    _sort_categories_parallel(order, cat_ptr, score, 64, packed)
+    return order, cat_ptr, img_seq_ptr, packed
+
+
+@njit(cache=True, nogil=True)
+def _matching_order(order, img_seq_ptr, img_idx, packed):
+    """Step 4 of :func:`order_detections`: img_seq, and ``order`` without the image bits."""
+    m = order.shape[0]
     # 4. the matching order: image by image (a stable bucket of ``order``, so each image's detections stay category
     #    by category, highest score first, ties in file order: each pair's in the order the reference tools match)
     img_seq = np.empty(m, np.int64)
@@ -322,7 +331,7 @@ def order_detections(img_idx, cat_idx, score, num_images, num_cats, cap_kind, ca
             d, im = v, img_idx[v]
         img_seq[pos[im]] = d
         pos[im] += 1
-    return order, cat_ptr, img_seq, img_seq_ptr
+    return img_seq
 
 
 @njit(cache=True, nogil=True)
@@ -484,11 +493,11 @@ def _match_image(im, img_seq, s, e, cat_idx, det_box, det_area, area_from_box, u
         det_ig[d] = ig_bits
 
 
-@njit(cache=True, nogil=True, parallel=True)
 def match_images(img_seq, img_seq_ptr, cat_idx, det_box, det_area, area_from_box, use_table, iou_table, iou_off,
                  img_ptr, img_cat, pair_gt_start, pair_gt_count, pair_nel, gt_box, gt_area, gt_ignore, gt_crowd,
                  gt_has_id, iou_thrs, area_rng, det_tp, det_ig):
-    """Greedy matching of every (image, category) pair, images in parallel, memory touched image by image.
+    """Greedy matching of every (image, category) pair, images side by side (ranges of images in threads), memory
+    touched image by image.
 
     Args:
         img_seq, img_seq_ptr: the counted detections in matching order, from :func:`order_detections`.
@@ -502,10 +511,22 @@ def match_images(img_seq, img_seq_ptr, cat_idx, det_box, det_area, area_from_box
     Writes, for every detection d that counts, ``det_tp[d]``/``det_ig[d]``: bit masks, bit t * A + a set when
     matched to a (non-ignored, id != 0) ground truth / ignored at IoU threshold t and area range a.
     """
+    matched = np.zeros(gt_box.shape[0], np.uint64)  # bit t * A + a: the ground truth is taken there
+    max_ng = max(1, int(pair_gt_count.max())) if pair_gt_count.shape[0] else 1
+    # an image's cost: its detections (a ground truth belongs to one image, so the ranges share nothing)
+    split(lambda i0, i1: _match_image_range(i0, i1, img_seq, img_seq_ptr, cat_idx, det_box, det_area, area_from_box,
+                                            use_table, iou_table, iou_off, img_ptr, img_cat, pair_gt_start,
+                                            pair_gt_count, pair_nel, gt_box, gt_area, gt_ignore, gt_crowd, gt_has_id,
+                                            iou_thrs, area_rng, max_ng, matched, det_tp, det_ig), img_seq_ptr)
+
+
+@njit(cache=True, nogil=True)
+def _match_image_range(i0, i1, img_seq, img_seq_ptr, cat_idx, det_box, det_area, area_from_box, use_table, iou_table,
+                       iou_off, img_ptr, img_cat, pair_gt_start, pair_gt_count, pair_nel, gt_box, gt_area, gt_ignore,
+                       gt_crowd, gt_has_id, iou_thrs, area_rng, max_ng, matched, det_tp, det_ig):
+    """:func:`match_images` of images i0..i1-1 (``matched``: every ground truth's bits, zero at first)."""
     num_thr = iou_thrs.shape[0]
     num_area = area_rng.shape[0]
-    num_images = img_seq_ptr.shape[0] - 1
-    matched = np.zeros(gt_box.shape[0], np.uint64)  # bit t * A + a: the ground truth is taken there
     bits = np.empty((num_thr, num_area), np.uint64)  # the bit of each (threshold, area range)
     area_bits = np.zeros(num_area, np.uint64)  # the bits of every threshold of an area range
     thr_bits = np.zeros(num_thr, np.uint64)  # the bits of every area range of a threshold
@@ -514,19 +535,15 @@ def match_images(img_seq, img_seq_ptr, cat_idx, det_box, det_area, area_from_box
             bits[t, a] = np.uint64(1) << np.uint64(t * num_area + a)
             area_bits[a] |= bits[t, a]
             thr_bits[t] |= bits[t, a]
-    max_ng = 1
-    for r in range(pair_gt_count.shape[0]):
-        max_ng = max(max_ng, pair_gt_count[r])
-    for im in prange(num_images):
+    for im in range(i0, i1):
         _match_image(im, img_seq, img_seq_ptr[im], img_seq_ptr[im + 1], cat_idx, det_box, det_area, area_from_box,
                      use_table, iou_table, iou_off, img_ptr, img_cat, pair_gt_start, pair_gt_count, pair_nel, gt_box,
                      gt_area, gt_ignore, gt_crowd, gt_has_id, iou_thrs, area_rng, bits, area_bits, thr_bits, max_ng,
                      matched, det_tp, det_ig)
 
 
-@njit(cache=True, nogil=True, parallel=True)
 def accumulate(tp, ig, cat_ptr, gt_npig, num_thr, rec_thrs, precision, recall, cat_mean, mean_area):
-    """Precision at each recall threshold of every category (in parallel).
+    """Precision at each recall threshold of every category (ranges of categories side by side in threads).
 
     ``tp``/``ig`` are the detections' bit masks (bit t * A + a) in accumulation order (``order`` of
     :func:`order_detections`: category by category, highest score first; gathered beforehand, as a separate
@@ -542,15 +559,24 @@ def accumulate(tp, ig, cat_ptr, gt_npig, num_thr, rec_thrs, precision, recall, c
     so every sum is exact).
     """
     num_cats = cat_ptr.shape[0] - 1
+    # a category's cost: its detections, and writing its (T, R, A) precisions
+    cost = cat_ptr + np.arange(num_cats + 1) * (num_thr * rec_thrs.shape[0] * gt_npig.shape[1] // 4)
+    split(lambda k0, k1: _accumulate_range(k0, k1, tp, ig, cat_ptr, gt_npig, num_thr, rec_thrs, precision, recall,
+                                           cat_mean, mean_area), cost)
+
+
+@njit(cache=True, nogil=True)
+def _accumulate_range(k0, k1, tp, ig, cat_ptr, gt_npig, num_thr, rec_thrs, precision, recall, cat_mean, mean_area):
+    """:func:`accumulate` of categories k0..k1-1, 8 at a time (:func:`_accumulate_block`)."""
     num_area = gt_npig.shape[1]
     max_gt = 0  # the most true positives any category can have
-    for k in range(num_cats):
+    for k in range(k0, k1):
         for a in range(num_area):
             max_gt = max(max_gt, gt_npig[k, a])
     block = 8  # categories written together: a category alone touches each (t, r) row of precision apart
-    for b in prange((num_cats + block - 1) // block):
-        _accumulate_block(b * block, min((b + 1) * block, num_cats), tp, ig, cat_ptr, gt_npig, num_thr, rec_thrs,
-                          max_gt, precision, recall, cat_mean, mean_area)
+    for b0 in range(k0, k1, block):
+        _accumulate_block(b0, min(b0 + block, k1), tp, ig, cat_ptr, gt_npig, num_thr, rec_thrs, max_gt, precision,
+                          recall, cat_mean, mean_area)
 
 
 @njit(cache=True, nogil=True)

@@ -43,9 +43,8 @@ from __future__ import annotations
 from typing import Dict, Optional, Sequence
 
 import numpy as np
-from numba import njit
 
-from mec_cli.evaluation import numba_setup  # noqa: F401  (before any kernel runs: see its docstring)
+from mec_cli.evaluation.compiled import njit
 from mec_cli.evaluation.errors import IGNORED, TP, DetectionErrors
 
 LRP_TAU = 0.5

@@ -10,12 +10,12 @@ from __future__ import annotations
 from typing import Dict, Optional, Tuple
 
 import numpy as np
-from numba import njit
 
 from mec_cli.data import masks as rules
 from mec_cli.errors import MecError
-from mec_cli.evaluation import numba_setup  # noqa: F401  (before any kernel runs: see its docstring)
+from mec_cli.evaluation.compiled import njit
 
+# a kernel like the others (the ahead-of-time build holds it; the JIT's copy of this module sees numba's dispatcher)
 rle_string_check = njit(cache=True, nogil=True)(rules.rle_string_check)
 
 _SIZE_MISMATCH, _SIZE_BAD = 101, 102

@@ -1,6 +1,7 @@
-"""Start-up of the numba kernels: where their compiled code is cached, and numba's BLAS probe answered without
-importing scipy. Every module with kernels imports this one before it defines them (numba picks a kernel's cache
-folder when the kernel is defined)."""
+"""Start-up of numba's JIT for the kernels: where their compiled code is cached, numba's BLAS probe answered without
+importing scipy, and our kernels typed where other numba code names them. :mod:`mec_cli.evaluation.compiled` imports
+it before it makes numba's dispatchers of the kernels (numba picks a kernel's cache folder when the dispatcher is
+made); a module that defines numba kernels with numba's own decorators imports it first too."""
 from __future__ import annotations
 
 import sys
@@ -61,5 +62,18 @@ def skip_blas_probe() -> None:
         del sys.modules["scipy.linalg"]
 
 
-use_kernel_cache()  # on import: each module with kernels imports this one before defining them
+def type_our_kernels() -> None:
+    """numba code that names one of our kernels (a :class:`mec_cli.evaluation.compiled.Kernel`, where a module's
+    globals hold it) calls that kernel's numba dispatcher. Our own kernels see the dispatchers themselves
+    (:mod:`compiled` compiles them with such globals); this serves numba code of other modules."""
+    from numba.core import types  # noqa: PLC0415  (after numba's own set-up above)
+    from numba.core.typing.typeof import typeof_impl  # noqa: PLC0415  (idem)
+
+    from mec_cli.evaluation.compiled import Kernel  # noqa: PLC0415  (compiled imports this module when it sets up)
+
+    typeof_impl.register(Kernel)(lambda kernel, c: types.Dispatcher(kernel.dispatcher))
+
+
+use_kernel_cache()  # on import: before any dispatcher of ours is made
 skip_blas_probe()
+type_our_kernels()

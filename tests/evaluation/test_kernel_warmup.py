@@ -1,10 +1,12 @@
 """No numba compilation that a user waits for (issue 19).
 
 After the set-up's warm-up (``python -m mec_cli.evaluation.warmup``, the last step of ``make setup``), an evaluation
-must load every kernel from the cache: a fresh process evaluates data the warm-up never saw, along the paths of
+must find every kernel compiled: a fresh process evaluates data the warm-up never saw, along the paths of
 ``mec eval`` (the CLI on results files read whole and in pieces, every iou type, both protocols, Fixed AP, the
-analyses, groups; checkpoint evaluation's ``MECMetric``), and fails on any numba compile event. The cache is keyed
-by the kernels' contents, so a copy of the package elsewhere finds it too, and writes nothing into its own tree.
+analyses, groups; checkpoint evaluation's ``MECMetric``). By numba's JIT (``MEC_KERNELS=jit``) it fails on any
+numba compile event; by the ahead-of-time build (``MEC_KERNELS=aot``, which refuses any call the build lacks) it must
+not even import numba. Both are keyed by the kernels' contents, so a copy of the package elsewhere finds them too,
+and writes nothing into its own tree.
 """
 import json
 import os
@@ -18,6 +20,7 @@ import numpy as np
 import pycocotools.mask as mask_utils
 import pytest
 
+from mec_cli.data.groups import compute_groups
 from mec_cli.evaluation import kernel_cache, kernels, warmup
 from mec_cli.evaluation.numba_setup import KernelCacheLocator
 
@@ -48,9 +51,22 @@ def control():
 """
 
 
-def _run(code: str, cwd: Path = ROOT, env=None, timeout: int = 600) -> dict:
-    """Run ``PRELUDE + code`` in a fresh python; ``code`` prints one line 'RESULT <json>'."""
-    res = subprocess.run([sys.executable, "-c", PRELUDE + textwrap.dedent(code)], cwd=cwd, env=env,
+# The prelude of a child process served by the AOT build alone: nothing may import numba (the control is the build's
+# own: MEC_KERNELS=aot refuses any kernel call the build lacks).
+AOT_PRELUDE = """
+import json, sys
+compiled = []
+
+def control():
+    from mec_cli.evaluation import compiled as kernels_compiled
+    info = kernels_compiled.aot_info()
+    assert info["loaded"] and info["required"], info
+"""
+
+
+def _run(code: str, cwd: Path = ROOT, env=None, timeout: int = 600, prelude: str = PRELUDE) -> dict:
+    """Run ``prelude + code`` in a fresh python; ``code`` prints one line 'RESULT <json>'."""
+    res = subprocess.run([sys.executable, "-c", prelude + textwrap.dedent(code)], cwd=cwd, env=env,
                          capture_output=True, text=True, timeout=timeout)
     assert res.returncode == 0, (res.stdout + res.stderr)[-4000:]
     line = next(ln for ln in res.stdout.splitlines() if ln.startswith("RESULT "))
@@ -63,7 +79,11 @@ def warmed():
     res = subprocess.run([sys.executable, "-m", "mec_cli.evaluation.warmup"], cwd=ROOT, capture_output=True,
                          text=True, timeout=1200)
     assert res.returncode == 0, (res.stdout + res.stderr)[-4000:]
-    assert kernel_cache.ready()
+    assert kernel_cache.ready() and kernel_cache.aot_ready(), res.stdout[-2000:]
+
+
+def _env(mode: str, **extra) -> dict:
+    return dict(os.environ, MEC_KERNELS=mode, **extra)
 
 
 def _results(val: dict, rng: np.random.Generator, copies: int = 2, clutter: int = 6, masks: bool = True) -> list:
@@ -92,7 +112,8 @@ def _results(val: dict, rng: np.random.Generator, copies: int = 2, clutter: int 
     return out
 
 
-def test_an_evaluation_after_the_warm_up_compiles_nothing(warmed, synth_data, tmp_path):
+@pytest.mark.parametrize("mode", ["jit", "aot"])
+def test_an_evaluation_after_the_warm_up_compiles_nothing(warmed, synth_data, tmp_path, mode):
     ann = synth_data / "annotations" / "lvis_v1_val.json"
     val = json.loads(ann.read_text())
     rng = np.random.default_rng(7)
@@ -166,12 +187,16 @@ def test_an_evaluation_after_the_warm_up_compiles_nothing(warmed, synth_data, tm
         metric.process(None, [{{"img_id": im["id"], "mec_modes": {{"mean_probs": pred, "dynamic": dyn}}}}])
     flat = metric.compute_metrics(metric.results)
     runs.append(flat["dynamic/bbox_AP"])
-    print("RESULT " + json.dumps({{"compiled": compiled, "aps": runs, "loaded": len(kernels.match_images.signatures)}}))
+    print("RESULT " + json.dumps({{"compiled": compiled, "aps": runs, "numba": "numba" in sys.modules,
+                                  "loaded": len(kernels._match_image_range.signatures)}}))
     """
-    out = _run(code)
+    out = _run(code, env=_env(mode), prelude=PRELUDE if mode == "jit" else AOT_PRELUDE)
     assert out["compiled"] == [], "numba compiled during evaluation after the warm-up:\n" + "\n".join(out["compiled"])
     assert len(out["aps"]) == 9 and all(0 < ap <= 1 for ap in out["aps"]), out["aps"]
-    assert out["loaded"] >= 1  # the evaluations ran the cached kernels
+    if mode == "jit":
+        assert out["loaded"] >= 1  # the evaluations ran the cached kernels
+    else:
+        assert not out["numba"] and out["loaded"] == 0  # the AOT build ran every kernel call
 
 
 def test_a_copied_install_finds_the_compiled_kernels_and_writes_nothing_into_its_tree(warmed, tmp_path):
@@ -187,14 +212,24 @@ def test_a_copied_install_finds_the_compiled_kernels_and_writes_nothing_into_its
     control()
     paths = warmup.make_dataset(Path({str(data)!r}))
     doc = evaluate_results_file(paths["full"], paths["lvis"], ["bbox", "segm"], analysis=True)
+    from mec_cli.evaluation import compiled as kernels_compiled
     print("RESULT " + json.dumps({{"file": mec_cli.__file__, "compiled": compiled, "dir": str(kernel_cache.cache_dir()),
-                                  "AP": doc["modes"]["results"]["segm"]["AP"]}}))
+                                  "aot": str(kernel_cache.aot_dir()), "AP": doc["modes"]["results"]["segm"]["AP"]}}))
     """
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    out = _run(code, cwd=copy, env=env)
-    assert Path(out["file"]).is_relative_to(copy)
-    assert out["dir"] == str(kernel_cache.cache_dir()) and out["compiled"] == [] and 0 < out["AP"] <= 1
-    assert not [p for p in copy.rglob("*") if p.suffix in (".nbi", ".nbc")]
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "MEC_KERNELS", "PYTHONDONTWRITEBYTECODE")}
+    # the set-up's step in the copy (as `make setup` in a fresh clone): nothing to compile but the package's bytecode
+    setup = subprocess.run([sys.executable, "-m", "mec_cli.evaluation.warmup"], cwd=copy, env=env,
+                           capture_output=True, text=True, timeout=600)
+    assert setup.returncode == 0 and "already compiled" in setup.stdout, setup.stdout + setup.stderr
+    for module in ("evaluation/engine", "evaluation/jsonscan", "cli/eval"):
+        folder, name = (copy / "mec_cli" / module).parent, (copy / "mec_cli" / module).name
+        assert (folder / "__pycache__" / f"{name}.{sys.implementation.cache_tag}.pyc").is_file(), module
+    for mode, prelude in (("jit", PRELUDE), ("aot", AOT_PRELUDE)):
+        out = _run(code, cwd=copy, env=dict(env, MEC_KERNELS=mode), prelude=prelude)
+        assert Path(out["file"]).is_relative_to(copy)
+        assert out["dir"] == str(kernel_cache.cache_dir()) and out["aot"] == str(kernel_cache.aot_dir())
+        assert out["compiled"] == [] and 0 < out["AP"] <= 1
+    assert not [p for p in copy.rglob("*") if p.suffix in (".nbi", ".nbc", ".so")]
 
 
 def test_the_check_imports_no_numba_and_says_whether_the_kernels_are_compiled(warmed, tmp_path):
@@ -279,3 +314,119 @@ def test_the_warm_up_data_holds_every_kind_of_segmentation(tmp_path):
     assert all("bbox" not in r for r in json.loads(paths["no_box"].read_text()))
     gt = json.loads(paths["coco"].read_text())
     assert any(a["iscrowd"] for a in gt["annotations"]) and not json.loads(paths["empty"].read_text())
+
+
+def test_the_ahead_of_time_build_computes_what_the_jit_computes(warmed, synth_data, tmp_path):
+    """The same evaluations (both protocols, boxes, masks and boundaries, Fixed AP, the analyses with groups:
+    errors, calibration, confusion, oLRP; per-image records, shards, partial files merged, the paired bootstrap of
+    ``compare --ci``) by the AOT build alone and by numba's JIT alone: every precision and recall array, every metric
+    and every interval equal, bit for bit."""
+    ann = synth_data / "annotations" / "lvis_v1_val.json"
+    val = json.loads(ann.read_text())
+    rng = np.random.default_rng(11)
+    dets = _results(val, rng, copies=3)
+    (tmp_path / "dets.json").write_text(json.dumps(dets))
+    (tmp_path / "rescored.json").write_text(json.dumps([dict(r, score=float(np.round(rng.random(), 3))) for r in dets]))
+    for k in range(2):
+        (tmp_path / f"shard{k}.json").write_text(json.dumps([r for r in dets if r["image_id"] % 2 == k]))
+    groups = tmp_path / "groups.json"
+    groups.write_text(json.dumps(compute_groups(synth_data / "annotations" / "lvis_v1_train.json")))
+    code = f"""
+    from pathlib import Path
+    import numpy as np
+    from mec_cli.evaluation import compiled as kernels_compiled
+    from mec_cli.evaluation.api import evaluate_results_file
+    from mec_cli.evaluation.bootstrap import compare_documents
+    from mec_cli.evaluation.engine import Detections, GroundTruth, evaluate
+    from mec_cli.evaluation.jsonscan import read_results_file
+    from mec_cli.evaluation.partial import evaluate_partial_files, write_partial
+    control()
+    ann, tmp, groups = {str(ann)!r}, Path({str(tmp_path)!r}), {str(groups)!r}
+    dets_file, out = tmp / "dets.json", str(tmp)
+    docs, arrays = {{}}, {{}}
+    mode = kernels_compiled.mode()
+    types = ["bbox", "segm", "boundary"]
+
+    def strip(doc):
+        return {{k: v for k, v in doc.items() if k not in ("created", "results_file")}}
+
+    for protocol in ("lvis", "coco"):
+        doc = evaluate_results_file(dets_file, ann, types, protocol, groups, 50, True, per_image=True)
+        docs[protocol] = strip(doc)
+        other = evaluate_results_file(tmp / "rescored.json", ann, types, protocol, groups, per_image=True)
+        for iou_type in ("bbox", "segm", "boundary"):
+            docs[f"{{protocol}}_ci_{{iou_type}}"] = compare_documents(doc, "results", other, "results", iou_type,
+                                                                     resamples=200)
+        shards = [tmp / "shard0.json", tmp / "shard1.json"]
+        docs[f"{{protocol}}_shards"] = strip(evaluate_results_file(shards, ann, types, protocol, groups,
+                                                                   per_image=True))
+        parts = [tmp / f"{{mode}}_{{protocol}}_part{{k}}.npz" for k in range(2)]
+        for shard, part in zip(shards, parts):
+            write_partial(shard, ann, part, types, protocol, groups)
+        docs[f"{{protocol}}_merged"] = strip(evaluate_partial_files(parts, per_image=True))
+        gt = GroundTruth.from_file(ann, protocol)
+        dets = Detections.from_scan(*read_results_file(dets_file))
+        for iou_type in ("bbox", "segm"):
+            for cap in (None, 40):
+                res = evaluate(gt, dets, iou_type, max_dets_per_class=cap)
+                for name in ("precision", "recall", "order", "det_tp", "det_ig", "category_ap"):
+                    arrays[f"{{protocol}}_{{iou_type}}_{{cap}}_{{name}}"] = getattr(res, name)
+    np.savez(f"{{out}}/{{mode}}.npz", **arrays)
+    print("RESULT " + json.dumps({{"docs": docs, "numba": "numba" in sys.modules}}))
+    """
+    aot = _run(code, env=_env("aot"), prelude=AOT_PRELUDE)
+    jit = _run(code, env=_env("jit"))
+    assert not aot["numba"] and jit["numba"]
+    assert aot["docs"] == jit["docs"]
+    lvis = aot["docs"]["lvis"]["modes"]["results"]
+    assert {"errors", "calibration", "confusion", "lrp", "per_image"} <= set(lvis["segm"]), sorted(lvis["segm"])
+    merged, shards = (aot["docs"][f"lvis_{k}"]["modes"]["results"]["bbox"]["AP"] for k in ("merged", "shards"))
+    assert merged == shards and 0 < merged <= 1
+    a, j = np.load(tmp_path / "aot.npz"), np.load(tmp_path / "jit.npz")
+    assert sorted(a.files) == sorted(j.files) and len(a.files) == 2 * 2 * 2 * 6
+    for name in a.files:
+        assert a[name].dtype == j[name].dtype and np.array_equal(a[name], j[name]), name
+    assert 0 < aot["docs"]["lvis"]["modes"]["results"]["segm"]["AP"] <= 1
+
+
+def test_a_call_the_build_lacks_runs_by_the_jit_or_is_refused(warmed):
+    """Argument types the build was not made for: numba's JIT runs the kernel (the same answer), or, with
+    MEC_KERNELS=aot, one error naming the kernel."""
+    code = """
+    import numpy as np
+    from mec_cli.evaluation import kernels
+    values = np.array([5, 3, 9, 4], np.int64)
+    values.flags.writeable = False  # a read-only array: no signature of the build
+    out = np.empty(4, np.int16)  # nor an int16 output
+    try:
+        first_bad = kernels.lookup_ids(values, np.zeros(0, np.int64), np.array([3, 4, 5], np.int64), out)
+        answer = [int(first_bad), out.tolist()]
+    except RuntimeError as e:
+        answer = str(e)
+    print("RESULT " + json.dumps({"answer": answer, "numba": "numba" in sys.modules}))
+    """
+    auto = _run(code, env=_env("auto"), prelude=AOT_PRELUDE)
+    assert auto == {"answer": [2, [2, 0, -1, 1]], "numba": True}
+    refused = _run(code, env=_env("aot"), prelude=AOT_PRELUDE)
+    assert "MEC_KERNELS=aot" in refused["answer"] and "kernels.lookup_ids" in refused["answer"]
+    assert not refused["numba"]
+
+
+def test_a_failed_ahead_of_time_build_is_one_line_and_the_jit_serves(tmp_path, monkeypatch):
+    """No C compiler (here: CC names none): the build says so in one line before any work, leaves any build there,
+    and the warm-up's record of it counts as ready (the kernels run by numba's JIT, compiled before it), so that
+    ``make setup`` does not try again each time; a record of a build that has gone does not."""
+    monkeypatch.setenv("CC", str(tmp_path / "no-cc"))
+    before = kernel_cache.aot_ready()
+    out = warmup.build_aot()
+    assert out["built"] is False and out["seconds"] < 60, out
+    assert out["reason"].startswith("the ahead-of-time build failed: no working C compiler"), out["reason"]
+    assert str(tmp_path / "no-cc") in out["reason"] and "\n" not in out["reason"]
+    assert kernel_cache.aot_ready() == before
+    marker = tmp_path / "ready.json"
+    monkeypatch.setattr(kernel_cache, "marker", lambda: marker)
+    monkeypatch.setattr(kernel_cache, "aot_ready", lambda: False)
+    marker.write_text(json.dumps({"aot": out}))
+    assert kernel_cache.ready()
+    marker.write_text(json.dumps({"aot": {"built": True}}))
+    assert not kernel_cache.ready()

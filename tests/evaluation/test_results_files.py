@@ -244,3 +244,27 @@ def test_results_read_in_pieces_give_the_same_metrics_and_report_progress(tmp_pa
     size = (tmp_path / "res.json").stat().st_size
     assert len(reads) > 2 and reads[-1] == (size, size) and [d for d, _ in reads] == sorted(d for d, _ in reads)
     assert {"reading the annotations", "evaluating bbox, segm"} <= {step for step, _, _ in steps}
+
+
+def test_the_metrics_files_tool_versions_are_importlib_metadatas(tmp_path, monkeypatch):
+    """Read from the dist-info folders' names, the versions are those importlib.metadata gives (the first on
+    sys.path), including a package found twice and one found only by importlib.metadata's own search."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    from mec_cli.evaluation.api import VERSIONED, tool_versions
+
+    def reference():
+        out = {}
+        for pkg in VERSIONED:
+            try:
+                out[pkg] = version(pkg)
+            except PackageNotFoundError:
+                pass
+        return out
+
+    assert tool_versions() == reference() and "numpy" in tool_versions()
+    shadow = tmp_path / "site"
+    (shadow / "numpy-0.0.1.dist-info").mkdir(parents=True)
+    (shadow / "numpy-0.0.1.dist-info" / "METADATA").write_text("Metadata-Version: 2.1\nName: numpy\nVersion: 0.0.1\n")
+    monkeypatch.syspath_prepend(str(shadow))
+    assert tool_versions()["numpy"] == "0.0.1" == reference()["numpy"]
