@@ -68,16 +68,22 @@ def _table_format(fmt: Optional[str], out: Optional[Path], runs: List[str]) -> O
     return fmt
 
 
-def _emit_table(table, fmt: Optional[str], out: Optional[Path]) -> None:
-    """Write the table's file (first: a failure to write is then the only thing said), then show it."""
+def _emit_table(table, fmt: Optional[str], out: Optional[Path], outputs=None, after=None) -> None:
+    """Write the table's file and the command's other ``outputs`` together (first: a failure to write is then the
+    only thing said), then show the table, then call ``after`` (more to show), then say what was written."""
     from mec_cli.io import text_writer
     from mec_cli.reporting.render import render
 
     text = render(table, fmt) if fmt is not None else None
-    written = _commit({out: text_writer(text)}) if text is not None and out is not None else []
+    outputs = dict(outputs or {})
+    if text is not None and out is not None:
+        outputs[out] = text_writer(text)
+    written = _commit(outputs) if outputs else []
     print_table(_rich_table(table))
     if text is not None and out is None:
         typer.echo(text)
+    if after is not None:
+        after()
     _wrote(written)
 
 
@@ -225,27 +231,23 @@ def compare(runs: List[str] = RUNS, labels: Optional[List[str]] = LABEL, fmt: Op
     from mec_cli.cli._common import step_progress
     from mec_cli.io import text_writer
     from mec_cli.reporting.figures import intervals_figure
-    from mec_cli.reporting.render import render
     from mec_cli.reporting.significance import compare_intervals, with_intervals
 
     with step_progress() as report:
         intervals = compare_intervals(loaded, baseline_mode, mec_mode, grouping, resamples, confidence, seed,
                                       progress=lambda done, total: report("bootstrap resamples", done, total))
-    table = with_intervals(table, intervals)
-    text = render(table, fmt) if fmt is not None else None
-    outputs = {out: text_writer(text)} if text is not None and out is not None else {}
+    outputs = {}
     if figure is not None:
         outputs.update(_figure(intervals_figure(intervals), figure))
     if csv is not None:
         outputs[csv] = text_writer(intervals.to_csv(index=False))
-    written = _commit(outputs) if outputs else []  # written first: a failure to write is the one line said
-    print_table(_rich_table(table))
-    if text is not None and out is None:
-        typer.echo(text)
-    for r in intervals.to_dict("records"):
-        console.print(f"{r['pair']}, {r['column']} ({'box' if r['iou type'] == 'bbox' else 'mask'}): {r['verdict']}",
-                      markup=False, soft_wrap=True)
-    _wrote(written)
+
+    def verdicts():
+        for r in intervals.to_dict("records"):
+            console.print(f"{r['pair']}, {r['column']} ({'box' if r['iou type'] == 'bbox' else 'mask'}): "
+                          f"{r['verdict']}", markup=False, soft_wrap=True)
+
+    _emit_table(with_intervals(table, intervals), fmt, out, outputs, verdicts)
 
 
 @report_app.command("stage-count",
